@@ -1,0 +1,2 @@
+//! The `xen-exporter` binary (stub).
+fn main() {}

@@ -1,0 +1,293 @@
+//! The Prometheus side of the exporter: the metric model, the catalog of family names and the
+//! encoders. Pure, synchronous and infallible; it knows nothing about XAPI or the network.
+
+pub mod catalog;
+pub mod encode;
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The Prometheus metric type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A value that can go up and down; every RRD data source is one (a per-step average).
+    Gauge,
+    /// A monotonically increasing count; the family name ends in `_total`.
+    Counter,
+    /// Declared `untyped` (`unknown` in OpenMetrics): inherited names that end in `_total` or
+    /// `_count` but are not counters, which promtool would reject as gauges.
+    Untyped,
+}
+
+/// One label: a name from a fixed vocabulary and a shared value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// The label name; always a legal Prometheus label name.
+    pub name: &'static str,
+    /// The raw (unescaped) value; escaping happens in the encoder.
+    pub value: Arc<str>,
+}
+
+impl Label {
+    /// A label from a name and anything that converts into a shared string.
+    pub fn new(name: &'static str, value: impl Into<Arc<str>>) -> Self {
+        Label {
+            name,
+            value: value.into(),
+        }
+    }
+}
+
+/// The labels of one sample: a shared head (the identity of the object, e.g. a VM and its host)
+/// followed by a short tail of per-sample labels (a CPU, a device, an SR). The split keeps a
+/// scrape of thousands of VMs from copying the same four labels into every sample.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Labels {
+    /// Labels shared by every sample of one object, in output order.
+    pub head: Arc<[Label]>,
+    /// Labels specific to this sample, in output order after `head`.
+    pub tail: Vec<Label>,
+}
+
+impl Labels {
+    /// Labels with only a shared head.
+    pub fn head(head: Arc<[Label]>) -> Self {
+        Labels {
+            head,
+            tail: Vec::new(),
+        }
+    }
+
+    /// No labels at all.
+    pub fn none() -> Self {
+        Labels {
+            head: Arc::from(Vec::new()),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Every label in output order.
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.head.iter().chain(self.tail.iter())
+    }
+}
+
+/// One sample: labels and a value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's labels.
+    pub labels: Labels,
+    /// The value; NaN is never produced for RRD data (NaN samples are left out).
+    pub value: f64,
+}
+
+/// A metric family: a name, its metadata and its samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// The full metric name as it appears on sample lines (counters end in `_total`).
+    pub name: Cow<'static, str>,
+    /// The help text (unescaped), including the source unit where it is not a base unit.
+    pub help: Cow<'static, str>,
+    /// The metric type.
+    pub kind: Kind,
+    /// The samples; sorted and free of duplicates once built by [`FamiliesBuilder`].
+    pub samples: Vec<Sample>,
+}
+
+/// Collects samples into families and finishes them into the deterministic order the encoder
+/// expects: families sorted by name, samples sorted by label values, duplicates removed.
+#[derive(Debug, Default)]
+pub struct FamiliesBuilder {
+    index: HashMap<Cow<'static, str>, usize>,
+    families: Vec<Family>,
+}
+
+impl FamiliesBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sample list of the family `name`, created with `help` and `kind` on first use.
+    /// Metadata given on later calls for the same name is ignored: the first caller wins.
+    pub fn family(
+        &mut self,
+        name: Cow<'static, str>,
+        help: impl FnOnce() -> Cow<'static, str>,
+        kind: Kind,
+    ) -> &mut Vec<Sample> {
+        let next = self.families.len();
+        let idx = *self.index.entry(name.clone()).or_insert(next);
+        if idx == next {
+            self.families.push(Family {
+                name,
+                help: help(),
+                kind,
+                samples: Vec::new(),
+            });
+        }
+        &mut self.families[idx].samples
+    }
+
+    /// Adds one sample to the family `name`.
+    pub fn push(
+        &mut self,
+        name: Cow<'static, str>,
+        help: impl FnOnce() -> Cow<'static, str>,
+        kind: Kind,
+        sample: Sample,
+    ) {
+        self.family(name, help, kind).push(sample);
+    }
+
+    /// Appends a finished family (used for exporter-level families), merging by name.
+    pub fn extend_family(&mut self, family: Family) {
+        let Family {
+            name,
+            help,
+            kind,
+            samples,
+        } = family;
+        self.family(name, || help, kind).extend(samples);
+    }
+
+    /// Sorts families and samples and drops duplicate series (the first one wins). Returns the
+    /// families and the number of duplicate samples that were dropped.
+    pub fn finish(self) -> (Vec<Family>, usize) {
+        let mut families = self.families;
+        families.retain(|f| !f.samples.is_empty());
+        families.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut dropped = 0;
+        for family in &mut families {
+            family
+                .samples
+                .sort_by(|a, b| compare_labels(&a.labels, &b.labels));
+            let before = family.samples.len();
+            family
+                .samples
+                .dedup_by(|b, a| compare_labels(&a.labels, &b.labels) == Ordering::Equal);
+            dropped += before - family.samples.len();
+        }
+        (families, dropped)
+    }
+}
+
+/// Orders two label sets by their values (natural order, so `cpu="2"` comes before
+/// `cpu="10"`), then by names, so that output is stable and humans find it readable.
+pub fn compare_labels(a: &Labels, b: &Labels) -> Ordering {
+    let mut left = a.iter();
+    let mut right = b.iter();
+    loop {
+        match (left.next(), right.next()) {
+            (None, None) => return Ordering::Equal,
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(x), Some(y)) => {
+                let ord = x
+                    .name
+                    .cmp(y.name)
+                    .then_with(|| natural_cmp(&x.value, &y.value));
+                if ord != Ordering::Equal {
+                    return ord;
+                }
+            }
+        }
+    }
+}
+
+/// Compares strings so that runs of ASCII digits compare by numeric value.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    if a == b {
+        return Ordering::Equal;
+    }
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i].is_ascii_digit() && b[j].is_ascii_digit() {
+            let si = i;
+            while i < a.len() && a[i].is_ascii_digit() {
+                i += 1;
+            }
+            let sj = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            // Strip leading zeros, then a longer run is a larger number.
+            let x = trim_zeros(&a[si..i]);
+            let y = trim_zeros(&b[sj..j]);
+            let ord = x.len().cmp(&y.len()).then_with(|| x.cmp(y));
+            if ord != Ordering::Equal {
+                return ord;
+            }
+        } else {
+            if a[i] != b[j] {
+                return a[i].cmp(&b[j]);
+            }
+            i += 1;
+            j += 1;
+        }
+    }
+    // Equal so far: the shorter remainder first; fall back to bytes so "01" != "1" stays total.
+    (a.len() - i).cmp(&(b.len() - j)).then_with(|| a.cmp(b))
+}
+
+fn trim_zeros(digits: &[u8]) -> &[u8] {
+    let first = digits.iter().position(|&d| d != b'0').unwrap_or(digits.len());
+    &digits[first..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+        Labels {
+            head: pairs.iter().map(|(k, v)| Label::new(k, *v)).collect(),
+            tail: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn natural_order_puts_cpu_2_before_cpu_10() {
+        assert_eq!(natural_cmp("2", "10"), Ordering::Less);
+        assert_eq!(natural_cmp("cpu10", "cpu9"), Ordering::Greater);
+        assert_eq!(natural_cmp("a", "a"), Ordering::Equal);
+        assert_ne!(natural_cmp("01", "1"), Ordering::Equal);
+    }
+
+    #[test]
+    fn finish_sorts_and_drops_duplicate_series() {
+        let mut b = FamiliesBuilder::new();
+        for cpu in ["10", "2", "2"] {
+            b.push(
+                "xen_host_cpu".into(),
+                || "help".into(),
+                Kind::Gauge,
+                Sample {
+                    labels: labels(&[("cpu", cpu)]),
+                    value: 1.0,
+                },
+            );
+        }
+        b.push(
+            "xen_a".into(),
+            || "help".into(),
+            Kind::Gauge,
+            Sample {
+                labels: Labels::none(),
+                value: 1.0,
+            },
+        );
+        let (families, dropped) = b.finish();
+        assert_eq!(dropped, 1);
+        assert_eq!(families[0].name, "xen_a");
+        let cpus: Vec<_> = families[1]
+            .samples
+            .iter()
+            .map(|s| s.labels.head[0].value.to_string())
+            .collect();
+        assert_eq!(cpus, ["2", "10"]);
+    }
+}

@@ -1,0 +1,1 @@
+//! A simulated XAPI pool (stub).

@@ -1,0 +1,3 @@
+//! Talks to one XAPI pool. Knows nothing about Prometheus.
+
+pub mod rrd;
