@@ -110,36 +110,40 @@ impl FamiliesBuilder {
         Self::default()
     }
 
-    /// The sample list of the family `name`, created with `help` and `kind` on first use.
-    /// Metadata given on later calls for the same name is ignored: the first caller wins.
+    /// The sample list of the family `name`; `meta` (help text and type) is called only when
+    /// the family is created, so callers can pass a catalog lookup without paying for it on
+    /// every sample. Metadata of later calls for the same name is ignored.
     pub fn family(
         &mut self,
         name: Cow<'static, str>,
-        help: impl FnOnce() -> Cow<'static, str>,
-        kind: Kind,
+        meta: impl FnOnce() -> (Cow<'static, str>, Kind),
     ) -> &mut Vec<Sample> {
-        let next = self.families.len();
-        let idx = *self.index.entry(name.clone()).or_insert(next);
-        if idx == next {
-            self.families.push(Family {
-                name,
-                help: help(),
-                kind,
-                samples: Vec::new(),
-            });
-        }
+        let idx = match self.index.get(name.as_ref()) {
+            Some(&idx) => idx,
+            None => {
+                let (help, kind) = meta();
+                let idx = self.families.len();
+                self.index.insert(name.clone(), idx);
+                self.families.push(Family {
+                    name,
+                    help,
+                    kind,
+                    samples: Vec::new(),
+                });
+                idx
+            }
+        };
         &mut self.families[idx].samples
     }
 
-    /// Adds one sample to the family `name`.
+    /// Adds one sample to the family `name` (see [`FamiliesBuilder::family`]).
     pub fn push(
         &mut self,
         name: Cow<'static, str>,
-        help: impl FnOnce() -> Cow<'static, str>,
-        kind: Kind,
+        meta: impl FnOnce() -> (Cow<'static, str>, Kind),
         sample: Sample,
     ) {
-        self.family(name, help, kind).push(sample);
+        self.family(name, meta).push(sample);
     }
 
     /// Appends a finished family (used for exporter-level families), merging by name.
@@ -150,7 +154,7 @@ impl FamiliesBuilder {
             kind,
             samples,
         } = family;
-        self.family(name, || help, kind).extend(samples);
+        self.family(name, || (help, kind)).extend(samples);
     }
 
     /// Sorts families and samples and drops duplicate series (the first one wins). Returns the
@@ -263,8 +267,7 @@ mod tests {
         for cpu in ["10", "2", "2"] {
             b.push(
                 "xen_host_cpu".into(),
-                || "help".into(),
-                Kind::Gauge,
+                || ("help".into(), Kind::Gauge),
                 Sample {
                     labels: labels(&[("cpu", cpu)]),
                     value: 1.0,
@@ -273,8 +276,7 @@ mod tests {
         }
         b.push(
             "xen_a".into(),
-            || "help".into(),
-            Kind::Gauge,
+            || ("help".into(), Kind::Gauge),
             Sample {
                 labels: Labels::none(),
                 value: 1.0,
