@@ -13,7 +13,70 @@
 //! - [`server`]: HTTP endpoints; never sees XAPI wire data.
 //! - [`sim`]: a simulated XAPI pool for tests, benchmarks and `--demo`; shares no types with
 //!   [`xapi`].
+//!
+//! [`run`] wires one pool to an HTTP listener; `main.rs` only parses the configuration and
+//! calls it.
 
+pub mod collect;
+pub mod config;
+pub mod inventory;
 pub mod metrics;
+pub mod server;
 pub mod sim;
 pub mod xapi;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Mode, PoolConfig};
+
+/// How long shutdown waits for the XAPI logout.
+const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Exports the pool described by `pool` on `listener` until `shutdown` completes, then logs
+/// out of XAPI. The first login and inventory read start at once in the background, retried
+/// with back-off, so that `/-/ready` turns ready as soon as the pool answers.
+pub async fn run(
+    pool: PoolConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let description = format!(
+        "Exporting {} in {} mode.",
+        pool.endpoint,
+        match pool.mode {
+            Mode::Host => "host",
+            Mode::Pool => "pool",
+        }
+    );
+    let pool = Arc::new(collect::Pool::new(&pool).map_err(std::io::Error::other)?);
+    let warm_up = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let mut delay = Duration::from_secs(1);
+            loop {
+                match pool.warm_up().await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(reason = error.reason(), %error, retry_in = ?delay, "Cannot reach XAPI yet");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+        }
+    });
+    let state = server::State::new(pool.clone(), &description);
+    let served = server::serve(listener, server::router(state), shutdown).await;
+    warm_up.abort();
+    if tokio::time::timeout(LOGOUT_TIMEOUT, pool.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("XAPI logout timed out");
+    }
+    served
+}

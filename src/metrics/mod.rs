@@ -116,12 +116,12 @@ impl FamiliesBuilder {
     pub fn family(
         &mut self,
         name: Cow<'static, str>,
-        meta: impl FnOnce() -> (Cow<'static, str>, Kind),
+        meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
     ) -> &mut Vec<Sample> {
         let idx = match self.index.get(name.as_ref()) {
             Some(&idx) => idx,
             None => {
-                let (help, kind) = meta();
+                let (help, kind) = meta(&name);
                 let idx = self.families.len();
                 self.index.insert(name.clone(), idx);
                 self.families.push(Family {
@@ -140,7 +140,7 @@ impl FamiliesBuilder {
     pub fn push(
         &mut self,
         name: Cow<'static, str>,
-        meta: impl FnOnce() -> (Cow<'static, str>, Kind),
+        meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
         sample: Sample,
     ) {
         self.family(name, meta).push(sample);
@@ -154,7 +154,7 @@ impl FamiliesBuilder {
             kind,
             samples,
         } = family;
-        self.family(name, || (help, kind)).extend(samples);
+        self.family(name, |_| (help, kind)).extend(samples);
     }
 
     /// Sorts families and samples and drops duplicate series (the first one wins). Returns the
@@ -238,7 +238,10 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
 }
 
 fn trim_zeros(digits: &[u8]) -> &[u8] {
-    let first = digits.iter().position(|&d| d != b'0').unwrap_or(digits.len());
+    let first = digits
+        .iter()
+        .position(|&d| d != b'0')
+        .unwrap_or(digits.len());
     &digits[first..]
 }
 
@@ -267,7 +270,7 @@ mod tests {
         for cpu in ["10", "2", "2"] {
             b.push(
                 "xen_host_cpu".into(),
-                || ("help".into(), Kind::Gauge),
+                |_| ("help".into(), Kind::Gauge),
                 Sample {
                     labels: labels(&[("cpu", cpu)]),
                     value: 1.0,
@@ -276,7 +279,7 @@ mod tests {
         }
         b.push(
             "xen_a".into(),
-            || ("help".into(), Kind::Gauge),
+            |_| ("help".into(), Kind::Gauge),
             Sample {
                 labels: Labels::none(),
                 value: 1.0,

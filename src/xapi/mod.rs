@@ -1,3 +1,501 @@
-//! Talks to one XAPI pool. Knows nothing about Prometheus.
+//! Talks to one XAPI pool: one long-lived session on the master (JSON-RPC at `/jsonrpc`),
+//! `HOST_IS_SLAVE` redirects, re-login on `SESSION_INVALID` or HTTP 401, and `/rrd_updates`
+//! per host with that session. Knows nothing about Prometheus.
 
+pub mod records;
+pub mod rpc;
 pub mod rrd;
+pub mod tls;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::{Endpoint, PoolConfig, Secret};
+use rpc::Decoded;
+pub use rpc::Failure;
+
+/// The originator sent with every login. XAPI groups sessions per originator when it evicts
+/// old ones, so a distinctive value keeps us from pushing out other tools' sessions.
+pub const ORIGINATOR: &str = concat!("xen-exporter/", env!("CARGO_PKG_VERSION"));
+
+/// How many `HOST_IS_SLAVE` redirects one login follows before giving up.
+const MAX_REDIRECTS: usize = 4;
+
+/// The largest `/rrd_updates` body accepted; a host with thousands of VMs sends a few MiB.
+const MAX_BODY: usize = 256 << 20;
+
+/// Why a XAPI request failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No answer within the deadline.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// TCP connection failed (refused, unreachable, reset before a reply).
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The TLS handshake failed, e.g. an untrusted certificate.
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    /// An HTTP status other than 200.
+    #[error("HTTP status {status}")]
+    Http {
+        /// The status code.
+        status: u16,
+    },
+    /// XAPI answered with an API error.
+    #[error("XAPI error {} {:?}", .0.code, .0.params)]
+    Api(Failure),
+    /// The reply could not be decoded.
+    #[error("malformed reply: {0}")]
+    Decode(String),
+    /// Any other transport failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+}
+
+impl Error {
+    /// A bounded reason for metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Timeout(_) => "timeout",
+            Error::Connect(_) => "connect",
+            Error::Tls(_) => "tls",
+            Error::Http { status: 401 | 403 } => "auth",
+            Error::Http { status } if *status >= 500 => "http_5xx",
+            Error::Http { .. } => "http_4xx",
+            Error::Api(f) if f.code == "SESSION_AUTHENTICATION_FAILED" => "auth",
+            Error::Api(f) if f.code.starts_with("SESSION_") => "session",
+            Error::Api(_) => "api_error",
+            Error::Decode(_) => "parse",
+            Error::Transport(_) => "transport",
+        }
+    }
+
+    /// The API error code, if this is an API error.
+    pub fn api_code(&self) -> Option<&str> {
+        match self {
+            Error::Api(f) => Some(&f.code),
+            _ => None,
+        }
+    }
+
+    fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Error {
+        // The URL of an /rrd_updates request carries the session id: never let it into a
+        // message.
+        let err = err.without_url();
+        if err.is_timeout() {
+            return Error::Timeout(timeout);
+        }
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+                return Error::Tls(tls.to_string());
+            }
+            source = cause.source();
+        }
+        let text = chain_text(&err);
+        if err.is_connect() {
+            Error::Connect(text)
+        } else {
+            Error::Transport(text)
+        }
+    }
+}
+
+fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[derive(Debug, Default)]
+struct SessionState {
+    session: Option<Arc<str>>,
+    /// Bumped by every login, so that concurrent failures caused by one expired session
+    /// lead to exactly one new login.
+    generation: u64,
+}
+
+/// A session reference and the login generation it belongs to.
+#[derive(Debug, Clone)]
+struct Session {
+    id: Arc<str>,
+    generation: u64,
+}
+
+/// A client for one pool. Cheap to share behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
+pub struct Client {
+    rpc_http: reqwest::Client,
+    rrd_http: reqwest::Client,
+    endpoint: Endpoint,
+    master: RwLock<Endpoint>,
+    user: String,
+    password: Secret,
+    timeout: Duration,
+    state: Mutex<SessionState>,
+    login_lock: tokio::sync::Mutex<()>,
+    next_id: AtomicU64,
+    logins: AtomicU64,
+    logged_in_once: AtomicBool,
+}
+
+impl Client {
+    /// Builds a client; no network traffic until the first call.
+    pub fn new(config: &PoolConfig) -> Result<Client, String> {
+        let tls = tls::client_config(&config.tls)?;
+        let rpc_http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
+            .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(50))
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("HTTP client setup failed: {e}"))?;
+        // xcp-rrdd closes the connection after each /rrd_updates reply although it says
+        // keep-alive; reusing such a connection fails sporadically, so never pool them.
+        let rrd_http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("HTTP client setup failed: {e}"))?;
+        Ok(Client {
+            rpc_http,
+            rrd_http,
+            endpoint: config.endpoint.clone(),
+            master: RwLock::new(config.endpoint.clone()),
+            user: config.user.clone(),
+            password: config.password.clone(),
+            timeout: config.timeout,
+            state: Mutex::new(SessionState::default()),
+            login_lock: tokio::sync::Mutex::new(()),
+            next_id: AtomicU64::new(1),
+            logins: AtomicU64::new(0),
+            logged_in_once: AtomicBool::new(false),
+        })
+    }
+
+    /// The configured endpoint (XEN_HOST).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The master as last learned from a login.
+    pub fn master(&self) -> Endpoint {
+        self.master
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How a pool member at `address` (its `host.address`) is reached: the configured scheme
+    /// and port.
+    pub fn member(&self, address: &str) -> Endpoint {
+        self.endpoint.with_host(address)
+    }
+
+    /// Successful logins since start.
+    pub fn logins(&self) -> u64 {
+        self.logins.load(Ordering::Relaxed)
+    }
+
+    /// Whether a login has ever succeeded (readiness).
+    pub fn has_logged_in(&self) -> bool {
+        self.logged_in_once.load(Ordering::Relaxed)
+    }
+
+    fn current_session(&self) -> Option<Session> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.session.as_ref().map(|id| Session {
+            id: id.clone(),
+            generation: state.generation,
+        })
+    }
+
+    async fn session(&self) -> Result<Session, Error> {
+        if let Some(session) = self.current_session() {
+            return Ok(session);
+        }
+        let _guard = self.login_lock.lock().await;
+        if let Some(session) = self.current_session() {
+            return Ok(session);
+        }
+        self.login().await
+    }
+
+    /// Logs in again unless another task already did after `stale` failed.
+    async fn relogin(&self, stale: &Session) -> Result<Session, Error> {
+        let _guard = self.login_lock.lock().await;
+        if let Some(session) = self.current_session()
+            && session.generation != stale.generation
+        {
+            return Ok(session);
+        }
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.generation == stale.generation {
+                state.session = None;
+            }
+        }
+        self.login().await
+    }
+
+    /// Logs in, following `HOST_IS_SLAVE` to the master. Callers hold `login_lock`.
+    async fn login(&self) -> Result<Session, Error> {
+        let mut candidates = vec![self.master()];
+        if candidates[0] != self.endpoint {
+            candidates.push(self.endpoint.clone());
+        }
+        let mut last_error = None;
+        'candidates: for start in candidates {
+            let mut target = start;
+            for _ in 0..MAX_REDIRECTS {
+                let params = [
+                    Value::from(self.user.as_str()),
+                    Value::from(self.password.expose()),
+                    Value::from("1.0"),
+                    Value::from(ORIGINATOR),
+                ];
+                match self
+                    .rpc::<String>(&target, "session.login_with_password", &params)
+                    .await
+                {
+                    Ok(Decoded::Ok(session)) => {
+                        let generation = {
+                            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                            state.generation += 1;
+                            state.session = Some(Arc::from(session.as_str()));
+                            state.generation
+                        };
+                        *self.master.write().unwrap_or_else(|e| e.into_inner()) = target.clone();
+                        self.logins.fetch_add(1, Ordering::Relaxed);
+                        self.logged_in_once.store(true, Ordering::Relaxed);
+                        tracing::info!(master = %target, user = %self.user, "Logged in to XAPI");
+                        return Ok(Session {
+                            id: Arc::from(session.as_str()),
+                            generation,
+                        });
+                    }
+                    Ok(Decoded::Failure(f)) if f.code == "HOST_IS_SLAVE" => {
+                        let Some(address) = f.params.first().filter(|a| !a.trim().is_empty())
+                        else {
+                            last_error = Some(Error::Api(f));
+                            continue 'candidates;
+                        };
+                        tracing::info!(member = %target, master = %address, "Host is a pool member; following to the master");
+                        target = self.endpoint.with_host(address);
+                    }
+                    Ok(Decoded::Failure(f)) => return Err(Error::Api(f)),
+                    Err(e) => {
+                        last_error = Some(e);
+                        continue 'candidates;
+                    }
+                }
+            }
+            last_error = Some(Error::Decode("too many HOST_IS_SLAVE redirects".into()));
+        }
+        Err(last_error.unwrap_or(Error::Decode("no master to log in to".into())))
+    }
+
+    /// One JSON-RPC request to `target`, without session handling.
+    async fn rpc<T: DeserializeOwned>(
+        &self,
+        target: &Endpoint,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Decoded<T>, Error> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body = rpc::encode_request(method, params, id);
+        let url = format!("{}/jsonrpc", target.base_url());
+        let response = self
+            .rpc_http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json")
+            .timeout(self.timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::from_reqwest(e, self.timeout))?;
+        let status = response.status().as_u16();
+        if status != 200 {
+            return Err(Error::Http { status });
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Error::from_reqwest(e, self.timeout))?;
+        rpc::decode_response(&bytes).map_err(Error::Decode)
+    }
+
+    /// Calls `method` on the master with the session prepended to `params`, logging in first
+    /// if needed and once more if the session turns out to be invalid.
+    pub async fn call<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &[Value],
+    ) -> Result<T, Error> {
+        let mut session = self.session().await?;
+        for attempt in 0..2 {
+            let mut full = Vec::with_capacity(params.len() + 1);
+            full.push(Value::from(&*session.id));
+            full.extend_from_slice(params);
+            let master = self.master();
+            match self.rpc::<T>(&master, method, &full).await? {
+                Decoded::Ok(value) => return Ok(value),
+                Decoded::Failure(f)
+                    if attempt == 0
+                        && (f.code == "SESSION_INVALID" || f.code == "HOST_IS_SLAVE") =>
+                {
+                    if f.code == "HOST_IS_SLAVE"
+                        && let Some(address) = f.params.first()
+                    {
+                        *self.master.write().unwrap_or_else(|e| e.into_inner()) =
+                            self.endpoint.with_host(address);
+                    }
+                    tracing::info!(code = %f.code, method, "XAPI session no longer valid; logging in again");
+                    session = self.relogin(&session).await?;
+                }
+                Decoded::Failure(f) => return Err(Error::Api(f)),
+            }
+        }
+        Err(Error::Decode("session invalid right after login".into()))
+    }
+
+    /// `<class>.get_all_records`.
+    pub async fn all_records<R: DeserializeOwned>(
+        &self,
+        class: &str,
+    ) -> Result<records::Records<R>, Error> {
+        self.call(&format!("{class}.get_all_records"), &[]).await
+    }
+
+    /// Fetches the `/rrd_updates` body of the host at `host`: its own RRD and those of the VMs
+    /// resident on it, a few 5-second rows ending at the host's latest update. Answers by
+    /// `deadline` or fails with [`Error::Timeout`].
+    pub async fn rrd_updates(&self, host: &Endpoint, deadline: Instant) -> Result<Vec<u8>, Error> {
+        let mut session = self.session().await?;
+        for attempt in 0..2 {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(Error::Timeout(self.timeout));
+            }
+            // A negative start is relative to the host's own last update, so the window is
+            // right whatever the clock skew between us and the host (xapi-rrd >= 0.12, 2015).
+            let url = format!(
+                "{}/rrd_updates?start=-10&interval=5&cf=AVERAGE&host=true&json=true&session_id={}",
+                host.base_url(),
+                percent_encode(&session.id)
+            );
+            let response = self
+                .rrd_http
+                .get(url)
+                .header("accept", "application/json")
+                .header("connection", "close")
+                .timeout(remaining)
+                .send()
+                .await
+                .map_err(|e| Error::from_reqwest(e, remaining))?;
+            let status = response.status().as_u16();
+            if status == 401 && attempt == 0 {
+                tracing::info!(host = %host, "XAPI session refused by /rrd_updates; logging in again");
+                session = self.relogin(&session).await?;
+                continue;
+            }
+            if status != 200 {
+                return Err(Error::Http { status });
+            }
+            return read_body(response, remaining).await;
+        }
+        Err(Error::Http { status: 401 })
+    }
+
+    /// Ends the session (on shutdown). Failures are logged, not returned.
+    pub async fn logout(&self) {
+        let session = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.session.take()
+        };
+        let Some(session) = session else { return };
+        let master = self.master();
+        match self
+            .rpc::<Value>(&master, "session.logout", &[Value::from(&*session)])
+            .await
+        {
+            Ok(Decoded::Ok(_)) => tracing::info!(master = %master, "Logged out of XAPI"),
+            Ok(Decoded::Failure(f)) => {
+                tracing::warn!(code = %f.code, "XAPI logout failed")
+            }
+            Err(error) => tracing::warn!(%error, "XAPI logout failed"),
+        }
+    }
+}
+
+async fn read_body(mut response: reqwest::Response, timeout: Duration) -> Result<Vec<u8>, Error> {
+    let hint = response.content_length().unwrap_or(0);
+    let mut body = Vec::with_capacity(usize::try_from(hint).unwrap_or(0).min(MAX_BODY));
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| Error::from_reqwest(e, timeout))?
+    {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(Error::Decode(format!("body larger than {MAX_BODY} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encode_keeps_opaque_refs_readable() {
+        assert_eq!(
+            percent_encode("OpaqueRef:1f0d3a9c-5b51"),
+            "OpaqueRef:1f0d3a9c-5b51"
+        );
+        assert_eq!(percent_encode("a b&c"), "a%20b%26c");
+    }
+
+    #[test]
+    fn reasons_are_bounded_words() {
+        assert_eq!(Error::Http { status: 401 }.reason(), "auth");
+        assert_eq!(Error::Http { status: 503 }.reason(), "http_5xx");
+        assert_eq!(
+            Error::Api(Failure {
+                code: "SESSION_INVALID".into(),
+                params: vec![]
+            })
+            .reason(),
+            "session"
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! One scrape of one pool: fetch `/rrd_updates` from every target host concurrently under a
+//! deadline, read SR records, join rows with the inventory's names and turn everything into
+//! metric families. The only module that knows both XAPI and Prometheus. Failures become
+//! samples (`xen_host_up` 0, error counters) and one log line; a scrape never fails.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{Shared, join_all};
+use tokio::time::{Instant, timeout_at};
+
+use crate::config::{Endpoint, Mode, PoolConfig};
+use crate::inventory::{self, HostEntry, Inventory, SrIndex};
+use crate::metrics::catalog::{self, Owner, SrRef};
+use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample};
+use crate::xapi::rrd::{self, Legend, RrdUpdates};
+use crate::xapi::{self, Client, records};
+
+/// An unknown UUID reloads the inventory at most this often.
+const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A pool being exported: its client (and session), inventory and error counters.
+#[derive(Debug)]
+pub struct Pool {
+    client: Arc<Client>,
+    inventory: inventory::Cache,
+    mode: Mode,
+    halt_on_no_uuid: bool,
+    timeout: Duration,
+    host_errors: Mutex<BTreeMap<HostErrorKey, u64>>,
+    collector_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Host mode: the identity of the configured host, learned from its own RRD.
+    identity: Mutex<Option<HostEntry>>,
+}
+
+/// A host to fetch, with what the inventory knows of it.
+#[derive(Debug, Clone)]
+struct Target {
+    endpoint: Endpoint,
+    known: Option<HostEntry>,
+}
+
+/// What mapping one host's reply produced.
+#[derive(Debug)]
+struct HostSamples {
+    host: HostEntry,
+    samples: Vec<(Cow<'static, str>, Sample)>,
+}
+
+/// Why a host produced no samples this scrape.
+#[derive(Debug)]
+struct HostFailure {
+    reason: &'static str,
+    message: String,
+}
+
+impl From<xapi::Error> for HostFailure {
+    fn from(error: xapi::Error) -> Self {
+        HostFailure {
+            reason: error.reason(),
+            message: error.to_string(),
+        }
+    }
+}
+
+type SrResult = Result<Arc<SrIndex>, xapi::Error>;
+
+/// Host name, host UUID and reason of a failed host collection.
+type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
+
+impl Pool {
+    /// A pool from its configuration; no network traffic yet.
+    pub fn new(config: &PoolConfig) -> Result<Pool, String> {
+        let client = Arc::new(Client::new(config)?);
+        Ok(Pool {
+            inventory: inventory::Cache::new(client.clone(), REFRESH_MIN_INTERVAL),
+            client,
+            mode: config.mode,
+            halt_on_no_uuid: config.halt_on_no_uuid,
+            timeout: config.timeout,
+            host_errors: Mutex::new(BTreeMap::new()),
+            collector_errors: Mutex::new(BTreeMap::new()),
+            identity: Mutex::new(None),
+        })
+    }
+
+    /// The XAPI client.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Ready once a login has succeeded.
+    pub fn is_ready(&self) -> bool {
+        self.client.has_logged_in()
+    }
+
+    /// Logs in and loads the inventory, so that the first scrape is as fast as the others.
+    pub async fn warm_up(&self) -> Result<(), xapi::Error> {
+        self.inventory.get().await.map(|_| ())
+    }
+
+    /// Ends the XAPI session.
+    pub async fn shutdown(&self) {
+        self.client.logout().await;
+    }
+
+    fn count_collector_error(&self, source: &'static str, error: &xapi::Error) {
+        tracing::warn!(source, reason = error.reason(), %error, "Collection step failed");
+        *self
+            .collector_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((source, error.reason()))
+            .or_default() += 1;
+    }
+
+    /// Runs one collection and returns its families, sorted and free of duplicates.
+    pub async fn scrape(&self) -> Vec<Family> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let inventory = match timeout_at(deadline, self.inventory.get()).await {
+            Ok(Ok(inventory)) => Some(inventory),
+            Ok(Err(error)) => {
+                self.count_collector_error("inventory", &error);
+                None
+            }
+            Err(_) => {
+                self.count_collector_error("inventory", &xapi::Error::Timeout(self.timeout));
+                None
+            }
+        };
+        let targets = self.targets(inventory.as_deref());
+
+        let client = self.client.clone();
+        let sr_read: Shared<_> = async move {
+            match timeout_at(deadline, client.all_records::<records::Sr>("SR")).await {
+                Ok(Ok(records)) => Ok(Arc::new(SrIndex::new(records))),
+                Ok(Err(error)) => Err(error),
+                Err(_) => Err(xapi::Error::Timeout(deadline - started)),
+            }
+        }
+        .boxed()
+        .shared();
+
+        let hosts = join_all(targets.into_iter().map(|target| {
+            let sr_read = sr_read.clone();
+            let inventory = inventory.clone();
+            async move {
+                let begun = Instant::now();
+                let result = self
+                    .collect_host(&target, deadline, sr_read, inventory)
+                    .await;
+                (target, result, begun.elapsed())
+            }
+        }));
+        let (hosts, srs) = tokio::join!(hosts, sr_read);
+
+        let mut out = FamiliesBuilder::new();
+        match &srs {
+            Ok(index) => {
+                self.inventory.update_srs(index.clone());
+                push_sr_families(&mut out, index);
+            }
+            Err(error) => self.count_collector_error("sr_records", error),
+        }
+        for (target, result, elapsed) in hosts {
+            self.push_host(&mut out, &target, result, elapsed);
+        }
+        self.push_error_counters(&mut out);
+        out.push(
+            "xen_exporter_build_info".into(),
+            catalog::describe,
+            Sample {
+                labels: Labels::head(Arc::from(vec![Label::new(
+                    "version",
+                    env!("CARGO_PKG_VERSION"),
+                )])),
+                value: 1.0,
+            },
+        );
+        out.push(
+            "xen_collector_duration_seconds".into(),
+            catalog::describe,
+            Sample {
+                labels: Labels::none(),
+                value: started.elapsed().as_secs_f64(),
+            },
+        );
+        let (families, dropped) = out.finish();
+        if dropped > 0 {
+            tracing::debug!(dropped, "Dropped duplicate series");
+        }
+        families
+    }
+
+    fn targets(&self, inventory: Option<&Inventory>) -> Vec<Target> {
+        match self.mode {
+            Mode::Pool => inventory
+                .map(|inv| {
+                    inv.hosts
+                        .iter()
+                        .map(|h| Target {
+                            endpoint: self.client.member(&h.address),
+                            known: Some(h.clone()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Mode::Host => {
+                let endpoint = self.client.endpoint().clone();
+                let remembered = self
+                    .identity
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                let known = remembered.or_else(|| {
+                    let inv = inventory?;
+                    inv.host_by_address(&endpoint.host).cloned().or_else(|| {
+                        // XEN_HOST=localhost in dom0 names no address; if no redirect happened
+                        // the configured host is the master.
+                        (self.client.master() == endpoint)
+                            .then(|| inv.master_uuid.as_ref().and_then(|u| inv.host(u)).cloned())
+                            .flatten()
+                    })
+                });
+                vec![Target { endpoint, known }]
+            }
+        }
+    }
+
+    async fn collect_host(
+        &self,
+        target: &Target,
+        deadline: Instant,
+        sr_read: Shared<futures::future::BoxFuture<'static, SrResult>>,
+        inventory: Option<Arc<Inventory>>,
+    ) -> Result<HostSamples, HostFailure> {
+        let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
+        let parsed = rrd::parse(&body).map_err(|e| HostFailure {
+            reason: "parse",
+            message: e.to_string(),
+        })?;
+        let mut inventory = match inventory {
+            Some(inventory) => inventory,
+            None => timeout_at(deadline, self.inventory.get())
+                .await
+                .map_err(|_| HostFailure::from(xapi::Error::Timeout(self.timeout)))??,
+        };
+        if has_unknown_owner(&parsed, &inventory) {
+            match timeout_at(deadline, self.inventory.refresh_for_unknown()).await {
+                Ok(Ok(fresh)) => inventory = fresh,
+                Ok(Err(error)) => self.count_collector_error("inventory", &error),
+                Err(_) => {}
+            }
+        }
+        let srs = match sr_read.await {
+            Ok(index) => index,
+            Err(_) => inventory.srs.clone(),
+        };
+        let (samples, unresolved) = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
+        if self.halt_on_no_uuid && !unresolved.is_empty() {
+            return Err(HostFailure {
+                reason: "unknown_sr",
+                message: format!(
+                    "no SR found for UUID prefix {} (HALT_ON_NO_UUID=true)",
+                    unresolved.join(", ")
+                ),
+            });
+        }
+        if self.mode == Mode::Host {
+            *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(samples.host.clone());
+        }
+        Ok(samples)
+    }
+
+    fn push_host(
+        &self,
+        out: &mut FamiliesBuilder,
+        target: &Target,
+        result: Result<HostSamples, HostFailure>,
+        elapsed: Duration,
+    ) {
+        let (host, up) = match result {
+            Ok(HostSamples { host, samples }) => {
+                for (name, sample) in samples {
+                    out.push(name, catalog::describe, sample);
+                }
+                (host, 1.0)
+            }
+            Err(failure) => {
+                let host = target.known.clone().unwrap_or_else(|| HostEntry {
+                    uuid: Arc::from(""),
+                    name: Arc::from(target.endpoint.host.as_str()),
+                    address: target.endpoint.host.clone(),
+                });
+                tracing::warn!(
+                    host = %host.name,
+                    host_uuid = %host.uuid,
+                    endpoint = %target.endpoint,
+                    reason = failure.reason,
+                    error = %failure.message,
+                    "Host collection failed"
+                );
+                *self
+                    .host_errors
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry((host.name.clone(), host.uuid.clone(), failure.reason))
+                    .or_default() += 1;
+                (host, 0.0)
+            }
+        };
+        let head: Arc<[Label]> = Arc::from(vec![
+            Label::new("host", host.name.clone()),
+            Label::new("host_uuid", host.uuid.clone()),
+        ]);
+        out.push(
+            "xen_host_up".into(),
+            catalog::describe,
+            Sample {
+                labels: Labels::head(head.clone()),
+                value: up,
+            },
+        );
+        out.push(
+            "xen_host_scrape_duration_seconds".into(),
+            catalog::describe,
+            Sample {
+                labels: Labels::head(head),
+                value: elapsed.as_secs_f64(),
+            },
+        );
+    }
+
+    fn push_error_counters(&self, out: &mut FamiliesBuilder) {
+        let host_errors = self
+            .host_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for ((name, uuid, reason), count) in host_errors {
+            out.push(
+                "xen_host_scrape_errors_total".into(),
+                catalog::describe,
+                Sample {
+                    labels: Labels::head(Arc::from(vec![
+                        Label::new("host", name),
+                        Label::new("host_uuid", uuid),
+                        Label::new("reason", reason),
+                    ])),
+                    value: count as f64,
+                },
+            );
+        }
+        let collector_errors = self
+            .collector_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for ((source, reason), count) in collector_errors {
+            out.push(
+                "xen_collector_errors_total".into(),
+                catalog::describe,
+                Sample {
+                    labels: Labels::head(Arc::from(vec![
+                        Label::new("source", source),
+                        Label::new("reason", reason),
+                    ])),
+                    value: count as f64,
+                },
+            );
+        }
+    }
+}
+
+fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
+    for sr in &index.srs {
+        // The original exporter's label order; kept so diffs against it stay readable.
+        let head: Arc<[Label]> = Arc::from(vec![
+            Label::new("sr_uuid", sr.uuid.clone()),
+            Label::new("sr", sr.name.clone()),
+            Label::new("type", sr.sr_type.clone()),
+            Label::new("content_type", sr.content_type.clone()),
+        ]);
+        for (name, value) in [
+            ("xen_sr_physical_size", sr.physical_size),
+            ("xen_sr_physical_utilization", sr.physical_utilisation),
+            ("xen_sr_virtual_allocation", sr.virtual_allocation),
+        ] {
+            out.push(
+                Cow::Borrowed(name),
+                catalog::describe,
+                Sample {
+                    labels: Labels::head(head.clone()),
+                    #[allow(clippy::cast_precision_loss)]
+                    value: value as f64,
+                },
+            );
+        }
+    }
+}
+
+/// Whether any host or VM in the legend is missing from the inventory.
+fn has_unknown_owner(parsed: &RrdUpdates<'_>, inventory: &Inventory) -> bool {
+    let mut last = "";
+    for entry in &parsed.legend {
+        let Some(legend) = Legend::parse(entry) else {
+            continue;
+        };
+        if legend.uuid == last {
+            continue;
+        }
+        last = legend.uuid;
+        let known = match legend.owner {
+            "host" => inventory.host(legend.uuid).is_some(),
+            "vm" => inventory.vm(legend.uuid).is_some(),
+            _ => true,
+        };
+        if !known {
+            return true;
+        }
+    }
+    false
+}
+
+/// Joins one host's newest row with names. Returns the samples and the SR prefixes that
+/// matched no SR (their series keep the prefix as `sr_uuid`).
+fn map_rrd(
+    parsed: &RrdUpdates<'_>,
+    inventory: &Inventory,
+    srs: &SrIndex,
+    known: Option<&HostEntry>,
+) -> (HostSamples, Vec<String>) {
+    let host = parsed
+        .legend
+        .iter()
+        .filter_map(|e| Legend::parse(e))
+        .find(|l| l.owner == "host")
+        .map(|l| match inventory.host(l.uuid) {
+            Some(h) => h.clone(),
+            None => HostEntry {
+                uuid: Arc::from(l.uuid),
+                name: Arc::from(l.uuid),
+                address: String::new(),
+            },
+        })
+        .or_else(|| known.cloned())
+        .unwrap_or_else(|| HostEntry {
+            uuid: Arc::from(""),
+            name: Arc::from(""),
+            address: String::new(),
+        });
+    let mut samples = Vec::new();
+    let mut unresolved = Vec::new();
+    let Some(row) = &parsed.newest else {
+        return (HostSamples { host, samples }, unresolved);
+    };
+    samples.reserve(parsed.legend.len());
+    let host_head: Arc<[Label]> = Arc::from(vec![
+        Label::new("host", host.name.clone()),
+        Label::new("host_uuid", host.uuid.clone()),
+    ]);
+    let mut heads: HashMap<&str, (Owner, Arc<[Label]>)> = HashMap::new();
+    let mut interned: HashMap<&str, Arc<str>> = HashMap::new();
+    for (entry, &value) in parsed.legend.iter().zip(&row.values) {
+        if value.is_nan() {
+            continue;
+        }
+        let Some(legend) = Legend::parse(entry) else {
+            continue;
+        };
+        // We ask for cf=AVERAGE; a host that ignores it would otherwise yield duplicates.
+        if legend.cf != "AVERAGE" {
+            continue;
+        }
+        let (owner, head) = match heads.get(legend.uuid) {
+            Some((owner, head)) => (*owner, head.clone()),
+            None => {
+                let resolved = match legend.owner {
+                    "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone()),
+                    "host" => {
+                        let (name, uuid) = match inventory.host(legend.uuid) {
+                            Some(h) => (h.name.clone(), h.uuid.clone()),
+                            None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+                        };
+                        (
+                            Owner::Host,
+                            Arc::from(vec![
+                                Label::new("host", name),
+                                Label::new("host_uuid", uuid),
+                            ]),
+                        )
+                    }
+                    "vm" => {
+                        // An unknown VM (e.g. migrated in from another pool) is named by its
+                        // UUID, as the original exporter did.
+                        let (name, uuid) = match inventory.vm(legend.uuid) {
+                            Some(v) => (v.name.clone(), v.uuid.clone()),
+                            None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+                        };
+                        (
+                            Owner::Vm,
+                            Arc::from(vec![
+                                Label::new("vm", name),
+                                Label::new("vm_uuid", uuid),
+                                Label::new("host", host.name.clone()),
+                                Label::new("host_uuid", host.uuid.clone()),
+                            ]),
+                        )
+                    }
+                    "sr" => {
+                        let (name, uuid) = match srs.by_uuid(legend.uuid) {
+                            Some(s) => (s.name.clone(), s.uuid.clone()),
+                            None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+                        };
+                        (
+                            Owner::Sr,
+                            Arc::from(vec![Label::new("sr", name), Label::new("sr_uuid", uuid)]),
+                        )
+                    }
+                    _ => continue,
+                };
+                heads.insert(legend.uuid, resolved.clone());
+                resolved
+            }
+        };
+        let mapped = catalog::map_data_source(owner, legend.name);
+        let mut tail = Vec::new();
+        if let Some(sr) = mapped.sr {
+            let (name, uuid) = match sr {
+                SrRef::Prefix(prefix) => match srs.by_prefix(prefix) {
+                    Some(s) => (s.name.clone(), s.uuid.clone()),
+                    None => {
+                        if !unresolved.iter().any(|p| p == prefix) {
+                            unresolved.push(prefix.to_string());
+                        }
+                        let p = intern(&mut interned, prefix);
+                        (p.clone(), p)
+                    }
+                },
+                SrRef::Full(uuid) => match srs.by_uuid(uuid) {
+                    Some(s) => (s.name.clone(), s.uuid.clone()),
+                    None => {
+                        let u = intern(&mut interned, uuid);
+                        (u.clone(), u)
+                    }
+                },
+            };
+            tail.reserve_exact(2 + usize::from(mapped.label.is_some()));
+            tail.push(Label::new("sr", name));
+            tail.push(Label::new("sr_uuid", uuid));
+        }
+        if let Some((name, value)) = mapped.label {
+            tail.push(Label::new(name, intern(&mut interned, value)));
+        }
+        samples.push((
+            mapped.family,
+            Sample {
+                labels: Labels { head, tail },
+                value,
+            },
+        ));
+    }
+    (HostSamples { host, samples }, unresolved)
+}
+
+fn intern<'a>(cache: &mut HashMap<&'a str, Arc<str>>, text: &'a str) -> Arc<str> {
+    cache.entry(text).or_insert_with(|| Arc::from(text)).clone()
+}

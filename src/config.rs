@@ -1,0 +1,625 @@
+//! Command line and environment → a validated [`Config`]. Everything the rest of the program
+//! needs is checked here, once, with messages that name the setting and the fix; nothing else
+//! reads the environment.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The raw command line, each option also readable from the environment variable the original
+/// Python exporter used. Values are kept as strings so that validation can name the variable
+/// and the accepted values itself.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "xen-exporter",
+    version,
+    about = "Prometheus exporter for XCP-ng and Citrix XenServer pools",
+    long_about = "Prometheus exporter for XCP-ng and Citrix XenServer pools: every RRD data \
+                  source of every host, named hosts, VMs and SRs, and SR capacity.\n\n\
+                  Every option can also be set by the environment variable shown. There is \
+                  deliberately no password flag: process arguments are visible to every user \
+                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD)."
+)]
+pub struct Cli {
+    /// Pool master (or any member) to talk to: `host`, `host:port`, `https://host[:port]`,
+    /// `http://host[:port]`, IPv6 as `[::1]:443`. Members are reached at their `host.address`
+    /// with the same scheme and port.
+    #[arg(long = "xen.host", env = "XEN_HOST", default_value = "localhost")]
+    pub xen_host: String,
+
+    /// XAPI user name. Prefer a dedicated account over root.
+    #[arg(long = "xen.user", env = "XEN_USER", default_value = "root")]
+    pub xen_user: String,
+
+    /// File holding the XAPI password (Docker/Kubernetes secrets). A trailing newline is
+    /// ignored. Alternatively set XEN_PASSWORD in the environment (never on the command line).
+    #[arg(long = "xen.password-file", env = "XEN_PASSWORD_FILE")]
+    pub xen_password_file: Option<PathBuf>,
+
+    /// Verify the TLS certificates of the pool's hosts (true or false).
+    #[arg(
+        long = "xen.ssl-verify",
+        env = "XEN_SSL_VERIFY",
+        default_value = "true"
+    )]
+    pub xen_ssl_verify: String,
+
+    /// PEM file of extra CA certificates to trust for the pool's hosts, in addition to the
+    /// system roots.
+    #[arg(long = "xen.ssl-ca-file", env = "XEN_SSL_CA_FILE")]
+    pub xen_ssl_ca_file: Option<PathBuf>,
+
+    /// `host`: export the RRD of XEN_HOST only; `pool`: export every host of the pool.
+    #[arg(long = "xen.mode", env = "XEN_MODE", default_value = "host")]
+    pub xen_mode: String,
+
+    /// When an SR named in a host's data sources is unknown to the pool, mark that host failed
+    /// (xen_host_up 0) instead of exporting its series with the SR UUID prefix (true or false).
+    #[arg(
+        long = "xen.halt-on-no-uuid",
+        env = "HALT_ON_NO_UUID",
+        default_value = "false"
+    )]
+    pub halt_on_no_uuid: String,
+
+    /// Seconds allowed for each XAPI request, and so for each host in a scrape. Keep it below
+    /// Prometheus' scrape timeout (10 s by default).
+    #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
+    pub xen_timeout: String,
+
+    /// TCP port of the metrics endpoint.
+    #[arg(long = "web.port", env = "PORT", default_value = "9100")]
+    pub port: String,
+
+    /// Address to bind the metrics endpoint to (an IPv4 or IPv6 address).
+    #[arg(long = "web.bind", env = "BIND", default_value = "0.0.0.0")]
+    pub bind: String,
+
+    /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
+    #[arg(long = "log.level", env = "XEN_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+
+    /// Validate the configuration, print what was understood (secrets masked) and exit.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
+
+    /// Start a built-in simulated XCP-ng pool on loopback and export it; no hypervisor
+    /// needed. XAPI settings are ignored.
+    #[arg(long = "demo")]
+    pub demo: bool,
+}
+
+/// A secret string: it never prints, in `Debug` or anywhere else, and there is no `Display`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+/// `http` or `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain HTTP (XAPI's port 80, when `https_only` is not set).
+    Http,
+    /// HTTPS (XAPI's port 443, the default).
+    Https,
+}
+
+impl Scheme {
+    /// `"http"` or `"https"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+}
+
+/// Where a XAPI host listens: scheme, host (name, IPv4 or IPv6 without brackets) and port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// The URL scheme.
+    pub scheme: Scheme,
+    /// Host name or address, IPv6 without brackets.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// Parses `XEN_HOST`-style text; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Endpoint, String> {
+        let text = text.trim();
+        let (scheme, rest) = if let Some(rest) = text.strip_prefix("https://") {
+            (Scheme::Https, rest)
+        } else if let Some(rest) = text.strip_prefix("http://") {
+            (Scheme::Http, rest)
+        } else if text.contains("://") {
+            return Err("the scheme must be https:// or http://".into());
+        } else {
+            (Scheme::Https, text)
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains('/') || rest.contains('?') || rest.contains('#') {
+            return Err("give only a host and optional port, without a path".into());
+        }
+        if rest.contains('@') {
+            return Err(
+                "credentials do not belong in the address; use XEN_USER and XEN_PASSWORD_FILE"
+                    .into(),
+            );
+        }
+        if rest.is_empty() {
+            return Err("the host name is empty".into());
+        }
+        let (host, port) = if let Some(after) = rest.strip_prefix('[') {
+            let (inside, tail) = after
+                .split_once(']')
+                .ok_or("an IPv6 address opened with [ must close with ]")?;
+            inside
+                .parse::<Ipv6Addr>()
+                .map_err(|_| format!("{inside:?} is not an IPv6 address"))?;
+            let port = match tail {
+                "" => None,
+                t => Some(t.strip_prefix(':').ok_or("expected :port after ]")?),
+            };
+            (inside.to_string(), port)
+        } else if rest.parse::<Ipv6Addr>().is_ok() {
+            (rest.to_string(), None)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (rest.to_string(), None),
+            }
+        };
+        if host.is_empty() {
+            return Err("the host name is empty".into());
+        }
+        if !host.contains(':') && !is_host_name(&host) {
+            return Err(format!("{host:?} is not a valid host name or address"));
+        }
+        let port = match port {
+            None => scheme.default_port(),
+            Some(p) => match p.parse::<u16>() {
+                Ok(0) | Err(_) => return Err(format!("{p:?} is not a port number (1-65535)")),
+                Ok(n) => n,
+            },
+        };
+        Ok(Endpoint { scheme, host, port })
+    }
+
+    /// The same scheme and port at another host: how pool members and a master named by
+    /// `HOST_IS_SLAVE` are reached.
+    pub fn with_host(&self, host: &str) -> Endpoint {
+        let host = host.trim();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        Endpoint {
+            scheme: self.scheme,
+            host: host.to_string(),
+            port: self.port,
+        }
+    }
+
+    /// The base URL, e.g. `https://[2001:db8::1]:443`.
+    pub fn base_url(&self) -> String {
+        if self.host.contains(':') {
+            format!("{}://[{}]:{}", self.scheme.as_str(), self.host, self.port)
+        } else {
+            format!("{}://{}:{}", self.scheme.as_str(), self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.base_url())
+    }
+}
+
+fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// `XEN_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Export the RRD of the configured host only.
+    Host,
+    /// Export every host of the pool.
+    Pool,
+}
+
+/// How to trust the TLS certificates of the pool's hosts.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// `false` accepts any certificate (XEN_SSL_VERIFY=false).
+    pub verify: bool,
+    /// Extra trusted CA certificates, PEM, read from XEN_SSL_CA_FILE (or given by `--demo`).
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// Where `extra_roots_pem` came from, for messages.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Everything needed to collect one pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Where to log in first (XEN_HOST).
+    pub endpoint: Endpoint,
+    /// XAPI user name.
+    pub user: String,
+    /// XAPI password.
+    pub password: Secret,
+    /// TLS trust.
+    pub tls: TlsConfig,
+    /// Host or pool mode.
+    pub mode: Mode,
+    /// HALT_ON_NO_UUID.
+    pub halt_on_no_uuid: bool,
+    /// Per-request (and per-host) timeout.
+    pub timeout: Duration,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The pool to collect (ignored by `--demo`, which builds its own).
+    pub pool: PoolConfig,
+    /// Where the metrics endpoint listens.
+    pub listen: SocketAddr,
+    /// Tracing filter directive.
+    pub log_level: String,
+    /// `--config.check`.
+    pub check_only: bool,
+    /// `--demo`.
+    pub demo: bool,
+}
+
+/// A configuration error: a message that names the setting and says what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Error(pub String);
+
+/// Where the environment-only settings come from; tests pass their own instead of the
+/// process environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// XEN_PASSWORD.
+    pub xen_password: Option<String>,
+    /// CREDENTIALS_DIRECTORY (systemd `LoadCredential=`).
+    pub credentials_directory: Option<PathBuf>,
+}
+
+impl Env {
+    /// Reads the real process environment.
+    pub fn from_process() -> Env {
+        Env {
+            xen_password: std::env::var("XEN_PASSWORD").ok(),
+            credentials_directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+        }
+    }
+}
+
+/// The systemd credential name read from `$CREDENTIALS_DIRECTORY` when no password is set.
+pub const CREDENTIAL_NAME: &str = "xen-password";
+
+impl Config {
+    /// Validates the command line and environment.
+    pub fn from_cli(cli: &Cli, env: &Env) -> Result<Config, Error> {
+        let endpoint = Endpoint::parse(&cli.xen_host)
+            .map_err(|why| Error(format!("XEN_HOST (--xen.host) {:?}: {why}; examples: 192.0.2.10, https://xcp1.example.com, http://[2001:db8::1]:80", cli.xen_host)))?;
+        let verify = parse_bool("XEN_SSL_VERIFY", "--xen.ssl-verify", &cli.xen_ssl_verify)?;
+        let halt_on_no_uuid = parse_bool(
+            "HALT_ON_NO_UUID",
+            "--xen.halt-on-no-uuid",
+            &cli.halt_on_no_uuid,
+        )?;
+        let mode = match cli.xen_mode.trim().to_ascii_lowercase().as_str() {
+            "host" => Mode::Host,
+            "pool" => Mode::Pool,
+            other => {
+                return Err(Error(format!(
+                    "XEN_MODE (--xen.mode) {other:?} is not valid; use \"host\" (one host) or \"pool\" (every host of the pool)"
+                )));
+            }
+        };
+        let timeout = match cli.xen_timeout.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
+            _ => {
+                return Err(Error(format!(
+                    "XEN_TIMEOUT (--xen.timeout) {:?} is not valid; give seconds as a number above 0 and at most 3600, e.g. 8 or 2.5",
+                    cli.xen_timeout
+                )));
+            }
+        };
+        let port = match cli.port.trim().parse::<u16>() {
+            Ok(p) => p,
+            Err(_) => {
+                return Err(Error(format!(
+                    "PORT (--web.port) {:?} is not a port number; use 0-65535, e.g. 9100",
+                    cli.port
+                )));
+            }
+        };
+        let bind_text = cli.bind.trim();
+        let bind_text = bind_text
+            .strip_prefix('[')
+            .and_then(|b| b.strip_suffix(']'))
+            .unwrap_or(bind_text);
+        let bind: IpAddr = if bind_text.eq_ignore_ascii_case("localhost") {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            bind_text.parse().map_err(|_| {
+                Error(format!(
+                    "BIND (--web.bind) {:?} is not an IP address; use e.g. 0.0.0.0, 127.0.0.1 or ::",
+                    cli.bind
+                ))
+            })?
+        };
+        if cli.xen_user.trim().is_empty() {
+            return Err(Error(
+                "XEN_USER (--xen.user) is empty; give the XAPI user name, e.g. a dedicated read-only account".into(),
+            ));
+        }
+        let password = if cli.demo {
+            Secret::default()
+        } else {
+            read_password(cli.xen_password_file.as_deref(), env)?
+        };
+        let (extra_roots_pem, ca_file) = match &cli.xen_ssl_ca_file {
+            None => (None, None),
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    Error(format!(
+                        "XEN_SSL_CA_FILE (--xen.ssl-ca-file) {}: cannot read it ({e}); give a readable PEM file of CA certificates",
+                        path.display()
+                    ))
+                })?;
+                crate::xapi::tls::parse_roots(&pem).map_err(|why| {
+                    Error(format!(
+                        "XEN_SSL_CA_FILE (--xen.ssl-ca-file) {}: {why}",
+                        path.display()
+                    ))
+                })?;
+                (Some(pem), Some(path.clone()))
+            }
+        };
+        Ok(Config {
+            pool: PoolConfig {
+                endpoint,
+                user: cli.xen_user.trim().to_string(),
+                password,
+                tls: TlsConfig {
+                    verify,
+                    extra_roots_pem,
+                    ca_file,
+                },
+                mode,
+                halt_on_no_uuid,
+                timeout,
+            },
+            listen: SocketAddr::new(bind, port),
+            log_level: cli.log_level.clone(),
+            check_only: cli.config_check,
+            demo: cli.demo,
+        })
+    }
+
+    /// A human-readable summary for `--config.check`, with secrets masked.
+    pub fn summary(&self) -> String {
+        let pool = &self.pool;
+        let trust = match (&pool.tls.ca_file, pool.tls.verify) {
+            (_, false) => "verification OFF (XEN_SSL_VERIFY=false)".to_string(),
+            (Some(f), true) => format!("verified against system roots and {}", f.display()),
+            (None, true) => "verified against system roots".to_string(),
+        };
+        format!(
+            "configuration OK\n  xen.host           {}\n  xen.user           {}\n  xen.password       {}\n  xen.mode           {}\n  xen.timeout        {:?}\n  xen.halt-on-no-uuid {}\n  tls                {}\n  listen             {}\n",
+            pool.endpoint,
+            pool.user,
+            if pool.password.expose().is_empty() {
+                "(empty)"
+            } else {
+                "<secret>"
+            },
+            match pool.mode {
+                Mode::Host => "host",
+                Mode::Pool => "pool",
+            },
+            pool.timeout,
+            pool.halt_on_no_uuid,
+            trust,
+            self.listen,
+        )
+    }
+}
+
+fn parse_bool(var: &str, flag: &str, text: &str) -> Result<bool, Error> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(Error(format!(
+            "{var} ({flag}) {text:?} is not valid; use \"true\" or \"false\""
+        ))),
+    }
+}
+
+fn read_password(file: Option<&Path>, env: &Env) -> Result<Secret, Error> {
+    if let Some(path) = file {
+        if env.xen_password.is_some() {
+            return Err(Error(
+                "XEN_PASSWORD and XEN_PASSWORD_FILE (--xen.password-file) are both set; keep only XEN_PASSWORD_FILE".into(),
+            ));
+        }
+        return read_secret_file(path).map_err(|e| {
+            Error(format!(
+                "XEN_PASSWORD_FILE (--xen.password-file) {}: cannot read it ({e}); give a file readable by the exporter's user",
+                path.display()
+            ))
+        });
+    }
+    if let Some(password) = &env.xen_password {
+        return Ok(Secret::new(password.clone()));
+    }
+    if let Some(dir) = &env.credentials_directory {
+        let path = dir.join(CREDENTIAL_NAME);
+        if path.exists() {
+            return read_secret_file(&path).map_err(|e| {
+                Error(format!(
+                    "systemd credential {} (CREDENTIALS_DIRECTORY): cannot read it ({e})",
+                    path.display()
+                ))
+            });
+        }
+    }
+    // The original exporter defaulted to an empty password; keep that for compatibility.
+    Ok(Secret::default())
+}
+
+fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
+    let text = std::fs::read_to_string(path)?;
+    let text = text
+        .strip_suffix("\r\n")
+        .or_else(|| text.strip_suffix('\n'))
+        .unwrap_or(&text);
+    Ok(Secret::new(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        let mut argv = vec!["xen-exporter"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap()
+    }
+
+    fn err(args: &[&str]) -> String {
+        Config::from_cli(&cli(args), &Env::default()).unwrap_err().0
+    }
+
+    #[test]
+    fn endpoint_accepts_the_forms_operators_use() {
+        let e = Endpoint::parse("192.0.2.10").unwrap();
+        assert_eq!(e.base_url(), "https://192.0.2.10:443");
+        let e = Endpoint::parse("http://xcp1.example.com").unwrap();
+        assert_eq!(e.base_url(), "http://xcp1.example.com:80");
+        let e = Endpoint::parse("https://[2001:db8::1]:8443/").unwrap();
+        assert_eq!(e.base_url(), "https://[2001:db8::1]:8443");
+        let e = Endpoint::parse("2001:db8::1").unwrap();
+        assert_eq!(e.host, "2001:db8::1");
+        assert_eq!(e.port, 443);
+        let e = Endpoint::parse("localhost:8080").unwrap();
+        assert_eq!(e.with_host("[::1]").base_url(), "https://[::1]:8080");
+    }
+
+    #[test]
+    fn endpoint_rejects_unusable_addresses() {
+        for bad in [
+            "https://",
+            "host:notaport",
+            "host:0",
+            "ftp://x",
+            "https://x/path",
+            "",
+            "[::1",
+            "bad host",
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        assert!(err(&["--xen.host", "https://"]).starts_with("XEN_HOST"));
+        assert!(err(&["--xen.host", "host:notaport"]).starts_with("XEN_HOST"));
+        assert!(err(&["--xen.mode", "cluster"]).starts_with("XEN_MODE"));
+        assert!(err(&["--web.port", "abc"]).starts_with("PORT"));
+        assert!(err(&["--xen.ssl-verify", "maybe"]).starts_with("XEN_SSL_VERIFY"));
+        assert!(err(&["--xen.timeout", "0"]).starts_with("XEN_TIMEOUT"));
+        assert!(err(&["--web.bind", "nowhere"]).starts_with("BIND"));
+        let e = err(&["--xen.password-file", "/nonexistent/pw"]);
+        assert!(e.starts_with("XEN_PASSWORD_FILE"), "{e}");
+    }
+
+    #[test]
+    fn defaults_match_the_original_exporter() {
+        let c = Config::from_cli(&cli(&[]), &Env::default()).unwrap();
+        assert_eq!(c.pool.endpoint.host, "localhost");
+        assert_eq!(c.pool.user, "root");
+        assert!(c.pool.tls.verify);
+        assert_eq!(c.pool.mode, Mode::Host);
+        assert_eq!(c.listen, "0.0.0.0:9100".parse().unwrap());
+        assert_eq!(c.pool.timeout, Duration::from_secs(8));
+    }
+
+    #[test]
+    fn password_file_wins_and_loses_its_newline_and_never_prints() {
+        let dir = std::env::temp_dir().join(format!("xe-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pw");
+        std::fs::write(&path, "hunter2-secret\n").unwrap();
+        let c = Config::from_cli(
+            &cli(&["--xen.password-file", path.to_str().unwrap()]),
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(c.pool.password.expose(), "hunter2-secret");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!c.summary().contains("hunter2"));
+        let both = Config::from_cli(
+            &cli(&["--xen.password-file", path.to_str().unwrap()]),
+            &Env {
+                xen_password: Some("x".into()),
+                credentials_directory: None,
+            },
+        );
+        assert!(both.is_err());
+        std::fs::write(dir.join(CREDENTIAL_NAME), "from-systemd").unwrap();
+        let c = Config::from_cli(
+            &cli(&[]),
+            &Env {
+                xen_password: None,
+                credentials_directory: Some(dir.clone()),
+            },
+        )
+        .unwrap();
+        assert_eq!(c.pool.password.expose(), "from-systemd");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,234 @@
+//! The HTTP side: `/metrics` (text 0.0.4 or OpenMetrics, gzip when asked), a landing page,
+//! `/-/healthy` and `/-/ready`. Concurrent scrapes share one collection in flight. Never sees
+//! XAPI wire data: it calls [`collect::Pool::scrape`] and the encoder.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use tokio::net::TcpListener;
+
+use crate::collect::Pool;
+use crate::metrics::Family;
+use crate::metrics::encode::{self, Format};
+
+type Collection = Arc<Vec<Family>>;
+type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct State {
+    pool: Arc<Pool>,
+    inflight: InFlight,
+    next_generation: std::sync::atomic::AtomicU64,
+    landing: String,
+}
+
+impl State {
+    /// State for one pool; `description` is shown on the landing page (no secrets).
+    pub fn new(pool: Arc<Pool>, description: &str) -> Arc<State> {
+        Arc::new(State {
+            pool,
+            inflight: Arc::new(Mutex::new(None)),
+            next_generation: std::sync::atomic::AtomicU64::new(0),
+            landing: landing_page(description),
+        })
+    }
+
+    /// The families of the collection in flight, or of a new one if none is running. The
+    /// collection runs in its own task, so a scraper that disconnects does not cancel it for
+    /// the others, and it clears the in-flight slot itself when done.
+    pub async fn collect(&self) -> Collection {
+        let shared = {
+            let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some((_, shared)) => shared.clone(),
+                None => {
+                    let generation = self
+                        .next_generation
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let pool = self.pool.clone();
+                    let inflight = self.inflight.clone();
+                    let task = tokio::spawn(async move {
+                        let families = Arc::new(pool.scrape().await);
+                        let mut slot = inflight.lock().unwrap_or_else(|e| e.into_inner());
+                        if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
+                            *slot = None;
+                        }
+                        families
+                    });
+                    let shared = async move {
+                        match task.await {
+                            Ok(families) => families,
+                            Err(error) => {
+                                tracing::error!(%error, "Collection task failed");
+                                Arc::new(Vec::new())
+                            }
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    *slot = Some((generation, shared.clone()));
+                    shared
+                }
+            }
+        };
+        shared.await
+    }
+}
+
+/// The routes.
+pub fn router(state: Arc<State>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(|| async { "Healthy\n" }))
+        .route("/-/ready", get(ready))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in progress
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn landing(AxumState(state): AxumState<Arc<State>>) -> Html<String> {
+    Html(state.landing.clone())
+}
+
+async fn ready(AxumState(state): AxumState<Arc<State>>) -> Response {
+    if state.pool.is_ready() {
+        (StatusCode::OK, "Ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not ready: no successful XAPI login yet\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = encode::negotiate(accept);
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let families = state.collect().await;
+    // Encoding tens of thousands of samples is CPU work; keep it off the async workers.
+    let body = tokio::task::spawn_blocking(move || render(&families, format, gzip)).await;
+    let Ok(body) = body else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response();
+    };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    headers.insert(
+        header::VARY,
+        HeaderValue::from_static("Accept, Accept-Encoding"),
+    );
+    response
+}
+
+fn render(families: &[Family], format: Format, gzip: bool) -> Vec<u8> {
+    if !gzip {
+        let mut out = Vec::with_capacity(1 << 16);
+        encode::encode(families, format, &mut out);
+        return out;
+    }
+    // Encode a family at a time into a small buffer so the uncompressed text never exists
+    // whole: a large pool's exposition is ten times its gzip size.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut chunk = Vec::with_capacity(1 << 16);
+    for family in families {
+        encode::encode_family(family, format, &mut chunk);
+        if chunk.len() >= 1 << 16 {
+            // Writing into a Vec cannot fail.
+            let _ = gz.write_all(&chunk);
+            chunk.clear();
+        }
+    }
+    encode::encode_end(format, &mut chunk);
+    let _ = gz.write_all(&chunk);
+    gz.finish().unwrap_or_default()
+}
+
+/// Whether an `Accept-Encoding` header allows gzip (`gzip` or `*` with q > 0).
+fn accepts_gzip(header: &str) -> bool {
+    header.split(',').any(|item| {
+        let mut parts = item.split(';');
+        let coding = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .filter_map(|q| q.trim().parse::<f32>().ok())
+            .next()
+            .unwrap_or(1.0);
+        (coding.eq_ignore_ascii_case("gzip") || coding == "*") && q > 0.0
+    })
+}
+
+fn landing_page(description: &str) -> String {
+    let description = html_escape(description);
+    let version = env!("CARGO_PKG_VERSION");
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>xen-exporter</title></head>\n\
+         <body><h1>xen-exporter {version}</h1>\n<p>Prometheus exporter for XCP-ng and Citrix XenServer.</p>\n\
+         <p>{description}</p>\n<ul><li><a href=\"metrics\">metrics</a></li>\
+         <li><a href=\"-/healthy\">health</a></li><li><a href=\"-/ready\">readiness</a></li></ul>\n</body></html>\n"
+    )
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation_follows_q_values() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("identity"));
+    }
+
+    #[test]
+    fn landing_page_escapes_its_description() {
+        assert!(landing_page("<b>").contains("&lt;b&gt;"));
+    }
+}
