@@ -1,1 +1,221 @@
-fn main() {}
+//! End-to-end scrape benchmark: a simulated pool of 8 hosts × 250 VMs on loopback, the real
+//! `xen-exporter` binary in its own process, and three figures: the scrape's wall time against
+//! the time the same `/rrd_updates` bodies take just to download, the exporter's CPU time per
+//! scrape, and its peak RSS. Run with `cargo bench --bench scrape` (optionally
+//! `-- --hosts N --vms N --scrapes N`).
+
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
+
+use std::time::{Duration, Instant};
+
+use xen_exporter::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::sim::{Generation, Sim, SimConfig};
+use xen_exporter::xapi::Client;
+
+struct Args {
+    hosts: usize,
+    vms: usize,
+    scrapes: usize,
+}
+
+fn args() -> Args {
+    let mut args = Args {
+        hosts: 8,
+        vms: 250,
+        scrapes: 20,
+    };
+    let argv: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let next = || argv.get(i + 1).and_then(|v| v.parse().ok());
+        match argv[i].as_str() {
+            "--hosts" => args.hosts = next().unwrap_or(args.hosts),
+            "--vms" => args.vms = next().unwrap_or(args.vms),
+            "--scrapes" => args.scrapes = next().unwrap_or(args.scrapes),
+            _ => {}
+        }
+        i += 1;
+    }
+    args
+}
+
+/// utime + stime of a process, in seconds (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("procfs");
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+fn status_kib(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = args();
+    // `cargo test --benches` runs bench binaries with --bench absent; keep that quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scrape bench: run with `cargo bench --bench scrape`");
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
+    let sim = Sim::start(SimConfig {
+        hosts: args.hosts,
+        vms_per_host: args.vms,
+        generation: Generation::Current,
+        ..SimConfig::default()
+    })
+    .await
+    .expect("simulator");
+    let dir = std::env::temp_dir().join(format!("xen-exporter-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("password"), sim.password()).unwrap();
+    std::fs::write(dir.join("ca.pem"), sim.ca_pem()).unwrap();
+
+    // Baseline: the same bodies, fetched concurrently with the same HTTP stack, not parsed.
+    let config = PoolConfig {
+        endpoint: Endpoint::parse(&sim.master_url()).unwrap(),
+        user: sim.username().to_string(),
+        password: Secret::new(sim.password()),
+        tls: TlsConfig {
+            verify: true,
+            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
+            ca_file: None,
+        },
+        mode: Mode::Pool,
+        halt_on_no_uuid: false,
+        timeout: Duration::from_secs(30),
+    };
+    let client = Client::new(&config).unwrap();
+    let hosts: Vec<Endpoint> = (0..args.hosts)
+        .map(|h| Endpoint::parse(&sim.host_url(h)).unwrap())
+        .collect();
+    let mut downloads = Vec::new();
+    let mut body_bytes = 0;
+    for round in 0..args.scrapes + 2 {
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let bodies =
+            futures::future::join_all(hosts.iter().map(|h| client.rrd_updates(h, deadline))).await;
+        let took = started.elapsed();
+        body_bytes = bodies
+            .iter()
+            .map(|b| b.as_ref().unwrap().len())
+            .sum::<usize>();
+        if round >= 2 {
+            downloads.push(took);
+        }
+    }
+    client.logout().await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xen-exporter"))
+        .env_clear()
+        .env("XEN_HOST", sim.master_url())
+        .env("XEN_USER", sim.username())
+        .env("XEN_PASSWORD_FILE", dir.join("password"))
+        .env("XEN_SSL_CA_FILE", dir.join("ca.pem"))
+        .env("XEN_MODE", "pool")
+        .env("XEN_TIMEOUT", "30")
+        .env("PORT", port.to_string())
+        .env("BIND", "127.0.0.1")
+        .env("XEN_LOG_LEVEL", "warn")
+        .spawn()
+        .expect("exporter binary");
+    let pid = child.id();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..600 {
+        if let Ok(r) = http.get(format!("{url}/-/ready")).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let scrape = |gzip: bool| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let mut request = http.get(format!("{url}/metrics"));
+            if gzip {
+                request = request.header("accept-encoding", "gzip");
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.bytes().await.unwrap().len()
+        }
+    };
+    let mut exposition_bytes = 0;
+    for _ in 0..2 {
+        exposition_bytes = scrape(false).await;
+    }
+    let rss_after_warmup = status_kib(pid, "VmRSS:");
+    let mut results = Vec::new();
+    for gzip in [true, false] {
+        let cpu_before = cpu_seconds(pid);
+        let mut walls = Vec::new();
+        let mut bytes = 0;
+        for _ in 0..args.scrapes {
+            let started = Instant::now();
+            bytes = scrape(gzip).await;
+            walls.push(started.elapsed());
+        }
+        let cpu = (cpu_seconds(pid) - cpu_before) / args.scrapes as f64;
+        results.push((gzip, median(walls), cpu, bytes));
+    }
+    let peak = status_kib(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let download = median(downloads);
+    println!(
+        "pool: {} hosts x {} VMs; rrd_updates bodies {:.1} MiB per scrape; exposition {:.1} MiB",
+        args.hosts,
+        args.vms,
+        body_bytes as f64 / 1048576.0,
+        exposition_bytes as f64 / 1048576.0
+    );
+    println!("download only (median of {}): {:?}", args.scrapes, download);
+    for (gzip, wall, cpu, bytes) in results {
+        println!(
+            "scrape {} (median of {}): wall {:?} = {:.2} x download; exporter CPU {:.3} s/scrape; response {:.1} MiB",
+            if gzip { "gzip " } else { "plain" },
+            args.scrapes,
+            wall,
+            wall.as_secs_f64() / download.as_secs_f64(),
+            cpu,
+            bytes as f64 / 1048576.0
+        );
+    }
+    println!(
+        "exporter RSS after warm-up {:.1} MiB; peak RSS (VmHWM) {:.1} MiB",
+        rss_after_warmup as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}

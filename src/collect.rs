@@ -403,6 +403,25 @@ fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
     }
 }
 
+/// The families one collection would produce from already-fetched `/rrd_updates` bodies and
+/// an inventory, without any network: the whole join and mapping of a scrape, minus the
+/// exporter's own health families. Used to compare output with the original exporter's on
+/// captured bodies, and by benchmarks. A body that does not parse is skipped.
+pub fn families_from_bodies(bodies: &[&[u8]], inventory: &Inventory) -> Vec<Family> {
+    let mut out = FamiliesBuilder::new();
+    push_sr_families(&mut out, &inventory.srs);
+    for body in bodies {
+        let Ok(parsed) = rrd::parse(body) else {
+            continue;
+        };
+        let (host, _) = map_rrd(&parsed, inventory, &inventory.srs, None);
+        for (name, sample) in host.samples {
+            out.push(name, catalog::describe, sample);
+        }
+    }
+    out.finish().0
+}
+
 /// Whether any host or VM in the legend is missing from the inventory.
 fn has_unknown_owner(parsed: &RrdUpdates<'_>, inventory: &Inventory) -> bool {
     let mut last = "";

@@ -1,2 +1,168 @@
-//! The `xen-exporter` binary (stub).
-fn main() {}
+//! The `xen-exporter` binary: parse and validate the configuration (exit 64 on a bad one),
+//! set up logging, start the simulator for `--demo`, bind the listener and hand over to
+//! [`xen_exporter::run`]. Nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use xen_exporter::config::{Cli, Config, Endpoint, Env, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::sim::{Sim, SimConfig};
+
+/// sysexits.h EX_USAGE: the configuration is wrong.
+const EXIT_CONFIG: u8 = 64;
+/// sysexits.h EX_UNAVAILABLE: a resource (the listen address) is not available.
+const EXIT_UNAVAILABLE: u8 = 69;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_cli(&cli, &Env::from_process()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("xen-exporter: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let filter = match EnvFilter::try_new(&config.log_level) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!(
+                "xen-exporter: invalid configuration: XEN_LOG_LEVEL (--log.level) {:?}: {error}; use error, warn, info, debug or trace",
+                config.log_level
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if config.check_only {
+        #[allow(clippy::print_stdout)]
+        {
+            print!("{}", config.summary());
+        }
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("xen-exporter: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let (pool, sim) = if config.demo {
+        match start_demo().await {
+            Ok((pool, sim)) => (pool, Some(sim)),
+            Err(error) => {
+                eprintln!("xen-exporter: cannot start the demo pool: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        (config.pool.clone(), None)
+    };
+    if pool.user == "root" && sim.is_none() {
+        tracing::warn!(
+            "Logging in to XAPI as root; create a dedicated read-only account for monitoring and set XEN_USER (see README, 'A dedicated account')"
+        );
+    }
+    if !pool.tls.verify {
+        tracing::warn!(
+            "XEN_SSL_VERIFY=false: TLS certificates of the pool are NOT verified; anyone on the path can read the XAPI password. Use XEN_SSL_CA_FILE instead"
+        );
+    }
+    let listener = match TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "xen-exporter: cannot listen on {} ({error}); choose another PORT (--web.port) or BIND (--web.bind)",
+                config.listen
+            );
+            return ExitCode::from(EXIT_UNAVAILABLE);
+        }
+    };
+    let address = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(%address, xen_host = %pool.endpoint, "Listening; metrics at /metrics");
+    if sim.is_some() {
+        tracing::info!(
+            "Demo: a simulated pool is running on loopback; open http://{}/metrics",
+            demo_address(address)
+        );
+    }
+    let result = xen_exporter::run(pool, listener, shutdown_signal()).await;
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "Server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start_demo() -> Result<(PoolConfig, Sim), String> {
+    let sim = Sim::start(SimConfig::demo())
+        .await
+        .map_err(|e| e.to_string())?;
+    let endpoint = Endpoint::parse(&sim.master_url())?;
+    let pool = PoolConfig {
+        endpoint,
+        user: sim.username().to_string(),
+        password: Secret::new(sim.password()),
+        tls: TlsConfig {
+            verify: true,
+            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
+            ca_file: None,
+        },
+        mode: Mode::Pool,
+        halt_on_no_uuid: false,
+        timeout: std::time::Duration::from_secs(8),
+    };
+    Ok((pool, sim))
+}
+
+/// An address a browser on this machine can open (0.0.0.0 and :: are not).
+fn demo_address(address: std::net::SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        format!("localhost:{}", address.port())
+    } else {
+        address.to_string()
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "Cannot watch SIGTERM; only Ctrl-C stops the exporter");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("Shutting down");
+}

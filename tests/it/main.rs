@@ -1,1 +1,10 @@
-fn main() {}
+//! The one integration-test binary: the simulator and the real exporter on loopback.
+
+mod compat;
+mod config;
+mod failures;
+mod golden;
+mod harness;
+mod http;
+mod scrape;
+mod tidy;

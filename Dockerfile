@@ -1,0 +1,14 @@
+# Multi-stage build: a static-enough binary on a distroless, non-root runtime.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --locked --bin xen-exporter
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+LABEL org.opencontainers.image.title="xen-exporter" \
+      org.opencontainers.image.description="Prometheus exporter for XCP-ng and Citrix XenServer pools" \
+      org.opencontainers.image.licenses="BSD-2-Clause"
+COPY --from=build /src/target/release/xen-exporter /usr/local/bin/xen-exporter
+USER nonroot
+EXPOSE 9100
+ENTRYPOINT ["/usr/local/bin/xen-exporter"]

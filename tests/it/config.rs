@@ -1,0 +1,91 @@
+//! The binary's configuration handling: every bad setting stops start-up with exit code 64 and
+//! a message naming it; `--config.check` validates and never prints the password.
+
+use std::process::Command;
+
+fn run(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_xen-exporter"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_settings_exit_64_naming_the_setting() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("XEN_HOST", "https://")], "XEN_HOST"),
+        (&[("XEN_HOST", "host:notaport")], "XEN_HOST"),
+        (
+            &[("XEN_PASSWORD_FILE", "/nonexistent/xen-password")],
+            "XEN_PASSWORD_FILE",
+        ),
+        (&[("XEN_MODE", "cluster")], "XEN_MODE"),
+        (&[("PORT", "abc")], "PORT"),
+        (&[("XEN_SSL_VERIFY", "maybe")], "XEN_SSL_VERIFY"),
+        (&[("HALT_ON_NO_UUID", "sometimes")], "HALT_ON_NO_UUID"),
+        (&[("XEN_TIMEOUT", "-1")], "XEN_TIMEOUT"),
+        (&[("BIND", "not-an-ip")], "BIND"),
+        (
+            &[("XEN_SSL_CA_FILE", "/nonexistent/ca.pem")],
+            "XEN_SSL_CA_FILE",
+        ),
+    ];
+    for (env, setting) in cases {
+        for args in [&[][..], &["--config.check"][..]] {
+            let (code, _, stderr) = run(env, args);
+            assert_eq!(code, 64, "{env:?} {args:?}: {stderr}");
+            assert!(stderr.contains(setting), "{env:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{env:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
+fn config_check_prints_what_it_understood_without_the_password() {
+    let (code, stdout, stderr) = run(
+        &[
+            ("XEN_HOST", "https://[2001:db8::1]:8443"),
+            ("XEN_PASSWORD", "Tr0ub4dor&3-very-secret"),
+            ("XEN_MODE", "pool"),
+        ],
+        &["--config.check"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("https://[2001:db8::1]:8443"), "{stdout}");
+    assert!(stdout.contains("pool"));
+    assert!(!stdout.contains("Tr0ub4dor") && !stderr.contains("Tr0ub4dor"));
+}
+
+#[test]
+fn unset_xen_host_means_localhost_like_the_original() {
+    let (code, stdout, _) = run(&[], &["--config.check"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("https://localhost:443"), "{stdout}");
+}
+
+#[test]
+fn help_documents_every_environment_variable() {
+    let (code, stdout, _) = run(&[], &["--help"]);
+    assert_eq!(code, 0);
+    for var in [
+        "XEN_HOST",
+        "XEN_USER",
+        "XEN_PASSWORD_FILE",
+        "XEN_PASSWORD",
+        "XEN_SSL_VERIFY",
+        "XEN_MODE",
+        "HALT_ON_NO_UUID",
+        "XEN_TIMEOUT",
+        "PORT",
+        "BIND",
+    ] {
+        assert!(stdout.contains(var), "--help lacks {var}");
+    }
+}

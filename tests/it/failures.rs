@@ -1,0 +1,198 @@
+//! Failure handling against the simulator: expired sessions, dead and hanging hosts, and the
+//! promise that a steady pool costs one `/rrd_updates` per host per scrape plus the SR read.
+
+use std::time::Duration;
+
+use xen_exporter::sim::{HostFault, SimConfig};
+
+use crate::harness::TestEnv;
+
+#[tokio::test]
+async fn invalidated_session_costs_exactly_one_new_login_and_no_failed_scrape() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 3,
+        ..SimConfig::default()
+    })
+    .await;
+    let first = env.scrape().await;
+    assert_eq!(
+        first
+            .all("xen_host_up")
+            .iter()
+            .filter(|s| s.value == 1.0)
+            .count(),
+        3
+    );
+    let logins = env.sim.counters().logins;
+    env.sim.invalidate_sessions();
+    let second = env.scrape().await;
+    let up: Vec<f64> = second.all("xen_host_up").iter().map(|s| s.value).collect();
+    assert_eq!(up, [1.0, 1.0, 1.0]);
+    assert_eq!(env.sim.counters().logins, logins + 1);
+    assert!(second.all("xen_sr_physical_size").len() > 1);
+    assert!(second.all("xen_host_scrape_errors_total").is_empty());
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_host_is_down_and_the_others_are_complete() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 3,
+        ..SimConfig::default()
+    })
+    .await;
+    let healthy = env.scrape().await;
+    let view = env.sim.view();
+    env.sim.set_host_fault(1, HostFault::Refuse);
+    let response = env.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    let scrape = crate::harness::Scrape::parse(&response.text().await.unwrap());
+    let dead = &view.hosts[1];
+    assert_eq!(
+        scrape.value(
+            "xen_host_up",
+            &[("host", &dead.name), ("host_uuid", &dead.uuid)]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        scrape
+            .value(
+                "xen_host_scrape_errors_total",
+                &[("host_uuid", &dead.uuid), ("reason", "connect")]
+            )
+            .or_else(|| scrape.value(
+                "xen_host_scrape_errors_total",
+                &[("host_uuid", &dead.uuid), ("reason", "transport")]
+            )),
+        Some(1.0)
+    );
+    for alive in [&view.hosts[0], &view.hosts[2]] {
+        assert_eq!(
+            scrape.value("xen_host_up", &[("host_uuid", &alive.uuid)]),
+            Some(1.0)
+        );
+        let before = healthy
+            .series
+            .iter()
+            .filter(|s| {
+                s.labels.get("host_uuid") == Some(&alive.uuid)
+                    && s.name != "xen_host_scrape_duration_seconds"
+            })
+            .count();
+        let after = scrape
+            .series
+            .iter()
+            .filter(|s| {
+                s.labels.get("host_uuid") == Some(&alive.uuid)
+                    && s.name != "xen_host_scrape_duration_seconds"
+            })
+            .count();
+        // NaN columns move between rows, so compare roughly: nothing of a live host is lost.
+        assert!(
+            after * 10 >= before * 9,
+            "{after} series now, {before} before"
+        );
+    }
+    assert!(
+        !scrape
+            .series
+            .iter()
+            .any(|s| s.labels.get("host_uuid") == Some(&dead.uuid) && s.name.starts_with("xen_vm_"))
+    );
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hanging_host_does_not_delay_the_scrape_past_its_timeout() {
+    let env = TestEnv::start_with(
+        SimConfig {
+            hosts: 2,
+            ..SimConfig::default()
+        },
+        |config| config.timeout = Duration::from_millis(1500),
+    )
+    .await;
+    env.scrape().await;
+    env.sim.set_host_fault(1, HostFault::Hang);
+    let started = std::time::Instant::now();
+    let scrape = env.scrape().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "scrape took {took:?}");
+    let view = env.sim.view();
+    assert_eq!(
+        scrape.value("xen_host_up", &[("host_uuid", &view.hosts[1].uuid)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "xen_host_scrape_errors_total",
+            &[("host_uuid", &view.hosts[1].uuid), ("reason", "timeout")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value("xen_host_up", &[("host_uuid", &view.hosts[0].uuid)]),
+        Some(1.0)
+    );
+    env.sim.set_host_fault(1, HostFault::None);
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_steady_pool_costs_one_rrd_read_per_host_per_scrape_and_the_sr_read() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 3,
+        ..SimConfig::default()
+    })
+    .await;
+    env.scrape().await;
+    let warm = env.sim.counters();
+    assert_eq!(warm.logins, 1);
+    assert_eq!(
+        warm.originators,
+        [format!("xen-exporter/{}", env!("CARGO_PKG_VERSION"))]
+    );
+    assert_eq!(warm.rpc.get("host.get_management_interface"), None);
+    env.sim.reset_counters();
+    for _ in 0..100 {
+        env.scrape().await;
+    }
+    let counters = env.sim.counters();
+    assert_eq!(counters.logins, 0);
+    assert_eq!(counters.rrd_updates, [100, 100, 100]);
+    assert_eq!(counters.rrd_basic_auth, 0);
+    assert_eq!(counters.rrd_unauthorised, 0);
+    let rpc: Vec<(&str, u64)> = counters.rpc.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(rpc, [("SR.get_all_records", 100)]);
+    for query in &counters.rrd_queries {
+        assert!(query.contains("session_id=<session>"), "{query}");
+        assert!(
+            query.contains("host=true")
+                && query.contains("cf=AVERAGE")
+                && query.contains("json=true"),
+            "{query}"
+        );
+    }
+    let sim = env.stop().await;
+    assert_eq!(sim.counters().logouts, 1, "logged out on shutdown");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_clock_skewed_host_still_yields_its_newest_row() {
+    for skew in [-3600, 3600] {
+        let env = TestEnv::start(SimConfig {
+            hosts: 1,
+            clock: xen_exporter::sim::Clock::Real { skew_secs: skew },
+            ..SimConfig::default()
+        })
+        .await;
+        let scrape = env.scrape().await;
+        assert!(
+            !scrape.all("xen_host_cpu").is_empty(),
+            "skew {skew}: no data"
+        );
+        env.stop().await.shutdown().await;
+    }
+}

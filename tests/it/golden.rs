@@ -1,0 +1,75 @@
+//! Golden expositions: a frozen simulated pool scraped in both formats and compared byte for
+//! byte with `tests/golden/*` (rewrite with `UPDATE_GOLDEN=1`). CI lints the same files with
+//! `promtool check metrics`.
+
+use std::path::Path;
+
+use xen_exporter::sim::{Clock, SimConfig};
+
+use crate::harness::TestEnv;
+
+/// Timings differ run to run; everything else is a function of the seed and the frozen clock.
+fn normalise(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let is_timing = line.starts_with("xen_collector_duration_seconds")
+                || line.starts_with("xen_host_scrape_duration_seconds");
+            match line.rsplit_once(' ') {
+                Some((series, _)) if is_timing => format!("{series} 0.001\n"),
+                _ => format!("{line}\n"),
+            }
+        })
+        .collect()
+}
+
+fn check(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    if expected != actual {
+        let first = expected
+            .lines()
+            .zip(actual.lines())
+            .position(|(a, b)| a != b)
+            .unwrap_or(0);
+        panic!(
+            "{name} differs from the golden file at line {}:\n--- expected\n{}\n--- actual\n{}\n(run with UPDATE_GOLDEN=1 to accept)",
+            first + 1,
+            expected.lines().nth(first).unwrap_or("<end>"),
+            actual.lines().nth(first).unwrap_or("<end>"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn frozen_pool_matches_the_golden_expositions() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 2,
+        clock: Clock::Frozen(1_767_225_607),
+        vm_names: vec![
+            "web \"frontend\"".into(),
+            "db\\primary".into(),
+            "ünïcødé".into(),
+        ],
+        ..SimConfig::default()
+    })
+    .await;
+    let text = env.get("/metrics").await.text().await.unwrap();
+    check("pool.prom", &normalise(&text));
+    let om = env
+        .http
+        .get(format!("{}/metrics", env.url))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    check("pool.openmetrics.txt", &normalise(&om));
+    env.stop().await.shutdown().await;
+}

@@ -1,0 +1,329 @@
+//! The test environment: a simulated pool and the real exporter on loopback port 0, plus an
+//! exposition parser written independently of the exporter's encoder.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use xen_exporter::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::sim::{Sim, SimConfig};
+
+/// A running simulator and exporter.
+pub struct TestEnv {
+    pub sim: Sim,
+    pub url: String,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// The pool configuration that points at `sim`, trusting its CA.
+pub fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
+    PoolConfig {
+        endpoint: Endpoint::parse(&sim.master_url()).unwrap(),
+        user: sim.username().to_string(),
+        password: Secret::new(sim.password()),
+        tls: TlsConfig {
+            verify: true,
+            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
+            ca_file: None,
+        },
+        mode,
+        halt_on_no_uuid: false,
+        timeout: Duration::from_secs(5),
+    }
+}
+
+impl TestEnv {
+    /// Starts a pool-mode exporter against a new simulator.
+    pub async fn start(sim: SimConfig) -> TestEnv {
+        Self::start_with(sim, |_| {}).await
+    }
+
+    /// Starts an exporter against a new simulator, letting the test adjust the pool config.
+    pub async fn start_with(sim: SimConfig, tweak: impl FnOnce(&mut PoolConfig)) -> TestEnv {
+        let sim = Sim::start(sim).await.expect("simulator starts");
+        let mut config = pool_config(&sim, Mode::Pool);
+        tweak(&mut config);
+        Self::start_exporter(sim, config).await
+    }
+
+    /// Starts the exporter for `config` next to an already running simulator.
+    pub async fn start_exporter(sim: Sim, config: PoolConfig) -> TestEnv {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(xen_exporter::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        let env = TestEnv {
+            sim,
+            url,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        env.wait_ready().await;
+        env
+    }
+
+    /// Waits (bounded) until `/-/ready` says the first login succeeded.
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            let response = self.get("/-/ready").await;
+            if response.status() == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("exporter never became ready");
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Scrapes `/metrics` in the text format and parses it.
+    pub async fn scrape(&self) -> Scrape {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        Scrape::parse(&response.text().await.unwrap())
+    }
+
+    /// Stops the exporter (logging out) and the simulator.
+    pub async fn stop(mut self) -> Sim {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("exporter stops")
+                .unwrap()
+                .unwrap();
+        }
+        self.sim
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One sample line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed exposition.
+#[derive(Debug, Clone)]
+pub struct Scrape {
+    pub text: String,
+    pub series: Vec<Series>,
+    /// Family name → declared type.
+    pub types: BTreeMap<String, String>,
+    /// Family name → help text (unescaped).
+    pub help: BTreeMap<String, String>,
+}
+
+impl Scrape {
+    /// Parses the text format strictly: HELP and TYPE before a family's samples, families
+    /// contiguous, no duplicate series. Panics with the offending line otherwise.
+    pub fn parse(text: &str) -> Scrape {
+        let mut series = Vec::new();
+        let mut types = BTreeMap::new();
+        let mut help = BTreeMap::new();
+        let mut seen_families: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for line in text.lines() {
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                help.insert(name.to_string(), unescape(text));
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    types.insert(name.to_string(), kind.to_string()).is_none(),
+                    "family declared twice: {line}"
+                );
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let s = parse_sample(line);
+            let family = family_of(&s.name, &types);
+            assert!(
+                types.contains_key(&family),
+                "sample before its TYPE: {line}"
+            );
+            assert!(help.contains_key(&family), "no HELP for {family}");
+            if seen_families.last() != Some(&family) {
+                assert!(
+                    !seen_families.contains(&family),
+                    "family {family} is not contiguous"
+                );
+                seen_families.push(family);
+            }
+            let key = format!("{}{:?}", s.name, s.labels);
+            assert!(seen.insert(key), "duplicate series: {line}");
+            series.push(s);
+        }
+        Scrape {
+            text: text.to_string(),
+            series,
+            types,
+            help,
+        }
+    }
+
+    /// Every series of `name`.
+    pub fn all(&self, name: &str) -> Vec<&Series> {
+        self.series.iter().filter(|s| s.name == name).collect()
+    }
+
+    /// The value of the one series of `name` whose labels include `labels`; panics when
+    /// several match.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let matches: Vec<_> = self
+            .series
+            .iter()
+            .filter(|s| {
+                s.name == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            })
+            .collect();
+        assert!(matches.len() <= 1, "several series match {name} {labels:?}");
+        matches.first().map(|s| s.value)
+    }
+}
+
+fn family_of(name: &str, types: &BTreeMap<String, String>) -> String {
+    if types.contains_key(name) {
+        return name.to_string();
+    }
+    for suffix in ["_total", "_count", "_sum", "_bucket", "_created"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if types.contains_key(base) {
+                return base.to_string();
+            }
+        }
+    }
+    name.to_string()
+}
+
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('\\') => out.push('\\'),
+                Some('"') => out.push('"'),
+                Some(other) => panic!("bad escape \\{other} in {text:?}"),
+                None => panic!("dangling backslash in {text:?}"),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses `name{a="b",c="d"} value`.
+pub fn parse_sample(line: &str) -> Series {
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(i) => line.split_at(i),
+        None => panic!("no value: {line}"),
+    };
+    assert!(
+        !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':'),
+        "bad metric name in {line}"
+    );
+    let mut labels = BTreeMap::new();
+    let rest = if let Some(mut body) = rest.strip_prefix('{') {
+        loop {
+            if let Some(after) = body.strip_prefix('}') {
+                body = after;
+                break;
+            }
+            let eq = body.find('=').expect("label =");
+            let key = &body[..eq];
+            assert!(
+                key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "bad label name {key:?} in {line}"
+            );
+            body = body[eq + 1..].strip_prefix('"').expect("opening quote");
+            let mut value = String::new();
+            let mut chars = body.char_indices();
+            let end = loop {
+                let (i, c) = chars.next().expect("closing quote");
+                match c {
+                    '"' => break i,
+                    '\\' => match chars.next().expect("escape").1 {
+                        'n' => value.push('\n'),
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        other => panic!("bad escape \\{other} in {line}"),
+                    },
+                    c => value.push(c),
+                }
+            };
+            assert!(
+                labels.insert(key.to_string(), value).is_none(),
+                "label {key} twice in {line}"
+            );
+            body = &body[end + 1..];
+            body = body.strip_prefix(',').unwrap_or(body);
+        }
+        body
+    } else {
+        rest
+    };
+    let value_text = rest.trim();
+    assert!(!value_text.contains(' '), "timestamp or junk in {line}");
+    let value = match value_text {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        v => v
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value {v:?} in {line}")),
+    };
+    Series {
+        name: name.to_string(),
+        labels,
+        value,
+    }
+}

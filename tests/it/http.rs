@@ -1,0 +1,140 @@
+//! The HTTP surface: content negotiation, gzip, health and readiness, the landing page and
+//! shared collections.
+
+use std::io::Read;
+
+use xen_exporter::sim::SimConfig;
+
+use crate::harness::TestEnv;
+
+#[tokio::test]
+async fn openmetrics_when_asked_text_otherwise() {
+    let env = TestEnv::start(SimConfig::default()).await;
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    let response = env
+        .http
+        .get(format!("{}/metrics", env.url))
+        .header("accept", prometheus_accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let body = response.text().await.unwrap();
+    assert!(body.ends_with("# EOF\n"));
+    assert!(
+        body.contains("# TYPE xen_host_scrape_errors counter")
+            || !body.contains("xen_host_scrape_errors_total")
+    );
+    assert!(body.contains("# TYPE xen_host_iops_total unknown"));
+    let plain = env
+        .http
+        .get(format!("{}/metrics", env.url))
+        .header("accept", "*/*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    assert!(!plain.text().await.unwrap().contains("# EOF"));
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn gzip_when_asked() {
+    let env = TestEnv::start(SimConfig::default()).await;
+    let response = env
+        .http
+        .get(format!("{}/metrics", env.url))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let compressed = response.bytes().await.unwrap();
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&compressed[..])
+        .read_to_string(&mut text)
+        .unwrap();
+    let scrape = crate::harness::Scrape::parse(&text);
+    assert!(!scrape.all("xen_vm_cpu").is_empty());
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_landing_page_do_not_collect() {
+    let env = TestEnv::start(SimConfig::default()).await;
+    env.sim.reset_counters();
+    assert_eq!(env.get("/-/healthy").await.status(), 200);
+    assert_eq!(env.get("/-/ready").await.status(), 200);
+    let landing = env.get("/").await;
+    assert_eq!(landing.status(), 200);
+    let html = landing.text().await.unwrap();
+    assert!(html.contains("href=\"metrics\""));
+    assert!(!html.contains(env.sim.password()));
+    assert_eq!(env.get("/nope").await.status(), 404);
+    let counters = env.sim.counters();
+    assert!(counters.rpc.is_empty() && counters.rrd_updates.iter().all(|&n| n == 0));
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn not_ready_until_the_first_login() {
+    let sim = xen_exporter::sim::Sim::start(SimConfig::default())
+        .await
+        .unwrap();
+    let mut config = crate::harness::pool_config(&sim, xen_exporter::config::Mode::Pool);
+    config.password = xen_exporter::config::Secret::new("wrong");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(xen_exporter::run(config, listener, async move {
+        let _ = rx.await;
+    }));
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let ready = client.get(format!("{url}/-/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let metrics = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200, "a failing pool is data, not a 500");
+    let scrape = crate::harness::Scrape::parse(&metrics.text().await.unwrap());
+    assert_eq!(
+        scrape.value(
+            "xen_collector_errors_total",
+            &[("source", "inventory"), ("reason", "auth")]
+        ),
+        Some(1.0)
+    );
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_scrapes_share_one_collection() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    env.sim.set_host_fault(
+        0,
+        xen_exporter::sim::HostFault::Delay(std::time::Duration::from_millis(300)),
+    );
+    env.sim.reset_counters();
+    let scrapes = (0..20).map(|_| env.scrape());
+    let results = futures::future::join_all(scrapes).await;
+    assert!(results.iter().all(|s| !s.all("xen_host_up").is_empty()));
+    let counters = env.sim.counters();
+    assert!(
+        counters.rrd_updates.iter().all(|&n| n <= 2),
+        "20 concurrent scrapes made {:?} rrd_updates requests",
+        counters.rrd_updates
+    );
+    env.sim
+        .set_host_fault(0, xen_exporter::sim::HostFault::None);
+    env.stop().await.shutdown().await;
+}
