@@ -1000,3 +1000,411 @@ mod xml {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST1_C: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
+    const HOST2_C: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.formatC.json");
+    const HOST1_A: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.formatA.json5");
+    const HOST2_A: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.formatA.json5");
+    const HOST1_XML: &[u8] = include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.xml");
+    const HOST2_XML: &[u8] = include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.xml");
+
+    const NEWEST_T: i64 = 1_767_225_600;
+
+    /// The spec's format B sample (§1.8): valid JSON, all numbers strings, `data` inside `meta`.
+    const FORMAT_B: &str = r#"{"meta":{"start":"1767225600","step":"5","end":"1767225605","rows":"2","columns":"3","legend":["AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:cpu_avg","AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:memory_total_kib","AVERAGE:vm:3b1d7d0c-9c47-4a5f-b3b3-8f0c1e0b8a11:cpu0"],"data":[{"t":"1767225605","values":["0.0412","1.6777e+07","NaN"]},{"t":"1767225600","values":["0.0398","1.6777e+07","0.0101"]}]}}"#;
+
+    const SMALL_A: &str = r#"{meta: {start:1767225600,step:5,end:1767225605,rows:2,columns:3,legend:["AVERAGE:host:h:cpu_avg","AVERAGE:host:h:memory_total_kib","AVERAGE:vm:v:cpu0"]},data:[{t:1767225605,values:[0.0412,16777216.0000,NaN]},{t:1767225600,values:[0.0398,16777216.0000,-Infinity]}]}"#;
+
+    const SMALL_C: &str = r#"{"meta":{"start":"1767225600","step":"5","end":"1767225605","rows":"2","columns":"3","legend":["AVERAGE:host:h:cpu_avg","AVERAGE:host:h:memory_total_kib","AVERAGE:vm:v:cpu0"]},"data":[{"t":"1767225605","values":["0.0412345678901234","16777216","NaN"]},{"t":"1767225600","values":["0.0398","16777216","0.0101"]}]}"#;
+
+    const SMALL_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<xport><meta><start>1767225600</start><step>5</step><end>1767225605</end><rows>2</rows><columns>3</columns><legend><entry>AVERAGE:host:h:cpu_avg</entry><entry>AVERAGE:host:h:memory_total_kib</entry><entry>AVERAGE:vm:v:cpu0</entry></legend></meta><data><row><t>1767225605</t><v>0.0412345678901234</v><v>16777216</v><v>NaN</v></row><row><t>1767225600</t><v>0.0398</v><v>16777216</v><v>0.0101</v></row></data></xport>"#;
+
+    fn ok(body: &[u8]) -> RrdUpdates<'_> {
+        match parse(body) {
+            Ok(u) => u,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn newest<'u>(u: &'u RrdUpdates<'_>) -> &'u Row {
+        u.newest.as_ref().expect("a newest row")
+    }
+
+    /// Bitwise equality, so NaN equals NaN.
+    fn same_values(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// The newest row's value texts, cut out of a format C body by plain string search so the
+    /// NaN check does not depend on the parser under test.
+    fn newest_value_texts(body: &[u8]) -> Vec<String> {
+        let body = std::str::from_utf8(body).unwrap();
+        let marker = format!(r#"{{"t":"{NEWEST_T}","values":["#);
+        let start = body.find(&marker).unwrap() + marker.len();
+        let len = body[start..].find(']').unwrap();
+        body[start..start + len]
+            .split(',')
+            .map(|v| v.trim_matches('"').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn parse_reads_current_format_fixtures() {
+        for (body, columns) in [(HOST1_C, 325), (HOST2_C, 324)] {
+            let u = ok(body);
+            assert_eq!(u.legend.len(), columns);
+            assert_eq!(u.step, Some(5));
+            assert_eq!(u.end, Some(NEWEST_T));
+            let row = newest(&u);
+            assert_eq!(row.t, NEWEST_T);
+            assert_eq!(row.values.len(), columns);
+            assert!(u.legend.iter().all(|l| matches!(l, Cow::Borrowed(_))));
+            let first = Legend::parse(&u.legend[0]).unwrap();
+            assert_eq!((first.cf, first.owner), ("AVERAGE", "host"));
+            assert_eq!(first.name, "CPU0-avg-freq");
+        }
+    }
+
+    #[test]
+    fn parse_keeps_nan_where_the_body_has_nan() {
+        for body in [HOST1_C, HOST2_C] {
+            let u = ok(body);
+            let texts = newest_value_texts(body);
+            assert_eq!(texts.len(), u.legend.len());
+            let mut nans = 0;
+            for (text, v) in texts.iter().zip(&newest(&u).values) {
+                if text == "NaN" {
+                    nans += 1;
+                    assert!(v.is_nan());
+                } else {
+                    assert_eq!(text.parse::<f64>().unwrap().to_bits(), v.to_bits());
+                }
+            }
+            assert!(nans > 0, "the fixtures carry some NaN");
+        }
+    }
+
+    #[test]
+    fn parse_gives_xml_and_current_json_the_same_result() {
+        for (c, xml) in [(HOST1_C, HOST1_XML), (HOST2_C, HOST2_XML)] {
+            let (c, xml) = (ok(c), ok(xml));
+            assert_eq!(c.legend, xml.legend);
+            assert_eq!((c.step, c.end), (xml.step, xml.end));
+            assert_eq!(newest(&c).t, newest(&xml).t);
+            assert!(same_values(&newest(&c).values, &newest(&xml).values));
+        }
+    }
+
+    #[test]
+    fn parse_accepts_bare_nan_from_legacy_xapi() {
+        for (c, a) in [(HOST1_C, HOST1_A), (HOST2_C, HOST2_A)] {
+            let (c, a) = (ok(c), ok(a));
+            assert_eq!(c.legend, a.legend);
+            assert_eq!((c.step, c.end), (a.step, a.end));
+            let (c, a) = (newest(&c), newest(&a));
+            assert_eq!(a.t, NEWEST_T);
+            assert_eq!(c.values.len(), a.values.len());
+            for (x, y) in c.values.iter().zip(&a.values) {
+                if x.is_nan() {
+                    assert!(y.is_nan());
+                } else {
+                    // `%0.4f` rounds to half a unit in the fourth decimal.
+                    assert!((x - y).abs() <= 0.5e-4 + x.abs() * 1e-15, "{x} vs {y}");
+                }
+            }
+        }
+        let u = ok(SMALL_A.as_bytes());
+        let row = newest(&u);
+        assert_eq!(row.t, 1_767_225_605);
+        assert_eq!(row.values[..2], [0.0412, 16_777_216.0]);
+        assert!(row.values[2].is_nan());
+    }
+
+    #[test]
+    fn parse_accepts_data_nested_in_meta() {
+        let u = ok(FORMAT_B.as_bytes());
+        assert_eq!(u.step, Some(5));
+        assert_eq!(u.end, Some(1_767_225_605));
+        assert_eq!(u.legend.len(), 3);
+        let row = newest(&u);
+        assert_eq!(row.t, 1_767_225_605);
+        assert_eq!(row.values[..2], [0.0412, 16_777_000.0]);
+        assert!(row.values[2].is_nan());
+    }
+
+    #[test]
+    fn parse_small_bodies_agree_across_syntaxes() {
+        let c = ok(SMALL_C.as_bytes());
+        let xml = ok(SMALL_XML.as_bytes());
+        let strip = |u: &RrdUpdates<'static>| RrdUpdates {
+            newest: None,
+            ..u.clone()
+        };
+        assert_eq!(strip(&c), strip(&xml));
+        assert!(same_values(&newest(&c).values, &newest(&xml).values));
+        assert_eq!(newest(&c).values[0], 0.041_234_567_890_123_4);
+    }
+
+    #[test]
+    fn parse_picks_the_largest_t_whatever_the_row_order() {
+        let body = r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"10","values":["1"]},{"t":"30","values":["3"]},{"t":"20","values":["2"]}]}"#;
+        let u = ok(body.as_bytes());
+        assert_eq!(
+            newest(&u),
+            &Row {
+                t: 30,
+                values: vec![3.0]
+            }
+        );
+
+        let xml = "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>10</t><v>1</v></row><row><t>20</t><v>2</v></row></data></xport>";
+        assert_eq!(
+            newest(&ok(xml.as_bytes())),
+            &Row {
+                t: 20,
+                values: vec![2.0]
+            }
+        );
+
+        // The fixture reversed: oldest first.
+        let text = std::str::from_utf8(HOST1_C).unwrap();
+        let data_at = text.find(r#""data":["#).unwrap() + r#""data":["#.len();
+        let rows: Vec<&str> = text[data_at..text.len() - 2].split("},{").collect();
+        assert_eq!(rows.len(), 5);
+        let reversed: Vec<String> = rows
+            .iter()
+            .rev()
+            .map(|r| format!("{{{}}}", r.trim_start_matches('{').trim_end_matches('}')))
+            .collect();
+        let body = format!("{}{}]}}", &text[..data_at], reversed.join(","));
+        let (fwd, rev) = (ok(HOST1_C), ok(body.as_bytes()));
+        assert_eq!(newest(&rev).t, NEWEST_T);
+        assert!(same_values(&newest(&fwd).values, &newest(&rev).values));
+    }
+
+    #[test]
+    fn parse_accepts_empty_data() {
+        for body in [
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[]}"#,
+            "{meta:{legend:[]},data:[]}",
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data/></xport>",
+            "<xport><meta><legend/></meta><data>\n</data></xport>",
+        ] {
+            let u = ok(body.as_bytes());
+            assert_eq!(u.newest, None, "{body}");
+        }
+    }
+
+    #[test]
+    fn parse_accepts_zero_rows_with_start_after_end() {
+        let body = r#"{"meta":{"start":"1740534010","step":"5","end":"1740533965","rows":"0","columns":"2","legend":["AVERAGE:host:h:cpu0","AVERAGE:host:h:cpu1"]},"data":[]}"#;
+        let u = ok(body.as_bytes());
+        assert_eq!(u.end, Some(1_740_533_965));
+        assert_eq!(u.step, Some(5));
+        assert_eq!(u.legend.len(), 2);
+        assert_eq!(u.newest, None);
+    }
+
+    #[test]
+    fn parse_decodes_escapes_in_legend_and_borrows_the_rest() {
+        let body = r#"{"meta":{"legend":["AVERAGE:vm:u:a\"b\\c\/d\u00e9\ud83d\ude00\n","AVERAGE:vm:u:plain"]},"data":[{"t":1,"values":[1,2]}]}"#;
+        let u = ok(body.as_bytes());
+        assert_eq!(u.legend[0], "AVERAGE:vm:u:a\"b\\c/d\u{e9}\u{1f600}\n");
+        assert!(matches!(u.legend[0], Cow::Owned(_)));
+        assert!(matches!(u.legend[1], Cow::Borrowed("AVERAGE:vm:u:plain")));
+
+        let xml = "<xport><meta><legend><entry>a:b:c:&lt;&amp;&gt;&quot;&apos;&#233;&#xE9;</entry><entry> a:b:c:d </entry></legend></meta><data/></xport>";
+        let u = ok(xml.as_bytes());
+        assert_eq!(u.legend[0], "a:b:c:<&>\"'\u{e9}\u{e9}");
+        assert!(matches!(u.legend[1], Cow::Borrowed("a:b:c:d")));
+
+        for bad in [
+            r#"{"meta":{"legend":["\x"]}}"#,
+            r#"{"meta":{"legend":["\ud83d"]}}"#,
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(
+            parse(b"<xport><meta><legend><entry>&nbsp;</entry></legend></meta></xport>").is_err()
+        );
+        assert!(
+            parse(b"<xport><meta><legend><entry>&#x+41;</entry></legend></meta></xport>").is_err()
+        );
+    }
+
+    #[test]
+    fn parse_accepts_any_key_order_unknown_keys_whitespace_and_plain_numbers() {
+        let body = r#"
+            {
+              "extra" : { "a" : [ 1 , { "b" : null } , "x\"]" ] , "c" : true } ,
+              "data" : [ { "values" : [ 1.5 , "2" , -3e2 , "Infinity", "inf", "nan" ], "t" : 100 , "note" : [ ] } ] ,
+              "meta" : { "end" : 105 , "legend" : [ "a:b:c:1" , "a:b:c:2" , "a:b:c:3", "a:b:c:4", "a:b:c:5", "a:b:c:6" ] , "step" : "5" , "rows": 1, "columns": "6", "x" : { } } ,
+              "tail" : false
+            }
+        "#;
+        let u = ok(body.as_bytes());
+        assert_eq!((u.step, u.end), (Some(5), Some(105)));
+        let row = newest(&u);
+        assert_eq!(row.t, 100);
+        assert_eq!(
+            row.values[..5],
+            [1.5, 2.0, -300.0, f64::INFINITY, f64::INFINITY]
+        );
+        assert!(row.values[5].is_nan());
+    }
+
+    #[test]
+    fn parse_accepts_xml_with_whitespace_comments_and_attributes() {
+        let body = r#"
+<?xml version="1.0"?>
+<!-- a comment -->
+<xport version="1">
+  <meta>
+    <start>1</start>
+    <step> 60 </step>
+    <end>120</end>
+    <legend>
+      <entry>AVERAGE:host:h:cpu0</entry>
+      <entry><![CDATA[AVERAGE:host:h:]]>cpu1</entry>
+    </legend>
+    <unknown><deep a='>'><x/>text</deep></unknown>
+  </meta>
+  <data>
+    <row><t>60</t><v>1</v><v>2</v></row>
+    <row>
+      <!-- rows may be oldest first -->
+      <v>-Infinity</v><v>0.0</v><t>120</t>
+    </row>
+  </data>
+</xport>
+"#;
+        let u = ok(body.as_bytes());
+        assert_eq!((u.step, u.end), (Some(60), Some(120)));
+        assert_eq!(u.legend, ["AVERAGE:host:h:cpu0", "AVERAGE:host:h:cpu1"]);
+        assert_eq!(
+            newest(&u),
+            &Row {
+                t: 120,
+                values: vec![f64::NEG_INFINITY, 0.0]
+            }
+        );
+    }
+
+    #[test]
+    fn parse_rejects_every_truncation_of_a_small_body() {
+        for body in [SMALL_A, FORMAT_B, SMALL_C, SMALL_XML] {
+            let body = body.as_bytes();
+            assert!(parse(body).is_ok());
+            for len in 0..body.len() {
+                assert!(
+                    parse(&body[..len]).is_err(),
+                    "prefix of {len} bytes accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parse_rejects_a_row_whose_width_differs_from_the_legend() {
+        for body in [
+            r#"{"meta":{"legend":["a:b:c:d","a:b:c:e"]},"data":[{"t":"1","values":["1"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":["1","2"]}]}"#,
+            r#"{"data":[{"t":"1","values":["1"]}],"meta":{"legend":["a:b:c:d","a:b:c:e"]}}"#,
+            r#"{"data":[{"t":"1","values":["1"]},{"t":"2","values":["1","2"]}],"meta":{"legend":["a:b:c:d"]}}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"2","values":["1"]},{"t":"1","values":[]}]}"#,
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>1</t></row></data></xport>",
+            "<xport><data><row><t>1</t><v>1</v><v>2</v></row></data><meta><legend><entry>a:b:c:d</entry></legend></meta></xport>",
+        ] {
+            let e = parse(body.as_bytes()).expect_err(body);
+            assert_eq!(e.what, ROW_WIDTH, "{body}");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_wrong_types_and_garbage() {
+        for body in [
+            "",
+            "   ",
+            "null",
+            "[]",
+            "{}",
+            r#"{"meta":[]}"#,
+            r#"{"meta":{"legend":"x"}}"#,
+            r#"{"meta":{"legend":[1]}}"#,
+            r#"{"meta":{"legend":[]},"data":{}}"#,
+            r#"{"meta":{"legend":[]},"data":[[]]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"x","values":["1"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":["one"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":[null]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":[[1]]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"values":["1"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1"}]}"#,
+            r#"{"meta":{"legend":[],"step":{}}}"#,
+            r#"{"meta":{"legend":[]}} x"#,
+            r#"{"meta":{"legend":[]},,}"#,
+            r#"{,"meta":{"legend":[]}}"#,
+            r#"{"meta":{"legend":[]} "x":1}"#,
+            r#"{"meta":{"legend":[]},"x":[1 2]}"#,
+            r#"{"meta":{"legend":[]},"x":{"a" 1}}"#,
+            r#"{"meta":{"legend":[]},"x":{"a":1]}"#,
+            "<xport/>",
+            "<other><meta><legend/></meta></other>",
+            "<xport><meta><legend/></meta></xport> trailing",
+            "<xport><meta><legend/></meta></xports>",
+            "<xport>text<meta><legend/></meta></xport>",
+            "<xport><meta><legend/><step>x</step></meta></xport>",
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><v>1</v></row></data></xport>",
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>1</t><v><b/></v></row></data></xport>",
+        ] {
+            assert!(parse(body.as_bytes()).is_err(), "accepted {body:?}");
+        }
+        let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(deep.as_bytes()).is_err());
+        let nested = format!(
+            r#"{{"meta":{{"legend":[]}},"x":{}1{}}}"#,
+            "[".repeat(128),
+            "]".repeat(128)
+        );
+        assert!(parse(nested.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn parse_reads_integral_floats_and_null_for_step_and_end() {
+        let u = ok(br#"{"meta":{"step":5.0,"end":null,"legend":[]}}"#);
+        assert_eq!((u.step, u.end), (Some(5), None));
+        assert!(parse(br#"{"meta":{"step":5.5,"legend":[]}}"#).is_err());
+    }
+
+    #[test]
+    fn legend_parse_splits_on_the_first_three_colons_only() {
+        let l = Legend::parse(
+            "AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:statefile/3b1d7d0c/latency",
+        )
+        .unwrap();
+        assert_eq!(
+            (l.cf, l.owner, l.uuid, l.name),
+            (
+                "AVERAGE",
+                "host",
+                "0844f276-6eef-4658-a5a6-6d0bd5ed740a",
+                "statefile/3b1d7d0c/latency"
+            )
+        );
+        let l = Legend::parse("MAX:host:u:CPU3-avg-freq").unwrap();
+        assert_eq!(l.name, "CPU3-avg-freq");
+        let l = Legend::parse("AVERAGE:vm:u:odd:name:with:colons").unwrap();
+        assert_eq!((l.uuid, l.name), ("u", "odd:name:with:colons"));
+        assert_eq!(Legend::parse("AVERAGE:vm:u"), None);
+        assert_eq!(Legend::parse(""), None);
+        assert_eq!(Legend::parse("a:b:c:").map(|l| l.name), Some(""));
+    }
+}
