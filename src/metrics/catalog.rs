@@ -1,6 +1,10 @@
 //! The catalog: how each RRD data source name becomes a Prometheus family name, labels, help
-//! text and type. The only place that knows raw RRD units. Pure string work, no I/O.
-//! (Interface stub; the implementation lands with the catalog work.)
+//! text and type, and the help of the exporter's own families. The only place that knows raw
+//! RRD units. Pure string work, no I/O.
+//!
+//! Names are those of the Python exporter MikeDombo/xen-exporter, so dashboards and alerts
+//! written for it keep working; values keep XAPI's units (KiB stays KiB) for the same reason,
+//! and every help text says which unit that is.
 
 use std::borrow::Cow;
 
@@ -15,6 +19,16 @@ pub enum Owner {
     Vm,
     /// `sr:<uuid>`
     Sr,
+}
+
+impl Owner {
+    fn prefix(self) -> &'static str {
+        match self {
+            Owner::Host => "xen_host_",
+            Owner::Vm => "xen_vm_",
+            Owner::Sr => "xen_sr_",
+        }
+    }
 }
 
 /// A reference to an SR found inside a host data source name.
@@ -37,15 +51,1545 @@ pub struct Mapped<'a> {
     pub sr: Option<SrRef<'a>>,
 }
 
+/// Host data sources that end in `_<first 8 hex chars of an SR UUID>` (rrdp_iostat.ml).
+const SR_PREFIXED: [&str; 14] = [
+    "avgqu_sz",
+    "inflight",
+    "io_throughput_read",
+    "io_throughput_total",
+    "io_throughput_write",
+    "iops_read",
+    "iops_total",
+    "iops_write",
+    "iowait",
+    "latency",
+    "read",
+    "read_latency",
+    "write",
+    "write_latency",
+];
+
+macro_rules! states {
+    ($prefix:literal) => {
+        [
+            concat!($prefix, 0),
+            concat!($prefix, 1),
+            concat!($prefix, 2),
+            concat!($prefix, 3),
+            concat!($prefix, 4),
+            concat!($prefix, 5),
+            concat!($prefix, 6),
+            concat!($prefix, 7),
+            concat!($prefix, 8),
+            concat!($prefix, 9),
+            concat!($prefix, 10),
+            concat!($prefix, 11),
+            concat!($prefix, 12),
+            concat!($prefix, 13),
+            concat!($prefix, 14),
+            concat!($prefix, 15),
+        ]
+    };
+}
+
+/// C- and P-state families come from a digit in the data source name, so they cannot be found
+/// in [`SPECS`] by name; these tables keep the common ones allocation-free.
+const CPU_C_STATES: [&str; 16] = states!("xen_host_cpu_c");
+const CPU_P_STATES: [&str; 16] = states!("xen_host_cpu_p");
+
 /// Maps a data source name of an RRD owned by `owner` to its family.
+///
+/// Known families come back borrowed; only names the catalog does not know allocate.
 pub fn map_data_source(owner: Owner, ds: &str) -> Mapped<'_> {
-    let _ = (owner, ds);
-    unimplemented!("catalog stub")
+    let unlabelled = |prefix: &'static str, rest: &str| Mapped {
+        family: family_name(prefix, rest),
+        label: None,
+        sr: None,
+    };
+    if let Some(mapped) = map_cpu(owner, ds) {
+        return mapped;
+    }
+    match owner {
+        Owner::Host => {
+            if let Some((dev, rest)) = split_device(ds, "pif_") {
+                return Mapped {
+                    family: family_name("xen_host_pif_", rest),
+                    label: Some(("pif", dev)),
+                    sr: None,
+                };
+            }
+            if let Some((base, sr8)) = split_sr_prefix(ds) {
+                return Mapped {
+                    family: family_name("xen_host_", base),
+                    label: None,
+                    sr: Some(SrRef::Prefix(sr8)),
+                };
+            }
+            if let Some((uuid, rest)) = split_full_sr(ds) {
+                return Mapped {
+                    family: family_name("xen_host_sr_", rest),
+                    label: None,
+                    sr: Some(SrRef::Full(uuid)),
+                };
+            }
+            if let Some(vdi) = split_statefile(ds) {
+                // The original exported `xen_host_statefile/<uuid>/latency`, which no
+                // Prometheus accepts; one family with the VDI as a label is what it meant.
+                return Mapped {
+                    family: Cow::Borrowed("xen_host_statefile_latency"),
+                    label: Some(("vdi_uuid", vdi)),
+                    sr: None,
+                };
+            }
+            unlabelled("xen_host_", ds)
+        }
+        Owner::Vm => {
+            if let Some((dev, rest)) = split_device(ds, "vbd_") {
+                return Mapped {
+                    family: family_name("xen_vm_vbd_", rest),
+                    label: Some(("vbd", dev)),
+                    sr: None,
+                };
+            }
+            if let Some((dev, rest)) = split_device(ds, "vif_") {
+                return Mapped {
+                    family: family_name("xen_vm_vif_", rest),
+                    label: Some(("vif", dev)),
+                    sr: None,
+                };
+            }
+            unlabelled("xen_vm_", ds)
+        }
+        Owner::Sr => unlabelled("xen_sr_", ds),
+    }
+}
+
+/// `cpu<N>` (pCPU or vCPU), `cpu<N>-<state>` and `CPU<N>-avg-freq`.
+fn map_cpu(owner: Owner, ds: &str) -> Option<Mapped<'_>> {
+    let (upper, rest) = match ds.strip_prefix("cpu") {
+        Some(rest) => (false, rest),
+        None => (true, ds.strip_prefix("CPU")?),
+    };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if digits == 0 {
+        return None;
+    }
+    let (n, after) = rest.split_at(digits);
+    let family = if after.is_empty() && !upper {
+        family_name(owner.prefix(), "cpu")
+    } else if let Some(state) = after.strip_prefix('-') {
+        match (owner, cpu_state_family(state)) {
+            (Owner::Host, Some(name)) => Cow::Borrowed(name),
+            _ => {
+                let prefix = match owner {
+                    Owner::Host => "xen_host_cpu_",
+                    Owner::Vm => "xen_vm_cpu_",
+                    Owner::Sr => "xen_sr_cpu_",
+                };
+                family_name(prefix, state)
+            }
+        }
+    } else {
+        return None;
+    };
+    Some(Mapped {
+        family,
+        label: Some(("cpu", n)),
+        sr: None,
+    })
+}
+
+/// `C<k>` / `P<k>` with a small canonical `k` (no leading zero) → its static family name.
+fn cpu_state_family(state: &str) -> Option<&'static str> {
+    let table = match state.as_bytes().first()? {
+        b'C' => &CPU_C_STATES,
+        b'P' => &CPU_P_STATES,
+        _ => return None,
+    };
+    let k = &state[1..];
+    if k.is_empty() || (k.len() > 1 && k.starts_with('0')) || !k.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    table.get(k.parse::<usize>().ok()?).copied()
+}
+
+/// `<kind><dev>_<rest>` → (`dev`, `rest`); the device ends at the first `_`, as in the original.
+fn split_device<'a>(ds: &'a str, kind: &str) -> Option<(&'a str, &'a str)> {
+    let (dev, rest) = ds.strip_prefix(kind)?.split_once('_')?;
+    (!dev.is_empty() && !rest.is_empty()).then_some((dev, rest))
+}
+
+/// `<base>_<sr8>` with `base` one of [`SR_PREFIXED`] and `sr8` exactly 8 lower-case hex digits.
+fn split_sr_prefix(ds: &str) -> Option<(&str, &str)> {
+    let (base, sr8) = ds.rsplit_once('_')?;
+    let is_hex = sr8.len() == 8 && sr8.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    (is_hex && SR_PREFIXED.contains(&base)).then_some((base, sr8))
+}
+
+/// `sr_<full uuid>_<rest>` → (`uuid`, `rest`).
+fn split_full_sr(ds: &str) -> Option<(&str, &str)> {
+    let rest = ds.strip_prefix("sr_")?;
+    let uuid = rest.get(..36)?;
+    let rest = rest[36..].strip_prefix('_')?;
+    (is_uuid(uuid) && !rest.is_empty()).then_some((uuid, rest))
+}
+
+/// `statefile/<vdi uuid>/latency` → the VDI UUID.
+fn split_statefile(ds: &str) -> Option<&str> {
+    let vdi = ds.strip_prefix("statefile/")?.strip_suffix("/latency")?;
+    (!vdi.is_empty() && !vdi.contains('/')).then_some(vdi)
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+/// The original's name mangling (lower case, `-` → `_`), plus every other character outside
+/// `[a-z0-9_]` → `_` so that names are always legal.
+fn sanitise(c: char) -> u8 {
+    match c {
+        'a'..='z' | '0'..='9' | '_' => c as u8,
+        'A'..='Z' => c.to_ascii_lowercase() as u8,
+        _ => b'_',
+    }
+}
+
+fn mangled<'a>(prefix: &'a str, raw: &'a str) -> impl Iterator<Item = u8> + 'a {
+    prefix.bytes().chain(raw.chars().map(sanitise))
+}
+
+/// `prefix` followed by the mangled `raw`: borrowed from the catalog when it is a known family,
+/// so the hot path does not allocate; compared lazily so the lookup does not either.
+fn family_name(prefix: &'static str, raw: &str) -> Cow<'static, str> {
+    match SPECS.binary_search_by(|spec| spec.name.bytes().cmp(mangled(prefix, raw))) {
+        Ok(i) => Cow::Borrowed(SPECS[i].name),
+        Err(_) => Cow::Owned(mangled(prefix, raw).map(char::from).collect()),
+    }
 }
 
 /// The help text and type of a family name produced by [`map_data_source`] or one of the
 /// record-derived families.
 pub fn describe(family: &str) -> (Cow<'static, str>, Kind) {
-    let _ = family;
-    unimplemented!("catalog stub")
+    if let Some(spec) = find(family).or_else(|| pattern_of(family).and_then(find)) {
+        return (Cow::Borrowed(spec.help), spec.kind);
+    }
+    let owner = if family.starts_with("xen_host_") {
+        "a host RRD data source, exported as xen_host_<data source name>"
+    } else if family.starts_with("xen_vm_") {
+        "a VM RRD data source, exported as xen_vm_<data source name>"
+    } else if family.starts_with("xen_sr_") {
+        "an SR RRD data source, exported as xen_sr_<data source name>"
+    } else {
+        "an RRD data source"
+    };
+    let mut help = format!(
+        "Not in the catalog: {owner} (lower-cased, characters outside [a-z0-9_] replaced by _), \
+         in the unit XAPI declares for it (see host.get_data_sources), average over the RRD step."
+    );
+    match untyped_suffix(family) {
+        Some(suffix) => {
+            help.push_str(" Untyped: the inherited name ends in ");
+            help.push_str(suffix);
+            help.push_str(" but this is a per-step average, not a counter, histogram or summary.");
+            (Cow::Owned(help), Kind::Untyped)
+        }
+        None => (Cow::Owned(help), Kind::Gauge),
+    }
+}
+
+/// The suffix that promtool reserves for counters, histograms and summaries, if `name` has one.
+fn untyped_suffix(name: &str) -> Option<&'static str> {
+    ["_total", "_count", "_sum", "_bucket"]
+        .into_iter()
+        .find(|suffix| name.ends_with(suffix))
+}
+
+fn find(name: &str) -> Option<&'static Spec> {
+    SPECS
+        .binary_search_by(|spec| spec.name.cmp(name))
+        .ok()
+        .map(|i| &SPECS[i])
+}
+
+/// The catalog row of a family whose name carries a number or a free-form part.
+fn pattern_of(family: &str) -> Option<&'static str> {
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if family
+        .strip_prefix("xen_host_cpu_c")
+        .is_some_and(all_digits)
+    {
+        Some("xen_host_cpu_c<k>")
+    } else if family
+        .strip_prefix("xen_host_cpu_p")
+        .is_some_and(all_digits)
+    {
+        Some("xen_host_cpu_p<k>")
+    } else if family
+        .strip_prefix("xen_vm_memory_numa_node_")
+        .is_some_and(all_digits)
+    {
+        Some("xen_vm_memory_numa_node_<N>")
+    } else if let Some(group) = family.strip_prefix("xen_host_group_") {
+        if group.strip_suffix("_tokens").is_some_and(|g| !g.is_empty()) {
+            Some("xen_host_group_<g>_tokens")
+        } else if group.strip_suffix("_calls").is_some_and(|g| !g.is_empty()) {
+            Some("xen_host_group_<g>_calls")
+        } else {
+            None
+        }
+    } else {
+        None
+    }
+}
+
+/// Renders the Markdown metric reference (`docs/metrics.md`): one row per known family.
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Metric reference\n\
+         \n\
+         <!-- Generated by xen_exporter::metrics::catalog::reference_markdown(); do not edit. -->\n\
+         \n\
+         Names and labels are those of the Python exporter MikeDombo/xen-exporter, so existing \
+         dashboards (Grafana 16588) and alerts keep working. RRD values are exported as XAPI \
+         reports them, without unit conversion: each value is the average over the RRD step \
+         (5 s) of a gauge, or of a per-second rate for sources that XAPI derives from counters. \
+         The unit column is the unit XAPI declares.\n\
+         \n\
+         A data source the catalog does not know is exported as `xen_<owner>_<name>`, the name \
+         lower-cased and every character outside `[a-z0-9_]` replaced by `_`; it is a gauge \
+         unless the name ends in `_total`, `_count`, `_sum` or `_bucket`, which makes it untyped.\n\
+         \n\
+         | Name | Type | Labels | Unit | Help |\n\
+         |---|---|---|---|---|\n",
+    );
+    for spec in SPECS {
+        let kind = match spec.kind {
+            Kind::Gauge => "gauge",
+            Kind::Counter => "counter",
+            Kind::Untyped => "untyped",
+        };
+        let labels: Vec<String> = spec
+            .labels
+            .split(", ")
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("`{l}`"))
+            .collect();
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            spec.name,
+            kind,
+            labels.join(", "),
+            spec.unit,
+            spec.help.replace('|', "\\|"),
+        ));
+    }
+    out
+}
+
+/// One known family.
+#[derive(Debug)]
+struct Spec {
+    /// The family name; a pattern with `<…>` for families named after a number or a group.
+    name: &'static str,
+    kind: Kind,
+    /// Every label the collector attaches, in output order, comma-separated.
+    labels: &'static str,
+    /// The unit of the exported value as XAPI declares it.
+    unit: &'static str,
+    help: &'static str,
+}
+
+const fn gauge(
+    name: &'static str,
+    labels: &'static str,
+    unit: &'static str,
+    help: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        kind: Kind::Gauge,
+        labels,
+        unit,
+        help,
+    }
+}
+
+const fn untyped(
+    name: &'static str,
+    labels: &'static str,
+    unit: &'static str,
+    help: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        kind: Kind::Untyped,
+        labels,
+        unit,
+        help,
+    }
+}
+
+const fn counter(
+    name: &'static str,
+    labels: &'static str,
+    unit: &'static str,
+    help: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        kind: Kind::Counter,
+        labels,
+        unit,
+        help,
+    }
+}
+
+const H: &str = "host, host_uuid";
+const H_CPU: &str = "host, host_uuid, cpu";
+const H_PIF: &str = "host, host_uuid, pif";
+const H_SR: &str = "host, host_uuid, sr, sr_uuid";
+const VM: &str = "vm, vm_uuid, host, host_uuid";
+const VM_CPU: &str = "vm, vm_uuid, host, host_uuid, cpu";
+const VM_VIF: &str = "vm, vm_uuid, host, host_uuid, vif";
+const VM_VBD: &str = "vm, vm_uuid, host, host_uuid, vbd";
+const SR: &str = "sr_uuid, sr, type, content_type";
+
+/// Every known family, sorted by name (byte order) so lookups can bisect; a test keeps it so.
+static SPECS: &[Spec] = &[
+    gauge(
+        "xen_collector_duration_seconds",
+        "",
+        "seconds",
+        "Wall time of the whole collection for this scrape (every host and the records), in seconds.",
+    ),
+    counter(
+        "xen_collector_errors_total",
+        "source, reason",
+        "errors",
+        "Failures of the collector outside a single host's /rrd_updates (e.g. the record queries) since the exporter started, by source and bounded reason.",
+    ),
+    gauge(
+        "xen_exporter_build_info",
+        "version",
+        "",
+        "Always 1; the version label says which xen-exporter build is running.",
+    ),
+    gauge(
+        "xen_host_avgqu_sz",
+        H_SR,
+        "requests",
+        "Average I/O request queue size of this host's tapdisks on the SR, in requests (RRD avgqu_sz_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_cpu",
+        H_CPU,
+        "fraction 0–1",
+        "Busy fraction of the physical CPU, 0–1 (RRD cpu<N>, average over the step).",
+    ),
+    gauge(
+        "xen_host_cpu_avg",
+        H,
+        "fraction 0–1",
+        "Busy fraction averaged over all physical CPUs, 0–1 (RRD cpu_avg, average over the step).",
+    ),
+    gauge(
+        "xen_host_cpu_avg_freq",
+        H_CPU,
+        "MHz",
+        "Average frequency of the physical CPU, in MHz (RRD CPU<N>-avg-freq, average over the step).",
+    ),
+    gauge(
+        "xen_host_cpu_c<k>",
+        H_CPU,
+        "fraction 0–1",
+        "Fraction of time the physical CPU spent in the C-state named by the metric, 0–1 (RRD cpu<N>-C<k>, average over the step).",
+    ),
+    gauge(
+        "xen_host_cpu_p<k>",
+        H_CPU,
+        "fraction 0–1",
+        "Fraction of time the physical CPU spent in the P-state named by the metric, 0–1 (RRD cpu<N>-P<k>, average over the step).",
+    ),
+    gauge(
+        "xen_host_dcmi_power_reading",
+        H,
+        "W",
+        "Host power draw read over IPMI DCMI, in watts (RRD DCMI-power-reading, average over the step).",
+    ),
+    gauge(
+        "xen_host_group_<g>_calls",
+        H,
+        "calls/s",
+        "Calls by the xapi rate-limiter caller group named by the metric, in calls per second (RRD group_<g>_calls, pool master, average over the step).",
+    ),
+    gauge(
+        "xen_host_group_<g>_tokens",
+        H,
+        "tokens/s",
+        "Tokens used by the xapi rate-limiter caller group named by the metric, in tokens per second (RRD group_<g>_tokens, pool master, average over the step).",
+    ),
+    gauge(
+        "xen_host_hostload",
+        H,
+        "vCPUs per pCPU",
+        "Runnable and running vCPUs per physical CPU; can exceed 1 (RRD hostload, average over the step).",
+    ),
+    gauge(
+        "xen_host_inflight",
+        H_SR,
+        "requests",
+        "I/O requests in flight from this host to the SR, in requests (RRD inflight_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_io_throughput_read",
+        H_SR,
+        "MiB/s",
+        "Data read from the SR by this host, in MiB/s (RRD io_throughput_read_<sr8>, average over the step).",
+    ),
+    untyped(
+        "xen_host_io_throughput_total",
+        H_SR,
+        "MiB/s",
+        "Data read from and written to the SR by this host, in MiB/s (RRD io_throughput_total_<sr8>, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
+    ),
+    gauge(
+        "xen_host_io_throughput_write",
+        H_SR,
+        "MiB/s",
+        "Data written to the SR by this host, in MiB/s (RRD io_throughput_write_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_iops_read",
+        H_SR,
+        "requests/s",
+        "Read requests from this host to the SR, in requests per second (RRD iops_read_<sr8>, average over the step).",
+    ),
+    untyped(
+        "xen_host_iops_total",
+        H_SR,
+        "requests/s",
+        "Read and write requests from this host to the SR, in requests per second (RRD iops_total_<sr8>, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
+    ),
+    gauge(
+        "xen_host_iops_write",
+        H_SR,
+        "requests/s",
+        "Write requests from this host to the SR, in requests per second (RRD iops_write_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_iowait",
+        H_SR,
+        "s/s",
+        "Time this host's tapdisks spent waiting for I/O on the SR, in seconds per second (RRD iowait_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_latency",
+        H_SR,
+        "μs",
+        "Highest I/O latency over the SR's VDIs on this host, in μs (RRD latency_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_loadavg",
+        H,
+        "load",
+        "1-minute load average of dom0 (its /proc/loadavg), not of the hypervisor (RRD loadavg, average over the step).",
+    ),
+    gauge(
+        "xen_host_memory_free_kib",
+        H,
+        "KiB",
+        "Free host memory as seen by Xen, in KiB (RRD memory_free_kib, average over the step).",
+    ),
+    gauge(
+        "xen_host_memory_reclaimed",
+        H,
+        "bytes",
+        "Memory reclaimed from VMs by ballooning, the sum over VMs of dynamic_max minus target, in bytes (RRD memory_reclaimed, average over the step).",
+    ),
+    gauge(
+        "xen_host_memory_reclaimed_max",
+        H,
+        "bytes",
+        "Memory that ballooning could still reclaim, the sum over VMs of target minus dynamic_min, in bytes (RRD memory_reclaimed_max, average over the step).",
+    ),
+    gauge(
+        "xen_host_memory_total_kib",
+        H,
+        "KiB",
+        "Total physical memory of the host, in KiB (RRD memory_total_kib, average over the step).",
+    ),
+    gauge(
+        "xen_host_network_latency",
+        H,
+        "seconds",
+        "HA network heartbeat latency, in seconds (RRD network/latency, HA only, average over the step).",
+    ),
+    gauge(
+        "xen_host_pif_rx",
+        H_PIF,
+        "B/s",
+        "Bytes received on the dom0 network device (pif=\"aggr\": all devices summed), in B/s (RRD pif_<dev>_rx, average over the step).",
+    ),
+    gauge(
+        "xen_host_pif_rx_errors",
+        H_PIF,
+        "errors/s",
+        "Receive errors on the dom0 network device, in errors per second (RRD pif_<dev>_rx_errors, average over the step).",
+    ),
+    gauge(
+        "xen_host_pif_tx",
+        H_PIF,
+        "B/s",
+        "Bytes sent on the dom0 network device (pif=\"aggr\": all devices summed), in B/s (RRD pif_<dev>_tx, average over the step).",
+    ),
+    gauge(
+        "xen_host_pif_tx_errors",
+        H_PIF,
+        "errors/s",
+        "Transmit errors on the dom0 network device, in errors per second (RRD pif_<dev>_tx_errors, average over the step).",
+    ),
+    untyped(
+        "xen_host_pool_session_count",
+        H,
+        "sessions",
+        "Live XAPI sessions in the pool, a count (RRD pool_session_count, pool master only, average over the step). Untyped: the inherited name ends in _count but this is a gauge, not a histogram or summary count.",
+    ),
+    gauge(
+        "xen_host_pool_session_creation_rate",
+        H,
+        "sessions/s",
+        "XAPI sessions created in the pool, in sessions per second (RRD pool_session_creation_rate, pool master only, average over the step).",
+    ),
+    untyped(
+        "xen_host_pool_task_count",
+        H,
+        "tasks",
+        "XAPI tasks in the pool, a count (RRD pool_task_count, pool master only, average over the step). Untyped: the inherited name ends in _count but this is a gauge, not a histogram or summary count.",
+    ),
+    untyped(
+        "xen_host_pool_total_session_count",
+        H,
+        "sessions/s",
+        "XAPI sessions created in the pool, in sessions per second (RRD pool_total_session_count, the name of pool_session_creation_rate before xapi 23.9, pool master only, average over the step). Untyped: the inherited name ends in _count but this is a per-second average, not a histogram or summary count.",
+    ),
+    gauge(
+        "xen_host_pool_vgpu_migration_rate",
+        H,
+        "migrations/s",
+        "vGPU migrations in the pool, in migrations per second (RRD pool_vgpu_migration_rate, pool master only, average over the step).",
+    ),
+    gauge(
+        "xen_host_read",
+        H_SR,
+        "B/s",
+        "Bytes read from the SR by this host, in B/s (RRD read_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_read_latency",
+        H_SR,
+        "μs",
+        "Read latency of this host on the SR, in μs (RRD read_latency_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_running_domains",
+        H,
+        "domains",
+        "Unpaused domains on the host, dom0 included, a count (RRD running_domains, average over the step).",
+    ),
+    gauge(
+        "xen_host_running_vcpus",
+        H,
+        "vCPUs",
+        "Online vCPUs that are not blocked, a count (RRD running_vcpus, average over the step).",
+    ),
+    gauge(
+        "xen_host_scrape_duration_seconds",
+        H,
+        "seconds",
+        "Time spent fetching and parsing the host's /rrd_updates in this scrape, in seconds.",
+    ),
+    counter(
+        "xen_host_scrape_errors_total",
+        "host, host_uuid, reason",
+        "errors",
+        "Failed fetches of the host's /rrd_updates since the exporter started, by bounded reason (timeout, auth, tls, http, parse, ...).",
+    ),
+    gauge(
+        "xen_host_sr_cache_hits",
+        H_SR,
+        "hits/s",
+        "IntelliCache hits on the host's local cache SR, in hits per second (RRD sr_<uuid>_cache_hits, average over the step).",
+    ),
+    gauge(
+        "xen_host_sr_cache_misses",
+        H_SR,
+        "misses/s",
+        "IntelliCache misses on the host's local cache SR, in misses per second (RRD sr_<uuid>_cache_misses, average over the step).",
+    ),
+    gauge(
+        "xen_host_sr_cache_size",
+        H_SR,
+        "bytes",
+        "Size of the IntelliCache local cache on the SR, in bytes (RRD sr_<uuid>_cache_size, average over the step).",
+    ),
+    gauge(
+        "xen_host_statefile_latency",
+        "host, host_uuid, vdi_uuid",
+        "seconds",
+        "HA state-file access latency for the state-file VDI, in seconds (RRD statefile/<vdi-uuid>/latency, HA only, average over the step).",
+    ),
+    gauge(
+        "xen_host_tapdisks_in_low_memory_mode",
+        H,
+        "tapdisks",
+        "Tapdisk processes in low-memory mode, a count (RRD Tapdisks_in_low_memory_mode, average over the step).",
+    ),
+    gauge(
+        "xen_host_up",
+        H,
+        "",
+        "1 if the host's /rrd_updates was fetched and parsed in this scrape, 0 if not.",
+    ),
+    gauge(
+        "xen_host_write",
+        H_SR,
+        "B/s",
+        "Bytes written to the SR by this host, in B/s (RRD write_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_write_latency",
+        H_SR,
+        "μs",
+        "Write latency of this host on the SR, in μs (RRD write_latency_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_xapi_allocation_kib",
+        H,
+        "KiB/s",
+        "Memory allocated by xapi's OCaml runtime, in KiB per second (RRD xapi_allocation_kib, average over the step).",
+    ),
+    gauge(
+        "xen_host_xapi_free_memory_kib",
+        H,
+        "KiB",
+        "Free memory in xapi's OCaml heap, in KiB (RRD xapi_free_memory_kib, average over the step).",
+    ),
+    gauge(
+        "xen_host_xapi_healthcheck_latency",
+        H,
+        "seconds",
+        "HA xapi health-check latency, in seconds (RRD xapi_healthcheck/latency, HA only, average over the step).",
+    ),
+    gauge(
+        "xen_host_xapi_live_memory_kib",
+        H,
+        "KiB",
+        "Live memory in xapi's OCaml heap, in KiB (RRD xapi_live_memory_kib, average over the step).",
+    ),
+    gauge(
+        "xen_host_xapi_memory_usage_kib",
+        H,
+        "KiB",
+        "Memory used by the xapi process, in KiB (RRD xapi_memory_usage_kib, average over the step).",
+    ),
+    gauge(
+        "xen_host_xapi_open_fds",
+        H,
+        "file descriptors",
+        "File descriptors open in the xapi process, a count (RRD xapi_open_fds, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_fdsize",
+        H,
+        "file descriptors",
+        "File descriptor slots allocated by xenopsd-xc (FDSize), a count (RRD xenopsd-xc_fdsize, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_mem_extra",
+        H,
+        "KiB",
+        "Extra memory used by xenopsd-xc outside its OCaml heap, in KiB (RRD xenopsd-xc_mem_extra, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_ocaml_allocation_rate",
+        H,
+        "KiB/s",
+        "Memory allocated by xenopsd-xc's OCaml runtime, in KiB per second (RRD xenopsd-xc_ocaml_allocation_rate, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_ocaml_free",
+        H,
+        "KiB",
+        "Free memory in xenopsd-xc's OCaml heap, in KiB (RRD xenopsd-xc_ocaml_free, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_ocaml_maybe_live",
+        H,
+        "KiB",
+        "Possibly live memory in xenopsd-xc's OCaml heap, in KiB (RRD xenopsd-xc_ocaml_maybe_live, average over the step).",
+    ),
+    untyped(
+        "xen_host_xenopsd_xc_ocaml_total",
+        H,
+        "KiB",
+        "Size of xenopsd-xc's OCaml heap, in KiB (RRD xenopsd-xc_ocaml_total, average over the step). Untyped: the inherited name ends in _total but this is a gauge, not a counter.",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_rss",
+        H,
+        "KiB",
+        "Resident set size of xenopsd-xc (VmRSS), in KiB (RRD xenopsd-xc_rss, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_threads",
+        H,
+        "threads",
+        "Threads of xenopsd-xc, a count (RRD xenopsd-xc_threads, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_vmdata",
+        H,
+        "KiB",
+        "Data segment size of xenopsd-xc (VmData), in KiB (RRD xenopsd-xc_vmdata, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_vmlck",
+        H,
+        "KiB",
+        "Locked memory of xenopsd-xc (VmLck), in KiB (RRD xenopsd-xc_vmlck, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_vmpin",
+        H,
+        "KiB",
+        "Pinned memory of xenopsd-xc (VmPin), in KiB (RRD xenopsd-xc_vmpin, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_vmpte",
+        H,
+        "KiB",
+        "Page-table size of xenopsd-xc (VmPTE), in KiB (RRD xenopsd-xc_vmpte, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_vmsize",
+        H,
+        "KiB",
+        "Virtual memory size of xenopsd-xc (VmSize), in KiB (RRD xenopsd-xc_vmsize, average over the step).",
+    ),
+    gauge(
+        "xen_host_xenopsd_xc_vmstk",
+        H,
+        "KiB",
+        "Stack size of xenopsd-xc (VmStk), in KiB (RRD xenopsd-xc_vmstk, average over the step).",
+    ),
+    gauge(
+        "xen_sr_physical_size",
+        SR,
+        "bytes",
+        "Physical size of the SR, in bytes (SR record physical_size, read when the records were last loaded).",
+    ),
+    gauge(
+        "xen_sr_physical_utilization",
+        SR,
+        "bytes",
+        "Physical space used on the SR, in bytes (SR record physical_utilisation, read when the records were last loaded).",
+    ),
+    gauge(
+        "xen_sr_virtual_allocation",
+        SR,
+        "bytes",
+        "Sum of the virtual sizes of the SR's VDIs, in bytes (SR record virtual_allocation, read when the records were last loaded).",
+    ),
+    gauge(
+        "xen_vm_cpu",
+        VM_CPU,
+        "fraction 0–1",
+        "Busy fraction of the vCPU, its run time over wall time, 0–1 (RRD cpu<N>, average over the step).",
+    ),
+    gauge(
+        "xen_vm_cpu_usage",
+        VM,
+        "fraction 0–1",
+        "CPU time of the domain over wall time times its online vCPUs, 0–1 (RRD cpu_usage, average over the step).",
+    ),
+    gauge(
+        "xen_vm_memory",
+        VM,
+        "bytes",
+        "Memory currently allocated to the VM, in bytes (RRD memory, average over the step).",
+    ),
+    gauge(
+        "xen_vm_memory_internal_free",
+        VM,
+        "KiB",
+        "Free memory as seen inside the VM (guest agent; MemAvailable for dom0), in KiB (RRD memory_internal_free, average over the step).",
+    ),
+    gauge(
+        "xen_vm_memory_numa_node_<N>",
+        VM,
+        "bytes",
+        "Memory of the VM on the NUMA node named by the metric, in bytes (RRD memory_numa_node_<N>, average over the step).",
+    ),
+    gauge(
+        "xen_vm_memory_target",
+        VM,
+        "bytes",
+        "Balloon target of the VM, in bytes; absent while unknown (RRD memory_target, average over the step).",
+    ),
+    gauge(
+        "xen_vm_numa_node_nonaffine_vcpus",
+        VM,
+        "fraction",
+        "Share of vCPU time spent running outside the VM's NUMA node affinity (RRD numa_node_nonaffine_vcpus, average over the step).",
+    ),
+    gauge(
+        "xen_vm_numa_nodes",
+        VM,
+        "nodes",
+        "NUMA nodes the VM's memory is spread over, a count (RRD numa_nodes, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runnable_any",
+        VM,
+        "fraction 0–1",
+        "Fraction of time at least one vCPU of the VM was runnable but not running (RRD runnable_any, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runnable_vcpus",
+        VM,
+        "fraction",
+        "Average share of the VM's vCPUs that were runnable but not running (RRD runnable_vcpus, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runstate_blocked",
+        VM,
+        "fraction 0–1",
+        "Fraction of time all vCPUs of the VM were blocked (RRD runstate_blocked, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runstate_concurrency_hazard",
+        VM,
+        "fraction 0–1",
+        "Fraction of time some vCPUs of the VM were running while others waited to run (RRD runstate_concurrency_hazard, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runstate_full_contention",
+        VM,
+        "fraction 0–1",
+        "Fraction of time all vCPUs of the VM were runnable but waiting for a physical CPU (RRD runstate_full_contention, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runstate_fullrun",
+        VM,
+        "fraction 0–1",
+        "Fraction of time all vCPUs of the VM were running (RRD runstate_fullrun, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runstate_partial_contention",
+        VM,
+        "fraction 0–1",
+        "Fraction of time some vCPUs of the VM waited to run while none was running (RRD runstate_partial_contention, average over the step).",
+    ),
+    gauge(
+        "xen_vm_runstate_partial_run",
+        VM,
+        "fraction 0–1",
+        "Fraction of time some vCPUs of the VM were running while the others were blocked (RRD runstate_partial_run, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_avgqu_sz",
+        VM_VBD,
+        "requests",
+        "Average I/O request queue size of the virtual disk, in requests (RRD vbd_<dev>_avgqu_sz, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_inflight",
+        VM_VBD,
+        "requests",
+        "I/O requests in flight on the virtual disk, in requests (RRD vbd_<dev>_inflight, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_io_throughput_read",
+        VM_VBD,
+        "MiB/s",
+        "Data read from the virtual disk, in MiB/s (RRD vbd_<dev>_io_throughput_read, average over the step).",
+    ),
+    untyped(
+        "xen_vm_vbd_io_throughput_total",
+        VM_VBD,
+        "MiB/s",
+        "Data read from and written to the virtual disk, in MiB/s (RRD vbd_<dev>_io_throughput_total, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
+    ),
+    gauge(
+        "xen_vm_vbd_io_throughput_write",
+        VM_VBD,
+        "MiB/s",
+        "Data written to the virtual disk, in MiB/s (RRD vbd_<dev>_io_throughput_write, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_iops_read",
+        VM_VBD,
+        "requests/s",
+        "Read requests on the virtual disk, in requests per second (RRD vbd_<dev>_iops_read, average over the step).",
+    ),
+    untyped(
+        "xen_vm_vbd_iops_total",
+        VM_VBD,
+        "requests/s",
+        "Read and write requests on the virtual disk, in requests per second (RRD vbd_<dev>_iops_total, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
+    ),
+    gauge(
+        "xen_vm_vbd_iops_write",
+        VM_VBD,
+        "requests/s",
+        "Write requests on the virtual disk, in requests per second (RRD vbd_<dev>_iops_write, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_iowait",
+        VM_VBD,
+        "s/s",
+        "Time spent waiting for I/O on the virtual disk, in seconds per second (RRD vbd_<dev>_iowait, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_latency",
+        VM_VBD,
+        "μs",
+        "I/O latency of the virtual disk, in μs (RRD vbd_<dev>_latency, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_read",
+        VM_VBD,
+        "B/s",
+        "Bytes read from the virtual disk, in B/s (RRD vbd_<dev>_read, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_read_latency",
+        VM_VBD,
+        "μs",
+        "Read latency of the virtual disk, in μs (RRD vbd_<dev>_read_latency, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_write",
+        VM_VBD,
+        "B/s",
+        "Bytes written to the virtual disk, in B/s (RRD vbd_<dev>_write, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vbd_write_latency",
+        VM_VBD,
+        "μs",
+        "Write latency of the virtual disk, in μs (RRD vbd_<dev>_write_latency, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vif_rx",
+        VM_VIF,
+        "B/s",
+        "Bytes received by the VM on the virtual interface (guest's view), in B/s (RRD vif_<N>_rx, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vif_rx_errors",
+        VM_VIF,
+        "errors/s",
+        "Receive errors on the virtual interface, in errors per second (RRD vif_<N>_rx_errors, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vif_tx",
+        VM_VIF,
+        "B/s",
+        "Bytes sent by the VM on the virtual interface (guest's view), in B/s (RRD vif_<N>_tx, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vif_tx_errors",
+        VM_VIF,
+        "errors/s",
+        "Transmit errors on the virtual interface, in errors per second (RRD vif_<N>_tx_errors, average over the step).",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    const HOST1: &str =
+        include_str!("../../tests/fixtures/original/rrd_updates.host1.formatC.json");
+    const HOST2: &str =
+        include_str!("../../tests/fixtures/original/rrd_updates.host2.formatC.json");
+    const POOL: &str =
+        include_str!("../../tests/fixtures/original/original-exporter.pool-mode.prom");
+    const POOL_A: &str =
+        include_str!("../../tests/fixtures/original/original-exporter.pool-mode.formatA.prom");
+    const HOST_MODE: &str =
+        include_str!("../../tests/fixtures/original/original-exporter.host-mode.prom");
+
+    /// Labels the collector adds from the inventory, not from the data source name.
+    const IDENTITY: [&str; 6] = ["host", "host_uuid", "vm", "vm_uuid", "sr", "sr_uuid"];
+
+    fn legend(body: &str) -> Vec<String> {
+        let json: serde_json::Value = serde_json::from_str(body).expect("fixture is JSON");
+        json["meta"]["legend"]
+            .as_array()
+            .expect("meta.legend is an array")
+            .iter()
+            .map(|v| v.as_str().expect("legend entries are strings").to_owned())
+            .collect()
+    }
+
+    struct OriginalLine {
+        name: String,
+        labels: BTreeMap<String, String>,
+    }
+
+    /// Reads the labelled lines of the original exporter's output: `name{k="v", k="v"} value`, values unescaped (it
+    /// never escaped them, and the fixtures contain no `"`).
+    fn parse_original(text: &str) -> Vec<OriginalLine> {
+        // The last line, xen_collector_duration_seconds, has no labels and no legend entry.
+        text.lines()
+            .filter_map(|line| line.split_once('{'))
+            .map(|(name, rest)| {
+                let (body, _value) = rest.rsplit_once("} ").expect("labels end with '} '");
+                let labels = body
+                    .split(", ")
+                    .map(|pair| {
+                        let (k, v) = pair.split_once("=\"").expect("k=\"v\"");
+                        (
+                            k.to_owned(),
+                            v.strip_suffix('"').expect("closing quote").to_owned(),
+                        )
+                    })
+                    .collect();
+                OriginalLine {
+                    name: name.to_owned(),
+                    labels,
+                }
+            })
+            .collect()
+    }
+
+    fn check_against_original(legend: &[String], prom: &str) {
+        let lines = parse_original(prom);
+        assert!(
+            lines.len() > legend.len(),
+            "one line per legend entry, then SR lines"
+        );
+        for (entry, line) in legend.iter().zip(&lines) {
+            let mut fields = entry.splitn(4, ':');
+            let (_cf, owner, uuid, ds) = (
+                fields.next().expect("cf"),
+                fields.next().expect("owner"),
+                fields.next().expect("uuid"),
+                fields.next().expect("ds"),
+            );
+            let (owner, uuid_label) = match owner {
+                "host" => (Owner::Host, "host_uuid"),
+                "vm" => (Owner::Vm, "vm_uuid"),
+                other => panic!("unexpected owner {other}"),
+            };
+            assert_eq!(
+                line.labels[uuid_label], uuid,
+                "{entry}: lines are paired by column"
+            );
+            let mapped = map_data_source(owner, ds);
+            assert_eq!(mapped.family, line.name, "{entry}");
+            assert!(
+                matches!(mapped.family, Cow::Borrowed(_)),
+                "{entry}: a known family must not allocate"
+            );
+            let carved: BTreeSet<(&str, &str)> = line
+                .labels
+                .iter()
+                .filter(|(k, _)| !IDENTITY.contains(&k.as_str()))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let ours: BTreeSet<(&str, &str)> = mapped.label.into_iter().collect();
+            assert_eq!(ours, carved, "{entry}");
+            match mapped.sr {
+                Some(SrRef::Prefix(p)) => assert!(line.labels["sr_uuid"].starts_with(p), "{entry}"),
+                Some(SrRef::Full(u)) => assert_eq!(line.labels["sr_uuid"], u, "{entry}"),
+                None => assert!(!line.labels.contains_key("sr_uuid"), "{entry}"),
+            }
+            let (help, _) = describe(&mapped.family);
+            assert!(!help.starts_with("Not in the catalog"), "{entry}: {help}");
+        }
+    }
+
+    #[test]
+    fn names_match_the_original_exporter_when_mapping_fixture_legends() {
+        let pool: Vec<String> = legend(HOST1).into_iter().chain(legend(HOST2)).collect();
+        assert_eq!(pool.len(), 649);
+        check_against_original(&pool, POOL);
+        check_against_original(&pool, POOL_A);
+        check_against_original(&legend(HOST1), HOST_MODE);
+    }
+
+    fn mapped(owner: Owner, ds: &str) -> (String, Option<(&'static str, &str)>, Option<SrRef<'_>>) {
+        let m = map_data_source(owner, ds);
+        (m.family.into_owned(), m.label, m.sr)
+    }
+
+    fn is_borrowed(owner: Owner, ds: &str) -> bool {
+        matches!(map_data_source(owner, ds).family, Cow::Borrowed(_))
+    }
+
+    fn is_legal_name(name: &str) -> bool {
+        let mut bytes = name.bytes();
+        bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }
+
+    #[test]
+    fn names_are_lower_cased_and_sanitised_when_sources_have_odd_characters() {
+        for (ds, family) in [
+            (
+                "Tapdisks_in_low_memory_mode",
+                "xen_host_tapdisks_in_low_memory_mode",
+            ),
+            ("xenopsd-xc_rss", "xen_host_xenopsd_xc_rss"),
+            ("DCMI-power-reading", "xen_host_dcmi_power_reading"),
+            ("network/latency", "xen_host_network_latency"),
+            (
+                "xapi_healthcheck/latency",
+                "xen_host_xapi_healthcheck_latency",
+            ),
+        ] {
+            assert_eq!(mapped(Owner::Host, ds), (family.to_owned(), None, None));
+            assert!(is_borrowed(Owner::Host, ds), "{ds}");
+        }
+        for (owner, ds, family) in [
+            (Owner::Host, "Foo.Bar-baz/ü€", "xen_host_foo_bar_baz___"),
+            (
+                Owner::Host,
+                "group_api:ro_calls",
+                "xen_host_group_api_ro_calls",
+            ),
+            (Owner::Vm, "Weird Name", "xen_vm_weird_name"),
+            (Owner::Sr, "physical-Size", "xen_sr_physical_size"),
+            (Owner::Sr, "", "xen_sr_"),
+        ] {
+            let m = map_data_source(owner, ds);
+            assert_eq!(m.family, family);
+            assert!(is_legal_name(&m.family), "{}", m.family);
+        }
+        assert!(!is_borrowed(Owner::Host, "something_new"));
+    }
+
+    #[test]
+    fn statefile_latency_is_one_family_with_the_vdi_as_label() {
+        let vdi = "1b6c4a2e-5f3d-4c1a-9e8b-7d6f5e4c3b2a";
+        let ds = format!("statefile/{vdi}/latency");
+        let m = map_data_source(Owner::Host, &ds);
+        assert_eq!(m.family, "xen_host_statefile_latency");
+        assert!(matches!(m.family, Cow::Borrowed(_)));
+        assert_eq!(m.label, Some(("vdi_uuid", vdi)));
+        assert_eq!(m.sr, None);
+        // Shapes that are not a state file fall back to plain sanitising.
+        assert_eq!(
+            mapped(Owner::Host, "statefile//latency").0,
+            "xen_host_statefile__latency"
+        );
+        assert_eq!(mapped(Owner::Host, "statefile/a/b/latency").1, None);
+        assert_eq!(mapped(Owner::Vm, &ds).1, None);
+    }
+
+    #[test]
+    fn sr_prefix_is_carved_only_when_it_is_exactly_8_hex_digits() {
+        let sr = |ds| map_data_source(Owner::Host, ds).sr;
+        assert_eq!(sr("read_6e6d703c"), Some(SrRef::Prefix("6e6d703c")));
+        assert_eq!(
+            sr("io_throughput_total_0123abcd"),
+            Some(SrRef::Prefix("0123abcd"))
+        );
+        assert_eq!(sr("avgqu_sz_ffffffff"), Some(SrRef::Prefix("ffffffff")));
+        assert_eq!(
+            mapped(Owner::Host, "write_latency_6e6d703c").0,
+            "xen_host_write_latency"
+        );
+        for not_sr in [
+            "read_6e6d703",
+            "read_6e6d703cc",
+            "read_6e6d70zz",
+            "read_6E6D703C",
+            "foo_6e6d703c",
+            "read6e6d703c",
+        ] {
+            assert_eq!(sr(not_sr), None, "{not_sr}");
+        }
+        assert_eq!(
+            mapped(Owner::Host, "read_6e6d703").0,
+            "xen_host_read_6e6d703"
+        );
+        assert_eq!(map_data_source(Owner::Vm, "read_6e6d703c").sr, None);
+    }
+
+    #[test]
+    fn full_sr_uuid_is_carved_when_cache_sources_name_it() {
+        let uuid = "a80d46ce-3aed-4a57-a9a8-447da3bc9ae2";
+        for rest in ["cache_size", "cache_hits", "cache_misses"] {
+            let ds = format!("sr_{uuid}_{rest}");
+            let m = map_data_source(Owner::Host, &ds);
+            assert_eq!(m.family, format!("xen_host_sr_{rest}"));
+            assert!(matches!(m.family, Cow::Borrowed(_)));
+            assert_eq!(m.sr, Some(SrRef::Full(uuid)));
+            assert_eq!(m.label, None);
+        }
+        assert_eq!(
+            map_data_source(Owner::Host, "sr_notauuid_cache_size").sr,
+            None
+        );
+        assert_eq!(
+            map_data_source(Owner::Host, &format!("sr_{uuid}_")).sr,
+            None
+        );
+    }
+
+    #[test]
+    fn devices_and_cpus_become_labels() {
+        assert_eq!(
+            mapped(Owner::Host, "pif_aggr_rx"),
+            ("xen_host_pif_rx".into(), Some(("pif", "aggr")), None)
+        );
+        assert_eq!(
+            mapped(Owner::Host, "pif_eth0_rx_errors"),
+            ("xen_host_pif_rx_errors".into(), Some(("pif", "eth0")), None)
+        );
+        assert_eq!(
+            mapped(Owner::Vm, "vif_2_tx"),
+            ("xen_vm_vif_tx".into(), Some(("vif", "2")), None)
+        );
+        assert_eq!(
+            mapped(Owner::Vm, "vbd_hda_io_throughput_total"),
+            (
+                "xen_vm_vbd_io_throughput_total".into(),
+                Some(("vbd", "hda")),
+                None
+            )
+        );
+        assert_eq!(
+            mapped(Owner::Host, "cpu12"),
+            ("xen_host_cpu".into(), Some(("cpu", "12")), None)
+        );
+        assert_eq!(
+            mapped(Owner::Vm, "cpu3"),
+            ("xen_vm_cpu".into(), Some(("cpu", "3")), None)
+        );
+        assert_eq!(
+            mapped(Owner::Host, "cpu0-C3"),
+            ("xen_host_cpu_c3".into(), Some(("cpu", "0")), None)
+        );
+        assert_eq!(
+            mapped(Owner::Host, "CPU7-avg-freq"),
+            ("xen_host_cpu_avg_freq".into(), Some(("cpu", "7")), None)
+        );
+        // Beyond the static table the name still comes out right, it just allocates.
+        assert_eq!(
+            mapped(Owner::Host, "cpu1-P20"),
+            ("xen_host_cpu_p20".into(), Some(("cpu", "1")), None)
+        );
+        assert!(is_borrowed(Owner::Host, "cpu15-P15"));
+        assert!(!is_borrowed(Owner::Host, "cpu1-P16"));
+        assert_eq!(mapped(Owner::Host, "cpu1-P01").0, "xen_host_cpu_p01");
+        for (owner, ds) in [
+            (Owner::Host, "cpu_avg"),
+            (Owner::Vm, "cpu_usage"),
+            (Owner::Host, "running_vcpus"),
+            (Owner::Vm, "runnable_vcpus"),
+        ] {
+            let m = map_data_source(owner, ds);
+            assert_eq!(m.family, format!("{}{ds}", owner.prefix()));
+            assert_eq!(m.label, None);
+            assert!(matches!(m.family, Cow::Borrowed(_)), "{ds}");
+        }
+        // Devices are only carved from the owner that has them.
+        assert_eq!(mapped(Owner::Vm, "pif_eth0_rx").1, None);
+        assert_eq!(mapped(Owner::Host, "vbd_xvda_read").1, None);
+    }
+
+    #[test]
+    fn catalog_is_sorted_and_unique_so_lookups_can_bisect() {
+        for pair in SPECS.windows(2) {
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} !< {}",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+    }
+
+    #[test]
+    fn every_known_family_is_found_by_describe_and_borrowed() {
+        for spec in SPECS.iter().filter(|s| !s.name.contains('<')) {
+            let (help, kind) = describe(spec.name);
+            assert!(
+                matches!(help, Cow::Borrowed(h) if h == spec.help),
+                "{}",
+                spec.name
+            );
+            assert_eq!(kind, spec.kind);
+        }
+        for (name, pattern) in [
+            ("xen_host_cpu_c3", "xen_host_cpu_c<k>"),
+            ("xen_host_cpu_p17", "xen_host_cpu_p<k>"),
+            ("xen_vm_memory_numa_node_1", "xen_vm_memory_numa_node_<N>"),
+            ("xen_host_group_api_ro_calls", "xen_host_group_<g>_calls"),
+            ("xen_host_group_x_tokens", "xen_host_group_<g>_tokens"),
+        ] {
+            let expected = find(pattern).expect("pattern row exists");
+            assert_eq!(describe(name), (Cow::Borrowed(expected.help), Kind::Gauge));
+        }
+    }
+
+    #[test]
+    fn help_states_the_source_unit_when_describing_rrd_families() {
+        let (help, kind) = describe("xen_host_memory_free_kib");
+        assert_eq!(
+            help,
+            "Free host memory as seen by Xen, in KiB (RRD memory_free_kib, average over the step)."
+        );
+        assert_eq!(kind, Kind::Gauge);
+        assert!(describe("xen_vm_vbd_read_latency").0.contains("μs"));
+        assert!(
+            describe("xen_vm_vbd_io_throughput_read")
+                .0
+                .contains("MiB/s")
+        );
+        assert!(describe("xen_vm_memory").0.contains("bytes"));
+        assert!(describe("xen_vm_memory_internal_free").0.contains("KiB"));
+        for spec in SPECS {
+            assert!(spec.help.ends_with('.'), "{}", spec.name);
+            assert!(!spec.help.contains('\n'), "{}", spec.name);
+            if spec.help.contains("(RRD ") {
+                assert!(spec.help.contains("average over the step"), "{}", spec.name);
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_suffixes_make_rrd_families_untyped_and_say_why() {
+        for name in [
+            "xen_host_iops_total",
+            "xen_host_io_throughput_total",
+            "xen_vm_vbd_iops_total",
+            "xen_vm_vbd_io_throughput_total",
+            "xen_host_pool_session_count",
+            "xen_host_pool_task_count",
+            "xen_host_xenopsd_xc_ocaml_total",
+        ] {
+            let (help, kind) = describe(name);
+            assert_eq!(kind, Kind::Untyped, "{name}");
+            assert!(
+                help.contains("Untyped: the inherited name ends in _"),
+                "{name}"
+            );
+        }
+        for name in [
+            "xen_host_new_total",
+            "xen_vm_thing_count",
+            "xen_sr_x_sum",
+            "xen_host_le_bucket",
+        ] {
+            let (help, kind) = describe(name);
+            assert_eq!(kind, Kind::Untyped, "{name}");
+            assert!(help.contains("Untyped"), "{name}");
+        }
+        let (help, kind) = describe("xen_vm_brand_new");
+        assert_eq!(kind, Kind::Gauge);
+        assert!(help.contains("xen_vm_<data source name>"), "{help}");
+        assert_eq!(describe("xen_host_scrape_errors_total").1, Kind::Counter);
+        assert_eq!(describe("xen_collector_errors_total").1, Kind::Counter);
+    }
+
+    /// The checks of promtool's `check metrics` lint (client_golang promlint) that a name alone
+    /// can fail, re-stated here so the test does not need promtool.
+    fn promlint(name: &str, kind: Kind) -> Vec<&'static str> {
+        const ABBREVIATIONS: [&str; 14] = [
+            "s", "ms", "us", "ns", "sec", "b", "kb", "mb", "gb", "tb", "pb", "m", "h", "d",
+        ];
+        const UNITS: [&str; 10] = [
+            "amperes", "bytes", "celsius", "grams", "joules", "kelvin", "meters", "metres",
+            "seconds", "volts",
+        ];
+        const PREFIXES: [&str; 18] = [
+            "pico", "nano", "micro", "milli", "centi", "deci", "deca", "hecto", "kilo", "kibi",
+            "mega", "mibi", "giga", "gibi", "tera", "tebi", "peta", "pebi",
+        ];
+        let mut problems = Vec::new();
+        if !is_legal_name(name) || name.contains(':') {
+            problems.push("illegal name");
+        }
+        if name
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_lowercase() && w[1].is_ascii_uppercase())
+        {
+            problems.push("camelCase");
+        }
+        for token in name.split('_') {
+            if ABBREVIATIONS.contains(&token)
+                && (name.ends_with(&format!("_{token}")) || name.contains(&format!("_{token}_")))
+            {
+                problems.push("abbreviated unit");
+            }
+            if PREFIXES
+                .iter()
+                .any(|p| token.strip_prefix(p).is_some_and(|u| UNITS.contains(&u)))
+            {
+                problems.push("non-base unit");
+            }
+            if ["counter", "gauge", "untyped", "histogram", "summary"].contains(&token) {
+                problems.push("type in name");
+            }
+        }
+        let total = name.ends_with("_total");
+        match kind {
+            Kind::Counter if !total => problems.push("counter without _total"),
+            Kind::Gauge if untyped_suffix(name).is_some() => problems.push("reserved suffix"),
+            _ => {}
+        }
+        problems
+    }
+
+    #[test]
+    fn every_known_family_passes_promtool_lint() {
+        for spec in SPECS {
+            let concrete = spec
+                .name
+                .replace("<k>", "3")
+                .replace("<N>", "1")
+                .replace("<g>", "api");
+            assert_eq!(
+                promlint(&concrete, spec.kind),
+                Vec::<&str>::new(),
+                "{concrete}"
+            );
+            assert!(!spec.help.is_empty());
+        }
+        assert!(!promlint("xen_latency_ms", Kind::Gauge).is_empty());
+        assert!(!promlint("xen_memory_kilobytes", Kind::Gauge).is_empty());
+        assert!(!promlint("xen_iops_total", Kind::Gauge).is_empty());
+        assert!(!promlint("xen_errors", Kind::Counter).is_empty());
+    }
+
+    #[test]
+    fn reference_markdown_has_one_row_per_known_family() {
+        let md = reference_markdown();
+        assert!(md.starts_with("# Metric reference\n"));
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), SPECS.len());
+        assert!(md.contains(
+            "| `xen_host_iops_total` | untyped | `host`, `host_uuid`, `sr`, `sr_uuid` | requests/s |"
+        ));
+        assert!(md.contains("| `xen_host_scrape_errors_total` | counter |"));
+        for row in rows {
+            assert_eq!(row.matches(" | ").count(), 4, "{row}");
+        }
+    }
 }

@@ -1,6 +1,11 @@
 //! Parses `/rrd_updates` bodies: the three JSON generations (legacy JSON5 with bare NaN, `data`
 //! nested in `meta`, current) and the XML `xport`. Pure: no I/O, no knowledge of Prometheus.
-//! (Interface stub; the implementation lands with the parser work.)
+//!
+//! One hand-written, single-pass scanner per syntax (JSON/JSON5-ish and XML), both feeding the
+//! same `Sink`, so the rules that matter (newest row by `t`, row width = legend length) live
+//! in one place. Legend entries are borrowed from the body unless they contain escapes or
+//! entities. Nothing is allocated in proportion to anything but the input, and deeply nested
+//! unknown values are refused rather than recursed into.
 
 use std::borrow::Cow;
 
@@ -65,7 +70,1341 @@ pub struct ParseError {
 }
 
 /// Parses a body in any supported generation.
+///
+/// The syntax is chosen from the first byte after optional whitespace (and a UTF-8 byte-order
+/// mark): `{` is JSON in any of the three generations, `<` is the XML `xport`. The
+/// `Content-Type` is deliberately not consulted: legacy hosts send JSON without one.
+///
+/// Every row is checked to have exactly one value per legend entry, even rows older than the
+/// newest, because a short row anywhere means the body is not what XAPI wrote.
 pub fn parse(body: &[u8]) -> Result<RrdUpdates<'_>, ParseError> {
-    let _ = body;
-    unimplemented!("parser stub")
+    let mut start = 0;
+    if body.starts_with(b"\xEF\xBB\xBF") {
+        start = 3;
+    }
+    while body.get(start).is_some_and(u8::is_ascii_whitespace) {
+        start += 1;
+    }
+    match body.get(start) {
+        Some(b'{') => json::parse(body, start),
+        Some(b'<') => xml::parse(body, start),
+        Some(_) => Err(err(start, "expected `{` or `<` at the start of the body")),
+        None => Err(err(start, "empty body")),
+    }
+}
+
+fn err(offset: usize, what: &'static str) -> ParseError {
+    ParseError { offset, what }
+}
+
+const ROW_WIDTH: &str = "row value count differs from the legend length";
+
+/// What both front ends report, and the rules applied to it.
+#[derive(Debug, Default)]
+struct Sink<'a> {
+    step: Option<i64>,
+    end: Option<i64>,
+    legend: Option<Vec<Cow<'a, str>>>,
+    newest: Option<Row>,
+    /// Values of the row being read; swapped with `newest.values` when that row is newer, so
+    /// steady state needs no allocation per row.
+    scratch: Vec<f64>,
+    /// Width and offset of the first row, kept because `data` may come before the legend.
+    width: Option<(usize, usize)>,
+}
+
+impl<'a> Sink<'a> {
+    fn set_legend(&mut self, legend: Vec<Cow<'a, str>>, at: usize) -> Result<(), ParseError> {
+        if self.legend.is_some() {
+            return Err(err(at, "legend appears twice"));
+        }
+        if let Some((width, row_at)) = self.width
+            && width != legend.len()
+        {
+            return Err(err(row_at, ROW_WIDTH));
+        }
+        self.scratch.reserve(legend.len());
+        self.legend = Some(legend);
+        Ok(())
+    }
+
+    /// Starts a row; the front end then pushes its values into `scratch`.
+    fn begin_row(&mut self) {
+        self.scratch.clear();
+    }
+
+    fn end_row(&mut self, t: i64, at: usize) -> Result<(), ParseError> {
+        let n = self.scratch.len();
+        let expected = match (&self.legend, self.width) {
+            (Some(legend), _) => Some(legend.len()),
+            (None, Some((width, _))) => Some(width),
+            (None, None) => None,
+        };
+        if expected.is_some_and(|e| e != n) {
+            return Err(err(at, ROW_WIDTH));
+        }
+        if self.width.is_none() {
+            self.width = Some((n, at));
+        }
+        match &mut self.newest {
+            // Ties keep the first row: XAPI never repeats a `t`, so either choice is arbitrary.
+            Some(row) if row.t >= t => {}
+            Some(row) => {
+                row.t = t;
+                std::mem::swap(&mut row.values, &mut self.scratch);
+            }
+            None => {
+                self.newest = Some(Row {
+                    t,
+                    values: std::mem::take(&mut self.scratch),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self, at: usize) -> Result<RrdUpdates<'a>, ParseError> {
+        let legend = self.legend.ok_or(err(at, "no legend in the body"))?;
+        if let Some((width, row_at)) = self.width
+            && width != legend.len()
+        {
+            return Err(err(row_at, ROW_WIDTH));
+        }
+        Ok(RrdUpdates {
+            step: self.step,
+            end: self.end,
+            legend,
+            newest: self.newest,
+        })
+    }
+}
+
+/// A value's text to `f64`: `%0.4f`, `%0.5g`, `%0.15g`, `NaN`, `Infinity`, `-Infinity`, `inf`,
+/// in any case (what `f64::from_str` accepts, which is a superset of what XAPI writes).
+fn text_f64(text: &[u8]) -> Option<f64> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// Epoch seconds and steps are integers, but a float with no fractional part is taken too, in
+/// case a serialiser ever writes `1767225600.0`.
+fn text_i64(text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?;
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let f: f64 = text.parse().ok()?;
+    // 2^63 itself is out of range, hence the strict upper bound.
+    let in_range = (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f);
+    (in_range && f.fract() == 0.0).then_some(f as i64)
+}
+
+mod json {
+    //! JSON and the JSON5 subset legacy XAPI printed: unquoted keys, bare `NaN`/`Infinity`,
+    //! plus trailing commas. `data` is looked for both at top level and inside `meta`.
+
+    use super::{Cow, ParseError, RrdUpdates, Sink, err, text_f64, text_i64};
+    use memchr::memchr2;
+
+    /// Deepest nesting of an unknown value that is skipped; deeper is refused, which keeps the
+    /// skipper allocation-free.
+    const MAX_SKIP_DEPTH: u32 = 128;
+
+    pub(super) fn parse(body: &[u8], start: usize) -> Result<RrdUpdates<'_>, ParseError> {
+        let mut p = Parser { b: body, i: start };
+        let mut sink = Sink::default();
+        p.expect(b'{', "expected `{`")?;
+        let mut first = true;
+        while let Some(key) = p.next_key(&mut first)? {
+            match &*key {
+                "meta" => p.meta(&mut sink)?,
+                "data" => p.data(&mut sink)?,
+                _ => p.skip_value()?,
+            }
+        }
+        p.ws();
+        if p.i != body.len() {
+            return Err(err(p.i, "unexpected bytes after the document"));
+        }
+        sink.finish(p.i)
+    }
+
+    #[derive(Debug)]
+    struct Parser<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    /// Bytes that may form a bare token: numbers, `NaN`, `Infinity`, `true`, `null`, keys.
+    fn is_bare(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b'_' | b'$')
+    }
+
+    impl<'a> Parser<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.i).copied()
+        }
+
+        fn eof(&self) -> ParseError {
+            err(self.b.len(), "unexpected end of body")
+        }
+
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                self.i += 1;
+            }
+        }
+
+        fn expect(&mut self, c: u8, what: &'static str) -> Result<(), ParseError> {
+            self.ws();
+            match self.peek() {
+                Some(x) if x == c => {
+                    self.i += 1;
+                    Ok(())
+                }
+                Some(_) => Err(err(self.i, what)),
+                None => Err(self.eof()),
+            }
+        }
+
+        /// Advances to the next key of an object whose `{` is consumed, and past its `:`;
+        /// `None` once the closing `}` is consumed.
+        fn next_key(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>, ParseError> {
+            if !self.next_member(first, b'}', "expected `,` or `}`")? {
+                return Ok(None);
+            }
+            let key = match self.peek() {
+                Some(b'"') => self.string()?,
+                _ => {
+                    let start = self.i;
+                    let token = self.bare();
+                    if token.is_empty() {
+                        return Err(err(start, "expected a key"));
+                    }
+                    // Bare tokens are ASCII, so this cannot fail.
+                    Cow::Borrowed(std::str::from_utf8(token).map_err(|_| err(start, "key"))?)
+                }
+            };
+            self.expect(b':', "expected `:` after a key")?;
+            Ok(Some(key))
+        }
+
+        /// Advances to the next element of an array whose `[` is consumed; `false` once the
+        /// closing `]` is consumed.
+        fn next_elem(&mut self, first: &mut bool) -> Result<bool, ParseError> {
+            self.next_member(first, b']', "expected `,` or `]`")
+        }
+
+        /// The separator logic shared by objects and arrays; trailing commas are JSON5.
+        fn next_member(
+            &mut self,
+            first: &mut bool,
+            close: u8,
+            what: &'static str,
+        ) -> Result<bool, ParseError> {
+            self.ws();
+            match self.peek() {
+                None => return Err(self.eof()),
+                Some(c) if c == close => {
+                    self.i += 1;
+                    return Ok(false);
+                }
+                Some(b',') if !*first => {
+                    self.i += 1;
+                    self.ws();
+                    if self.peek() == Some(close) {
+                        self.i += 1;
+                        return Ok(false);
+                    }
+                }
+                Some(_) if *first => {}
+                Some(_) => return Err(err(self.i, what)),
+            }
+            *first = false;
+            self.ws();
+            if self.peek().is_none() {
+                return Err(self.eof());
+            }
+            Ok(true)
+        }
+
+        fn bare(&mut self) -> &'a [u8] {
+            let start = self.i;
+            while self.peek().is_some_and(is_bare) {
+                self.i += 1;
+            }
+            &self.b[start..self.i]
+        }
+
+        /// The raw bytes of a string at `"` when it has no escapes (the common case), else
+        /// `None` with nothing consumed.
+        fn raw_string(&mut self) -> Result<Option<&'a [u8]>, ParseError> {
+            let start = self.i + 1;
+            let rest = self.b.get(start..).unwrap_or_default();
+            match memchr2(b'"', b'\\', rest) {
+                Some(n) if rest[n] == b'"' => {
+                    self.i = start + n + 1;
+                    Ok(Some(&rest[..n]))
+                }
+                Some(_) => Ok(None),
+                None => Err(self.eof()),
+            }
+        }
+
+        /// A string at `"`: borrowed when free of escapes, decoded into an owned one otherwise.
+        fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
+            let start = self.i + 1;
+            match self.raw_string()? {
+                Some(raw) => std::str::from_utf8(raw)
+                    .map(Cow::Borrowed)
+                    .map_err(|e| err(start + e.valid_up_to(), "invalid UTF-8 in a string")),
+                None => self.escaped_string().map(Cow::Owned),
+            }
+        }
+
+        fn escaped_string(&mut self) -> Result<String, ParseError> {
+            let mut out = String::new();
+            self.i += 1;
+            loop {
+                let rest = &self.b[self.i..];
+                let n = memchr2(b'"', b'\\', rest).ok_or_else(|| self.eof())?;
+                let chunk = std::str::from_utf8(&rest[..n])
+                    .map_err(|e| err(self.i + e.valid_up_to(), "invalid UTF-8 in a string"))?;
+                out.push_str(chunk);
+                self.i += n + 1;
+                if rest[n] == b'"' {
+                    return Ok(out);
+                }
+                let esc_at = self.i - 1;
+                let c = self.peek().ok_or_else(|| self.eof())?;
+                self.i += 1;
+                let decoded = match c {
+                    b'"' => '"',
+                    b'\\' => '\\',
+                    b'/' => '/',
+                    b'b' => '\u{8}',
+                    b'f' => '\u{c}',
+                    b'n' => '\n',
+                    b'r' => '\r',
+                    b't' => '\t',
+                    b'u' => self.unicode_escape(esc_at)?,
+                    _ => return Err(err(esc_at, "invalid escape in a string")),
+                };
+                out.push(decoded);
+            }
+        }
+
+        /// After `\u`: four hex digits, and for a high surrogate the `\uXXXX` low half.
+        fn unicode_escape(&mut self, esc_at: usize) -> Result<char, ParseError> {
+            let hi = self.hex4()?;
+            let code = if (0xD800..0xDC00).contains(&hi) {
+                if self.b.get(self.i..self.i + 2) != Some(b"\\u") {
+                    return Err(err(esc_at, "unpaired surrogate in a string"));
+                }
+                self.i += 2;
+                let lo = self.hex4()?;
+                if !(0xDC00..0xE000).contains(&lo) {
+                    return Err(err(esc_at, "unpaired surrogate in a string"));
+                }
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            } else {
+                hi
+            };
+            char::from_u32(code).ok_or(err(esc_at, "unpaired surrogate in a string"))
+        }
+
+        fn hex4(&mut self) -> Result<u32, ParseError> {
+            let digits = self.b.get(self.i..self.i + 4).ok_or_else(|| self.eof())?;
+            let mut v = 0;
+            for &d in digits {
+                let h = (d as char)
+                    .to_digit(16)
+                    .ok_or(err(self.i, "expected four hex digits after `\\u`"))?;
+                v = v * 16 + h;
+            }
+            self.i += 4;
+            Ok(v)
+        }
+
+        /// The text of a scalar that should be a number: a string's content or a bare token.
+        fn scalar(&mut self, what: &'static str) -> Result<Cow<'a, [u8]>, ParseError> {
+            self.ws();
+            match self.peek() {
+                Some(b'"') => match self.raw_string()? {
+                    Some(raw) => Ok(Cow::Borrowed(raw)),
+                    None => Ok(Cow::Owned(self.escaped_string()?.into_bytes())),
+                },
+                Some(_) => {
+                    let token = self.bare();
+                    if token.is_empty() {
+                        Err(err(self.i, what))
+                    } else {
+                        Ok(Cow::Borrowed(token))
+                    }
+                }
+                None => Err(self.eof()),
+            }
+        }
+
+        fn int(&mut self) -> Result<i64, ParseError> {
+            self.ws();
+            let at = self.i;
+            let text = self.scalar("expected an integer")?;
+            text_i64(&text).ok_or(err(at, "expected an integer"))
+        }
+
+        /// `step`/`end`: `null` means absent.
+        fn opt_int(&mut self) -> Result<Option<i64>, ParseError> {
+            self.ws();
+            if self.b[self.i..].starts_with(b"null")
+                && !self.b.get(self.i + 4).is_some_and(|&c| is_bare(c))
+            {
+                self.i += 4;
+                return Ok(None);
+            }
+            self.int().map(Some)
+        }
+
+        fn meta(&mut self, sink: &mut Sink<'a>) -> Result<(), ParseError> {
+            self.expect(b'{', "`meta` must be an object")?;
+            let mut first = true;
+            while let Some(key) = self.next_key(&mut first)? {
+                match &*key {
+                    "step" => sink.step = self.opt_int()?,
+                    "end" => sink.end = self.opt_int()?,
+                    "legend" => {
+                        self.ws();
+                        let at = self.i;
+                        let legend = self.legend()?;
+                        sink.set_legend(legend, at)?;
+                    }
+                    // Generation B nests `data` here.
+                    "data" => self.data(sink)?,
+                    _ => self.skip_value()?,
+                }
+            }
+            Ok(())
+        }
+
+        fn legend(&mut self) -> Result<Vec<Cow<'a, str>>, ParseError> {
+            self.expect(b'[', "`legend` must be an array")?;
+            let mut legend = Vec::new();
+            let mut first = true;
+            while self.next_elem(&mut first)? {
+                if self.peek() != Some(b'"') {
+                    return Err(err(self.i, "legend entries must be strings"));
+                }
+                legend.push(self.string()?);
+            }
+            Ok(legend)
+        }
+
+        fn data(&mut self, sink: &mut Sink<'a>) -> Result<(), ParseError> {
+            self.expect(b'[', "`data` must be an array")?;
+            let mut first = true;
+            while self.next_elem(&mut first)? {
+                self.row(sink)?;
+            }
+            Ok(())
+        }
+
+        fn row(&mut self, sink: &mut Sink<'a>) -> Result<(), ParseError> {
+            let at = self.i;
+            self.expect(b'{', "a row must be an object")?;
+            sink.begin_row();
+            let mut t = None;
+            let mut have_values = false;
+            let mut first = true;
+            while let Some(key) = self.next_key(&mut first)? {
+                match &*key {
+                    "t" if t.is_some() => return Err(err(self.i, "`t` appears twice in a row")),
+                    "t" => t = Some(self.int()?),
+                    "values" if have_values => {
+                        return Err(err(self.i, "`values` appears twice in a row"));
+                    }
+                    "values" => {
+                        have_values = true;
+                        self.values(&mut sink.scratch)?;
+                    }
+                    _ => self.skip_value()?,
+                }
+            }
+            let t = t.ok_or(err(at, "row without `t`"))?;
+            if !have_values {
+                return Err(err(at, "row without `values`"));
+            }
+            sink.end_row(t, at)
+        }
+
+        fn values(&mut self, out: &mut Vec<f64>) -> Result<(), ParseError> {
+            self.expect(b'[', "`values` must be an array")?;
+            let mut first = true;
+            while self.next_elem(&mut first)? {
+                let at = self.i;
+                let text = self.scalar("expected a number")?;
+                out.push(text_f64(&text).ok_or(err(at, "expected a number"))?);
+            }
+            Ok(())
+        }
+
+        /// Skips one value of any type without recursion; the open containers are a bit stack
+        /// (1 = object), which bounds the depth at [`MAX_SKIP_DEPTH`].
+        fn skip_value(&mut self) -> Result<(), ParseError> {
+            let mut stack: u128 = 0;
+            let mut depth: u32 = 0;
+            loop {
+                // A value is expected here.
+                self.ws();
+                let at = self.i;
+                match self.peek() {
+                    None => return Err(self.eof()),
+                    Some(c @ (b'{' | b'[')) => {
+                        if depth == MAX_SKIP_DEPTH {
+                            return Err(err(at, "unknown value nested too deeply"));
+                        }
+                        self.i += 1;
+                        stack = (stack << 1) | u128::from(c == b'{');
+                        depth += 1;
+                        let mut first = true;
+                        let more = if c == b'{' {
+                            self.next_key(&mut first)?.is_some()
+                        } else {
+                            self.next_elem(&mut first)?
+                        };
+                        if more {
+                            continue;
+                        }
+                        stack >>= 1;
+                        depth -= 1;
+                    }
+                    Some(b'"') => {
+                        if self.raw_string()?.is_none() {
+                            self.escaped_string()?;
+                        }
+                    }
+                    Some(_) => {
+                        if self.bare().is_empty() {
+                            return Err(err(at, "expected a value"));
+                        }
+                    }
+                }
+                // A value just ended: close containers until one wants another member.
+                loop {
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                    let mut first = false;
+                    let more = if stack & 1 == 1 {
+                        self.next_key(&mut first)?.is_some()
+                    } else {
+                        self.next_elem(&mut first)?
+                    };
+                    if more {
+                        break;
+                    }
+                    stack >>= 1;
+                    depth -= 1;
+                }
+            }
+        }
+    }
+}
+
+mod xml {
+    //! The `<xport>` document: a pull reader that knows the few elements it needs and skips
+    //! the rest. Attributes are ignored; comments, processing instructions and CDATA are
+    //! tolerated where a generic XML writer could put them.
+
+    use super::{Cow, ParseError, RrdUpdates, Sink, err, text_f64, text_i64};
+    use memchr::{memchr, memmem};
+
+    pub(super) fn parse(body: &[u8], start: usize) -> Result<RrdUpdates<'_>, ParseError> {
+        let mut x = Reader { b: body, i: start };
+        let mut sink = Sink::default();
+        x.prolog()?;
+        let root = x.open_tag()?;
+        if root.name != b"xport" {
+            return Err(err(root.at, "root element is not `xport`"));
+        }
+        if !root.empty {
+            while let Some(tag) = x.next_child(b"xport")? {
+                match tag.name {
+                    b"meta" => x.meta(&mut sink, &tag)?,
+                    b"data" => x.data(&mut sink, &tag)?,
+                    _ => x.skip(&tag)?,
+                }
+            }
+        }
+        x.prolog()?;
+        if x.i != body.len() {
+            return Err(err(x.i, "unexpected bytes after the document"));
+        }
+        sink.finish(x.i)
+    }
+
+    #[derive(Debug)]
+    struct Reader<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    #[derive(Debug)]
+    struct Open<'a> {
+        name: &'a [u8],
+        /// `<name/>`.
+        empty: bool,
+        at: usize,
+    }
+
+    fn is_name(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b':') || c >= 0x80
+    }
+
+    impl<'a> Reader<'a> {
+        fn rest(&self) -> &'a [u8] {
+            self.b.get(self.i..).unwrap_or_default()
+        }
+
+        fn eof(&self) -> ParseError {
+            err(self.b.len(), "unexpected end of body")
+        }
+
+        fn ws(&mut self) {
+            while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+                self.i += 1;
+            }
+        }
+
+        /// Moves just past the next `needle`.
+        fn skip_past(&mut self, needle: &[u8]) -> Result<(), ParseError> {
+            let n = memmem::find(self.rest(), needle).ok_or_else(|| self.eof())?;
+            self.i += n + needle.len();
+            Ok(())
+        }
+
+        /// Whitespace, comments, processing instructions and a DOCTYPE, before or after the
+        /// root element.
+        fn prolog(&mut self) -> Result<(), ParseError> {
+            loop {
+                self.ws();
+                let rest = self.rest();
+                if rest.starts_with(b"<?") {
+                    self.skip_past(b"?>")?;
+                } else if rest.starts_with(b"<!--") {
+                    self.skip_past(b"-->")?;
+                } else if rest.starts_with(b"<!") {
+                    // A DOCTYPE without an internal subset; XAPI never sends one at all.
+                    self.skip_past(b">")?;
+                } else {
+                    return Ok(());
+                }
+            }
+        }
+
+        fn name(&mut self) -> Result<&'a [u8], ParseError> {
+            let start = self.i;
+            while self.b.get(self.i).copied().is_some_and(is_name) {
+                self.i += 1;
+            }
+            if self.i == start {
+                return Err(match self.b.get(self.i) {
+                    None => self.eof(),
+                    Some(_) => err(start, "expected an element name"),
+                });
+            }
+            Ok(&self.b[start..self.i])
+        }
+
+        /// An opening tag at `<`; attributes are skipped.
+        fn open_tag(&mut self) -> Result<Open<'a>, ParseError> {
+            let at = self.i;
+            match self.b.get(self.i) {
+                Some(b'<') => self.i += 1,
+                Some(_) => return Err(err(at, "expected an element")),
+                None => return Err(self.eof()),
+            }
+            let name = self.name()?;
+            loop {
+                match self.b.get(self.i) {
+                    None => return Err(self.eof()),
+                    Some(b'>') => {
+                        self.i += 1;
+                        return Ok(Open {
+                            name,
+                            empty: false,
+                            at,
+                        });
+                    }
+                    Some(b'/') if self.b.get(self.i + 1) == Some(&b'>') => {
+                        self.i += 2;
+                        return Ok(Open {
+                            name,
+                            empty: true,
+                            at,
+                        });
+                    }
+                    Some(&q @ (b'"' | b'\'')) => {
+                        self.i += 1;
+                        let n = memchr(q, self.rest()).ok_or_else(|| self.eof())?;
+                        self.i += n + 1;
+                    }
+                    Some(b'<') => return Err(err(self.i, "`<` inside a tag")),
+                    Some(_) => self.i += 1,
+                }
+            }
+        }
+
+        /// A closing tag at `</`, which must close `name`.
+        fn close_tag(&mut self, name: &[u8]) -> Result<(), ParseError> {
+            let at = self.i;
+            self.i += 2;
+            if self.name()? != name {
+                return Err(err(at, "closing tag does not match the open element"));
+            }
+            self.ws();
+            match self.b.get(self.i) {
+                Some(b'>') => {
+                    self.i += 1;
+                    Ok(())
+                }
+                Some(_) => Err(err(self.i, "expected `>`")),
+                None => Err(self.eof()),
+            }
+        }
+
+        /// The next child element of `parent`, or `None` once `</parent>` is consumed. Only
+        /// whitespace, comments and processing instructions may sit between children.
+        fn next_child(&mut self, parent: &[u8]) -> Result<Option<Open<'a>>, ParseError> {
+            loop {
+                self.ws();
+                let rest = self.rest();
+                if rest.is_empty() {
+                    return Err(self.eof());
+                } else if rest.starts_with(b"</") {
+                    self.close_tag(parent)?;
+                    return Ok(None);
+                } else if rest.starts_with(b"<!--") {
+                    self.skip_past(b"-->")?;
+                } else if rest.starts_with(b"<?") {
+                    self.skip_past(b"?>")?;
+                } else if rest.starts_with(b"<!") || rest[0] != b'<' {
+                    return Err(err(self.i, "unexpected text between elements"));
+                } else {
+                    return self.open_tag().map(Some);
+                }
+            }
+        }
+
+        /// Skips an element this parser has no use for, content and all.
+        fn skip(&mut self, tag: &Open<'a>) -> Result<(), ParseError> {
+            if tag.empty {
+                return Ok(());
+            }
+            // Names of nested elements are not matched, only counted: the content is unused.
+            let mut depth = 1usize;
+            loop {
+                let n = memchr(b'<', self.rest()).ok_or_else(|| self.eof())?;
+                self.i += n;
+                let rest = self.rest();
+                if rest.starts_with(b"</") {
+                    depth -= 1;
+                    if depth == 0 {
+                        return self.close_tag(tag.name);
+                    }
+                    self.skip_past(b">")?;
+                } else if rest.starts_with(b"<!--") {
+                    self.skip_past(b"-->")?;
+                } else if rest.starts_with(b"<![CDATA[") {
+                    self.skip_past(b"]]>")?;
+                } else if rest.starts_with(b"<?") {
+                    self.skip_past(b"?>")?;
+                } else if rest.starts_with(b"<!") {
+                    self.skip_past(b">")?;
+                } else if !self.open_tag()?.empty {
+                    depth += 1;
+                }
+            }
+        }
+
+        /// The text content of a leaf element (after its opening tag), entities decoded and
+        /// surrounding whitespace trimmed. Borrowed unless it has entities, CDATA or comments.
+        fn text(&mut self, tag: &Open<'a>) -> Result<Cow<'a, str>, ParseError> {
+            if tag.empty {
+                return Ok(Cow::Borrowed(""));
+            }
+            let chunk = self.chunk()?;
+            if self.rest().starts_with(b"</") {
+                self.close_tag(tag.name)?;
+                return Ok(trim(chunk));
+            }
+            let mut out = chunk.into_owned();
+            loop {
+                let rest = self.rest();
+                if rest.starts_with(b"</") {
+                    self.close_tag(tag.name)?;
+                    return Ok(trim(Cow::Owned(out)));
+                } else if rest.starts_with(b"<![CDATA[") {
+                    let start = self.i + 9;
+                    self.skip_past(b"]]>")?;
+                    let data = &self.b[start..self.i - 3];
+                    out.push_str(
+                        std::str::from_utf8(data)
+                            .map_err(|e| err(start + e.valid_up_to(), "invalid UTF-8"))?,
+                    );
+                } else if rest.starts_with(b"<!--") {
+                    self.skip_past(b"-->")?;
+                } else if rest.starts_with(b"<?") {
+                    self.skip_past(b"?>")?;
+                } else {
+                    return Err(err(self.i, "unexpected element inside a value"));
+                }
+                out.push_str(&self.chunk()?);
+            }
+        }
+
+        /// Character data up to the next `<`, entities decoded.
+        fn chunk(&mut self) -> Result<Cow<'a, str>, ParseError> {
+            let start = self.i;
+            let n = memchr(b'<', self.rest()).ok_or_else(|| self.eof())?;
+            self.i += n;
+            let raw = std::str::from_utf8(&self.b[start..self.i])
+                .map_err(|e| err(start + e.valid_up_to(), "invalid UTF-8"))?;
+            if memchr(b'&', raw.as_bytes()).is_none() {
+                return Ok(Cow::Borrowed(raw));
+            }
+            decode_entities(raw, start).map(Cow::Owned)
+        }
+
+        fn meta(&mut self, sink: &mut Sink<'a>, meta: &Open<'a>) -> Result<(), ParseError> {
+            if meta.empty {
+                return Ok(());
+            }
+            while let Some(tag) = self.next_child(b"meta")? {
+                match tag.name {
+                    b"step" => sink.step = Some(self.int(&tag)?),
+                    b"end" => sink.end = Some(self.int(&tag)?),
+                    b"legend" => {
+                        let legend = self.legend(&tag)?;
+                        sink.set_legend(legend, tag.at)?;
+                    }
+                    // Not written by XAPI, accepted for symmetry with JSON generation B.
+                    b"data" => self.data(sink, &tag)?,
+                    _ => self.skip(&tag)?,
+                }
+            }
+            Ok(())
+        }
+
+        fn legend(&mut self, legend: &Open<'a>) -> Result<Vec<Cow<'a, str>>, ParseError> {
+            let mut out = Vec::new();
+            if legend.empty {
+                return Ok(out);
+            }
+            while let Some(tag) = self.next_child(b"legend")? {
+                if tag.name == b"entry" {
+                    out.push(self.text(&tag)?);
+                } else {
+                    self.skip(&tag)?;
+                }
+            }
+            Ok(out)
+        }
+
+        fn data(&mut self, sink: &mut Sink<'a>, data: &Open<'a>) -> Result<(), ParseError> {
+            if data.empty {
+                return Ok(());
+            }
+            while let Some(tag) = self.next_child(b"data")? {
+                if tag.name == b"row" {
+                    self.row(sink, &tag)?;
+                } else {
+                    self.skip(&tag)?;
+                }
+            }
+            Ok(())
+        }
+
+        fn row(&mut self, sink: &mut Sink<'a>, row: &Open<'a>) -> Result<(), ParseError> {
+            sink.begin_row();
+            let mut t = None;
+            if !row.empty {
+                while let Some(tag) = self.next_child(b"row")? {
+                    match tag.name {
+                        b"t" if t.is_some() => {
+                            return Err(err(tag.at, "`t` appears twice in a row"));
+                        }
+                        b"t" => t = Some(self.int(&tag)?),
+                        b"v" => {
+                            let text = self.text(&tag)?;
+                            let v = text_f64(text.as_bytes())
+                                .ok_or(err(tag.at, "expected a number"))?;
+                            sink.scratch.push(v);
+                        }
+                        _ => self.skip(&tag)?,
+                    }
+                }
+            }
+            let t = t.ok_or(err(row.at, "row without `t`"))?;
+            sink.end_row(t, row.at)
+        }
+
+        fn int(&mut self, tag: &Open<'a>) -> Result<i64, ParseError> {
+            let text = self.text(tag)?;
+            text_i64(text.as_bytes()).ok_or(err(tag.at, "expected an integer"))
+        }
+    }
+
+    fn trim(text: Cow<'_, str>) -> Cow<'_, str> {
+        match text {
+            Cow::Borrowed(s) => Cow::Borrowed(s.trim_ascii()),
+            Cow::Owned(s) if s.trim_ascii().len() == s.len() => Cow::Owned(s),
+            Cow::Owned(s) => Cow::Owned(s.trim_ascii().to_owned()),
+        }
+    }
+
+    /// The five predefined entities and numeric character references.
+    fn decode_entities(raw: &str, at: usize) -> Result<String, ParseError> {
+        let mut out = String::with_capacity(raw.len());
+        let mut rest = raw;
+        while let Some(amp) = memchr(b'&', rest.as_bytes()) {
+            out.push_str(&rest[..amp]);
+            let entity_at = at + (raw.len() - rest.len()) + amp;
+            let after = &rest[amp + 1..];
+            let semi =
+                memchr(b';', after.as_bytes()).ok_or(err(entity_at, "unterminated entity"))?;
+            let decoded = match &after[..semi] {
+                "amp" => '&',
+                "lt" => '<',
+                "gt" => '>',
+                "quot" => '"',
+                "apos" => '\'',
+                name => {
+                    // Digits are checked first because `from_str_radix` also takes a sign.
+                    let (digits, radix) = match name.strip_prefix("#x").or(name.strip_prefix("#X"))
+                    {
+                        Some(hex) => (hex, 16),
+                        None => (name.strip_prefix('#').unwrap_or_default(), 10),
+                    };
+                    let all_digits =
+                        !digits.is_empty() && digits.chars().all(|c| c.is_digit(radix));
+                    let code = all_digits
+                        .then(|| u32::from_str_radix(digits, radix).ok())
+                        .flatten();
+                    code.and_then(char::from_u32)
+                        .ok_or(err(entity_at, "unknown entity"))?
+                }
+            };
+            out.push(decoded);
+            rest = &after[semi + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST1_C: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
+    const HOST2_C: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.formatC.json");
+    const HOST1_A: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.formatA.json5");
+    const HOST2_A: &[u8] =
+        include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.formatA.json5");
+    const HOST1_XML: &[u8] = include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.xml");
+    const HOST2_XML: &[u8] = include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.xml");
+
+    const NEWEST_T: i64 = 1_767_225_600;
+
+    /// The spec's format B sample (§1.8): valid JSON, all numbers strings, `data` inside `meta`.
+    const FORMAT_B: &str = r#"{"meta":{"start":"1767225600","step":"5","end":"1767225605","rows":"2","columns":"3","legend":["AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:cpu_avg","AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:memory_total_kib","AVERAGE:vm:3b1d7d0c-9c47-4a5f-b3b3-8f0c1e0b8a11:cpu0"],"data":[{"t":"1767225605","values":["0.0412","1.6777e+07","NaN"]},{"t":"1767225600","values":["0.0398","1.6777e+07","0.0101"]}]}}"#;
+
+    const SMALL_A: &str = r#"{meta: {start:1767225600,step:5,end:1767225605,rows:2,columns:3,legend:["AVERAGE:host:h:cpu_avg","AVERAGE:host:h:memory_total_kib","AVERAGE:vm:v:cpu0"]},data:[{t:1767225605,values:[0.0412,16777216.0000,NaN]},{t:1767225600,values:[0.0398,16777216.0000,-Infinity]}]}"#;
+
+    const SMALL_C: &str = r#"{"meta":{"start":"1767225600","step":"5","end":"1767225605","rows":"2","columns":"3","legend":["AVERAGE:host:h:cpu_avg","AVERAGE:host:h:memory_total_kib","AVERAGE:vm:v:cpu0"]},"data":[{"t":"1767225605","values":["0.0412345678901234","16777216","NaN"]},{"t":"1767225600","values":["0.0398","16777216","0.0101"]}]}"#;
+
+    const SMALL_XML: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<xport><meta><start>1767225600</start><step>5</step><end>1767225605</end><rows>2</rows><columns>3</columns><legend><entry>AVERAGE:host:h:cpu_avg</entry><entry>AVERAGE:host:h:memory_total_kib</entry><entry>AVERAGE:vm:v:cpu0</entry></legend></meta><data><row><t>1767225605</t><v>0.0412345678901234</v><v>16777216</v><v>NaN</v></row><row><t>1767225600</t><v>0.0398</v><v>16777216</v><v>0.0101</v></row></data></xport>"#;
+
+    fn ok(body: &[u8]) -> RrdUpdates<'_> {
+        match parse(body) {
+            Ok(u) => u,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn newest<'u>(u: &'u RrdUpdates<'_>) -> &'u Row {
+        u.newest.as_ref().expect("a newest row")
+    }
+
+    /// Bitwise equality, so NaN equals NaN.
+    fn same_values(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+    }
+
+    /// The newest row's value texts, cut out of a format C body by plain string search so the
+    /// NaN check does not depend on the parser under test.
+    fn newest_value_texts(body: &[u8]) -> Vec<String> {
+        let body = std::str::from_utf8(body).unwrap();
+        let marker = format!(r#"{{"t":"{NEWEST_T}","values":["#);
+        let start = body.find(&marker).unwrap() + marker.len();
+        let len = body[start..].find(']').unwrap();
+        body[start..start + len]
+            .split(',')
+            .map(|v| v.trim_matches('"').to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn parse_reads_current_format_fixtures() {
+        for (body, columns) in [(HOST1_C, 325), (HOST2_C, 324)] {
+            let u = ok(body);
+            assert_eq!(u.legend.len(), columns);
+            assert_eq!(u.step, Some(5));
+            assert_eq!(u.end, Some(NEWEST_T));
+            let row = newest(&u);
+            assert_eq!(row.t, NEWEST_T);
+            assert_eq!(row.values.len(), columns);
+            assert!(u.legend.iter().all(|l| matches!(l, Cow::Borrowed(_))));
+            let first = Legend::parse(&u.legend[0]).unwrap();
+            assert_eq!((first.cf, first.owner), ("AVERAGE", "host"));
+            assert_eq!(first.name, "CPU0-avg-freq");
+        }
+    }
+
+    #[test]
+    fn parse_keeps_nan_where_the_body_has_nan() {
+        for body in [HOST1_C, HOST2_C] {
+            let u = ok(body);
+            let texts = newest_value_texts(body);
+            assert_eq!(texts.len(), u.legend.len());
+            let mut nans = 0;
+            for (text, v) in texts.iter().zip(&newest(&u).values) {
+                if text == "NaN" {
+                    nans += 1;
+                    assert!(v.is_nan());
+                } else {
+                    assert_eq!(text.parse::<f64>().unwrap().to_bits(), v.to_bits());
+                }
+            }
+            assert!(nans > 0, "the fixtures carry some NaN");
+        }
+    }
+
+    #[test]
+    fn parse_gives_xml_and_current_json_the_same_result() {
+        for (c, xml) in [(HOST1_C, HOST1_XML), (HOST2_C, HOST2_XML)] {
+            let (c, xml) = (ok(c), ok(xml));
+            assert_eq!(c.legend, xml.legend);
+            assert_eq!((c.step, c.end), (xml.step, xml.end));
+            assert_eq!(newest(&c).t, newest(&xml).t);
+            assert!(same_values(&newest(&c).values, &newest(&xml).values));
+        }
+    }
+
+    #[test]
+    fn parse_accepts_bare_nan_from_legacy_xapi() {
+        for (c, a) in [(HOST1_C, HOST1_A), (HOST2_C, HOST2_A)] {
+            let (c, a) = (ok(c), ok(a));
+            assert_eq!(c.legend, a.legend);
+            assert_eq!((c.step, c.end), (a.step, a.end));
+            let (c, a) = (newest(&c), newest(&a));
+            assert_eq!(a.t, NEWEST_T);
+            assert_eq!(c.values.len(), a.values.len());
+            for (x, y) in c.values.iter().zip(&a.values) {
+                if x.is_nan() {
+                    assert!(y.is_nan());
+                } else {
+                    // `%0.4f` rounds to half a unit in the fourth decimal.
+                    assert!((x - y).abs() <= 0.5e-4 + x.abs() * 1e-15, "{x} vs {y}");
+                }
+            }
+        }
+        let u = ok(SMALL_A.as_bytes());
+        let row = newest(&u);
+        assert_eq!(row.t, 1_767_225_605);
+        assert_eq!(row.values[..2], [0.0412, 16_777_216.0]);
+        assert!(row.values[2].is_nan());
+    }
+
+    #[test]
+    fn parse_accepts_data_nested_in_meta() {
+        let u = ok(FORMAT_B.as_bytes());
+        assert_eq!(u.step, Some(5));
+        assert_eq!(u.end, Some(1_767_225_605));
+        assert_eq!(u.legend.len(), 3);
+        let row = newest(&u);
+        assert_eq!(row.t, 1_767_225_605);
+        assert_eq!(row.values[..2], [0.0412, 16_777_000.0]);
+        assert!(row.values[2].is_nan());
+    }
+
+    #[test]
+    fn parse_small_bodies_agree_across_syntaxes() {
+        let c = ok(SMALL_C.as_bytes());
+        let xml = ok(SMALL_XML.as_bytes());
+        let strip = |u: &RrdUpdates<'static>| RrdUpdates {
+            newest: None,
+            ..u.clone()
+        };
+        assert_eq!(strip(&c), strip(&xml));
+        assert!(same_values(&newest(&c).values, &newest(&xml).values));
+        assert_eq!(newest(&c).values[0], 0.041_234_567_890_123_4);
+    }
+
+    #[test]
+    fn parse_picks_the_largest_t_whatever_the_row_order() {
+        let body = r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"10","values":["1"]},{"t":"30","values":["3"]},{"t":"20","values":["2"]}]}"#;
+        let u = ok(body.as_bytes());
+        assert_eq!(
+            newest(&u),
+            &Row {
+                t: 30,
+                values: vec![3.0]
+            }
+        );
+
+        let xml = "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>10</t><v>1</v></row><row><t>20</t><v>2</v></row></data></xport>";
+        assert_eq!(
+            newest(&ok(xml.as_bytes())),
+            &Row {
+                t: 20,
+                values: vec![2.0]
+            }
+        );
+
+        // The fixture reversed: oldest first.
+        let text = std::str::from_utf8(HOST1_C).unwrap();
+        let data_at = text.find(r#""data":["#).unwrap() + r#""data":["#.len();
+        let rows: Vec<&str> = text[data_at..text.len() - 2].split("},{").collect();
+        assert_eq!(rows.len(), 5);
+        let reversed: Vec<String> = rows
+            .iter()
+            .rev()
+            .map(|r| format!("{{{}}}", r.trim_start_matches('{').trim_end_matches('}')))
+            .collect();
+        let body = format!("{}{}]}}", &text[..data_at], reversed.join(","));
+        let (fwd, rev) = (ok(HOST1_C), ok(body.as_bytes()));
+        assert_eq!(newest(&rev).t, NEWEST_T);
+        assert!(same_values(&newest(&fwd).values, &newest(&rev).values));
+    }
+
+    #[test]
+    fn parse_accepts_empty_data() {
+        for body in [
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[]}"#,
+            "{meta:{legend:[]},data:[]}",
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data/></xport>",
+            "<xport><meta><legend/></meta><data>\n</data></xport>",
+        ] {
+            let u = ok(body.as_bytes());
+            assert_eq!(u.newest, None, "{body}");
+        }
+    }
+
+    #[test]
+    fn parse_accepts_zero_rows_with_start_after_end() {
+        let body = r#"{"meta":{"start":"1740534010","step":"5","end":"1740533965","rows":"0","columns":"2","legend":["AVERAGE:host:h:cpu0","AVERAGE:host:h:cpu1"]},"data":[]}"#;
+        let u = ok(body.as_bytes());
+        assert_eq!(u.end, Some(1_740_533_965));
+        assert_eq!(u.step, Some(5));
+        assert_eq!(u.legend.len(), 2);
+        assert_eq!(u.newest, None);
+    }
+
+    #[test]
+    fn parse_decodes_escapes_in_legend_and_borrows_the_rest() {
+        let body = r#"{"meta":{"legend":["AVERAGE:vm:u:a\"b\\c\/d\u00e9\ud83d\ude00\n","AVERAGE:vm:u:plain"]},"data":[{"t":1,"values":[1,2]}]}"#;
+        let u = ok(body.as_bytes());
+        assert_eq!(u.legend[0], "AVERAGE:vm:u:a\"b\\c/d\u{e9}\u{1f600}\n");
+        assert!(matches!(u.legend[0], Cow::Owned(_)));
+        assert!(matches!(u.legend[1], Cow::Borrowed("AVERAGE:vm:u:plain")));
+
+        let xml = "<xport><meta><legend><entry>a:b:c:&lt;&amp;&gt;&quot;&apos;&#233;&#xE9;</entry><entry> a:b:c:d </entry></legend></meta><data/></xport>";
+        let u = ok(xml.as_bytes());
+        assert_eq!(u.legend[0], "a:b:c:<&>\"'\u{e9}\u{e9}");
+        assert!(matches!(u.legend[1], Cow::Borrowed("a:b:c:d")));
+
+        for bad in [
+            r#"{"meta":{"legend":["\x"]}}"#,
+            r#"{"meta":{"legend":["\ud83d"]}}"#,
+        ] {
+            assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+        assert!(
+            parse(b"<xport><meta><legend><entry>&nbsp;</entry></legend></meta></xport>").is_err()
+        );
+        assert!(
+            parse(b"<xport><meta><legend><entry>&#x+41;</entry></legend></meta></xport>").is_err()
+        );
+    }
+
+    #[test]
+    fn parse_accepts_any_key_order_unknown_keys_whitespace_and_plain_numbers() {
+        let body = r#"
+            {
+              "extra" : { "a" : [ 1 , { "b" : null } , "x\"]" ] , "c" : true } ,
+              "data" : [ { "values" : [ 1.5 , "2" , -3e2 , "Infinity", "inf", "nan" ], "t" : 100 , "note" : [ ] } ] ,
+              "meta" : { "end" : 105 , "legend" : [ "a:b:c:1" , "a:b:c:2" , "a:b:c:3", "a:b:c:4", "a:b:c:5", "a:b:c:6" ] , "step" : "5" , "rows": 1, "columns": "6", "x" : { } } ,
+              "tail" : false
+            }
+        "#;
+        let u = ok(body.as_bytes());
+        assert_eq!((u.step, u.end), (Some(5), Some(105)));
+        let row = newest(&u);
+        assert_eq!(row.t, 100);
+        assert_eq!(
+            row.values[..5],
+            [1.5, 2.0, -300.0, f64::INFINITY, f64::INFINITY]
+        );
+        assert!(row.values[5].is_nan());
+    }
+
+    #[test]
+    fn parse_accepts_xml_with_whitespace_comments_and_attributes() {
+        let body = r#"
+<?xml version="1.0"?>
+<!-- a comment -->
+<xport version="1">
+  <meta>
+    <start>1</start>
+    <step> 60 </step>
+    <end>120</end>
+    <legend>
+      <entry>AVERAGE:host:h:cpu0</entry>
+      <entry><![CDATA[AVERAGE:host:h:]]>cpu1</entry>
+    </legend>
+    <unknown><deep a='>'><x/>text</deep></unknown>
+  </meta>
+  <data>
+    <row><t>60</t><v>1</v><v>2</v></row>
+    <row>
+      <!-- rows may be oldest first -->
+      <v>-Infinity</v><v>0.0</v><t>120</t>
+    </row>
+  </data>
+</xport>
+"#;
+        let u = ok(body.as_bytes());
+        assert_eq!((u.step, u.end), (Some(60), Some(120)));
+        assert_eq!(u.legend, ["AVERAGE:host:h:cpu0", "AVERAGE:host:h:cpu1"]);
+        assert_eq!(
+            newest(&u),
+            &Row {
+                t: 120,
+                values: vec![f64::NEG_INFINITY, 0.0]
+            }
+        );
+    }
+
+    #[test]
+    fn parse_rejects_every_truncation_of_a_small_body() {
+        for body in [SMALL_A, FORMAT_B, SMALL_C, SMALL_XML] {
+            let body = body.as_bytes();
+            assert!(parse(body).is_ok());
+            for len in 0..body.len() {
+                assert!(
+                    parse(&body[..len]).is_err(),
+                    "prefix of {len} bytes accepted"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parse_rejects_a_row_whose_width_differs_from_the_legend() {
+        for body in [
+            r#"{"meta":{"legend":["a:b:c:d","a:b:c:e"]},"data":[{"t":"1","values":["1"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":["1","2"]}]}"#,
+            r#"{"data":[{"t":"1","values":["1"]}],"meta":{"legend":["a:b:c:d","a:b:c:e"]}}"#,
+            r#"{"data":[{"t":"1","values":["1"]},{"t":"2","values":["1","2"]}],"meta":{"legend":["a:b:c:d"]}}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"2","values":["1"]},{"t":"1","values":[]}]}"#,
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>1</t></row></data></xport>",
+            "<xport><data><row><t>1</t><v>1</v><v>2</v></row></data><meta><legend><entry>a:b:c:d</entry></legend></meta></xport>",
+        ] {
+            let e = parse(body.as_bytes()).expect_err(body);
+            assert_eq!(e.what, ROW_WIDTH, "{body}");
+        }
+    }
+
+    #[test]
+    fn parse_rejects_wrong_types_and_garbage() {
+        for body in [
+            "",
+            "   ",
+            "null",
+            "[]",
+            "{}",
+            r#"{"meta":[]}"#,
+            r#"{"meta":{"legend":"x"}}"#,
+            r#"{"meta":{"legend":[1]}}"#,
+            r#"{"meta":{"legend":[]},"data":{}}"#,
+            r#"{"meta":{"legend":[]},"data":[[]]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"x","values":["1"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":["one"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":[null]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1","values":[[1]]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"values":["1"]}]}"#,
+            r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"1"}]}"#,
+            r#"{"meta":{"legend":[],"step":{}}}"#,
+            r#"{"meta":{"legend":[]}} x"#,
+            r#"{"meta":{"legend":[]},,}"#,
+            r#"{,"meta":{"legend":[]}}"#,
+            r#"{"meta":{"legend":[]} "x":1}"#,
+            r#"{"meta":{"legend":[]},"x":[1 2]}"#,
+            r#"{"meta":{"legend":[]},"x":{"a" 1}}"#,
+            r#"{"meta":{"legend":[]},"x":{"a":1]}"#,
+            "<xport/>",
+            "<other><meta><legend/></meta></other>",
+            "<xport><meta><legend/></meta></xport> trailing",
+            "<xport><meta><legend/></meta></xports>",
+            "<xport>text<meta><legend/></meta></xport>",
+            "<xport><meta><legend/><step>x</step></meta></xport>",
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><v>1</v></row></data></xport>",
+            "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>1</t><v><b/></v></row></data></xport>",
+        ] {
+            assert!(parse(body.as_bytes()).is_err(), "accepted {body:?}");
+        }
+        let deep = format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(deep.as_bytes()).is_err());
+        let nested = format!(
+            r#"{{"meta":{{"legend":[]}},"x":{}1{}}}"#,
+            "[".repeat(128),
+            "]".repeat(128)
+        );
+        assert!(parse(nested.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn parse_reads_integral_floats_and_null_for_step_and_end() {
+        let u = ok(br#"{"meta":{"step":5.0,"end":null,"legend":[]}}"#);
+        assert_eq!((u.step, u.end), (Some(5), None));
+        assert!(parse(br#"{"meta":{"step":5.5,"legend":[]}}"#).is_err());
+    }
+
+    #[test]
+    fn legend_parse_splits_on_the_first_three_colons_only() {
+        let l = Legend::parse(
+            "AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:statefile/3b1d7d0c/latency",
+        )
+        .unwrap();
+        assert_eq!(
+            (l.cf, l.owner, l.uuid, l.name),
+            (
+                "AVERAGE",
+                "host",
+                "0844f276-6eef-4658-a5a6-6d0bd5ed740a",
+                "statefile/3b1d7d0c/latency"
+            )
+        );
+        let l = Legend::parse("MAX:host:u:CPU3-avg-freq").unwrap();
+        assert_eq!(l.name, "CPU3-avg-freq");
+        let l = Legend::parse("AVERAGE:vm:u:odd:name:with:colons").unwrap();
+        assert_eq!((l.uuid, l.name), ("u", "odd:name:with:colons"));
+        assert_eq!(Legend::parse("AVERAGE:vm:u"), None);
+        assert_eq!(Legend::parse(""), None);
+        assert_eq!(Legend::parse("a:b:c:").map(|l| l.name), Some(""));
+    }
 }
