@@ -1,1 +1,100 @@
-fn main() {}
+//! Benchmark of the exposition encoders: 100,000 samples shaped like a pool's `xen_vm_*`
+//! families (1,000 VMs × 100 series, a shared vm/vm_uuid/host/host_uuid head and one tail
+//! label), with plain label values and with values that need escaping.
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use xen_exporter::metrics::encode::{Format, encode};
+use xen_exporter::metrics::{Family, Kind, Label, Labels, Sample};
+
+const VMS: usize = 1_000;
+/// 25 families × 4 tail values = 100 series per VM.
+const FAMILIES: usize = 25;
+const TAILS: usize = 4;
+
+/// Families as `FamiliesBuilder::finish` leaves them: sorted by name, one sample per VM and
+/// tail value, heads shared between all samples of a VM.
+fn families(escaping: bool) -> Vec<Family> {
+    let heads: Vec<Arc<[Label]>> = (0..VMS)
+        .map(|vm| {
+            let name = if escaping {
+                format!("web \"prod\" C:\\vms\\{vm:04}\nsecond line")
+            } else {
+                format!("web-prod-{vm:04}")
+            };
+            let host = vm % 16;
+            Arc::from(vec![
+                Label::new("vm", name),
+                Label::new("vm_uuid", format!("6f0e3a1c-9b2d-4e8f-a1b3-{vm:012x}")),
+                Label::new("host", format!("xcp-ng-{host:02}")),
+                Label::new("host_uuid", format!("48265ed7-8560-493a-83f6-{host:012x}")),
+            ])
+        })
+        .collect();
+    let tails: Vec<Arc<str>> = ["xvda", "xvdb", "xvdc", "xvdd"].map(Arc::from).into();
+    (0..FAMILIES)
+        .map(|f| Family {
+            name: Cow::Owned(format!("xen_vm_vbd_series_{f:02}")),
+            help: Cow::Borrowed(
+                "Bytes read from the virtual disk, in B/s (RRD vbd_<dev>_read, average over the step).",
+            ),
+            kind: Kind::Gauge,
+            samples: heads
+                .iter()
+                .enumerate()
+                .flat_map(|(vm, head)| {
+                    tails.iter().enumerate().map(move |(t, tail)| Sample {
+                        labels: Labels {
+                            head: head.clone(),
+                            tail: vec![Label::new("vbd", tail.clone())],
+                        },
+                        // A mix of integral values and %0.15g-style fractions, as XAPI sends.
+                        value: if (vm + t) % 3 == 0 {
+                            (vm * 4096 + f) as f64
+                        } else {
+                            (vm * 100 + t * 10 + f) as f64 / 7.0
+                        },
+                    })
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let samples = (VMS * FAMILIES * TAILS) as u64;
+    for (escaping, label) in [(false, "plain"), (true, "escaping")] {
+        let families = families(escaping);
+        for (format, format_name) in [(Format::Text, "text"), (Format::OpenMetrics, "openmetrics")]
+        {
+            let mut out = Vec::new();
+            encode(&families, format, &mut out);
+            let bytes = out.len() as u64;
+            let mut group = c.benchmark_group(format!("encode/{format_name}/{label}"));
+            group.sample_size(30);
+            group.throughput(Throughput::Elements(samples));
+            group.bench_function("samples", |b| {
+                b.iter(|| {
+                    out.clear();
+                    encode(black_box(&families), format, &mut out);
+                    black_box(out.len())
+                })
+            });
+            group.throughput(Throughput::Bytes(bytes));
+            group.bench_function("bytes", |b| {
+                b.iter(|| {
+                    out.clear();
+                    encode(black_box(&families), format, &mut out);
+                    black_box(out.len())
+                })
+            });
+            group.finish();
+        }
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -2,9 +2,12 @@
 //! format from an `Accept` header. Infallible: it writes into a `Vec<u8>`, never sorts and
 //! never allocates per sample, so output order is the order the families arrive in.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use memchr::{memchr2_iter, memchr3_iter};
 
-use super::{Family, Kind, Label};
+use super::{Family, Kind, Label, Labels};
 
 /// An exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,17 +124,37 @@ pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
             out.push(b'\n');
         }
     }
+    // Samples of one object are adjacent and share their head, so its encoding is copied from
+    // the previous line instead of being escaped again.
+    let mut previous_head: Option<(&Arc<[Label]>, Range<usize>)> = None;
     for sample in &family.samples {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(suffix);
-        let mut labels = sample.labels.iter();
-        if let Some(first) = labels.next() {
-            out.push(b'{');
-            write_label(out, first);
-            for label in labels {
-                out.push(b',');
-                write_label(out, label);
+        let Labels { head, tail } = &sample.labels;
+        let mut open = !head.is_empty();
+        match &previous_head {
+            Some((previous, range)) if open && Arc::ptr_eq(previous, head) => {
+                out.extend_from_within(range.clone());
             }
+            _ if open => {
+                let start = out.len();
+                out.push(b'{');
+                for (i, label) in head.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_label(out, label);
+                }
+                previous_head = Some((head, start..out.len()));
+            }
+            _ => {}
+        }
+        for label in tail {
+            out.push(if open { b',' } else { b'{' });
+            open = true;
+            write_label(out, label);
+        }
+        if open {
             out.push(b'}');
         }
         out.push(b' ');
@@ -227,10 +250,9 @@ fn is_metric_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
-    use std::sync::Arc;
 
     use super::*;
-    use crate::metrics::{Labels, Sample};
+    use crate::metrics::Sample;
 
     fn family(name: &'static str, help: &'static str, kind: Kind, samples: Vec<Sample>) -> Family {
         Family {
@@ -697,6 +719,49 @@ mod tests {
             };
             assert_round_trip(&[f]);
         }
+    }
+
+    #[test]
+    fn shared_heads_are_copied_correctly_when_samples_alternate() {
+        let vm = |name: &str| -> Arc<[Label]> {
+            Arc::from(vec![Label::new("vm", name), Label::new("host", "h\"1\"")])
+        };
+        let (a, b) = (vm("a\\"), vm("b"));
+        let with = |head: &Arc<[Label]>, tail: &[(&'static str, &str)], value| Sample {
+            labels: Labels {
+                head: head.clone(),
+                tail: tail.iter().map(|(k, v)| Label::new(k, *v)).collect(),
+            },
+            value,
+        };
+        let empty: Arc<[Label]> = Arc::from(Vec::new());
+        let f = family(
+            "xen_vm_vbd_read",
+            "h",
+            Kind::Gauge,
+            vec![
+                with(&a, &[("vbd", "xvda")], 1.0),
+                with(&a, &[("vbd", "xvdb")], 2.0),
+                with(&a, &[], 3.0),
+                with(&b, &[("vbd", "xvda")], 4.0),
+                with(&a, &[("vbd", "xvdc")], 5.0),
+                with(&empty, &[("vbd", "xvda")], 6.0),
+                with(&empty, &[], 7.0),
+            ],
+        );
+        assert_eq!(
+            encoded(std::slice::from_ref(&f), Format::Text),
+            "# HELP xen_vm_vbd_read h\n\
+             # TYPE xen_vm_vbd_read gauge\n\
+             xen_vm_vbd_read{vm=\"a\\\\\",host=\"h\\\"1\\\"\",vbd=\"xvda\"} 1\n\
+             xen_vm_vbd_read{vm=\"a\\\\\",host=\"h\\\"1\\\"\",vbd=\"xvdb\"} 2\n\
+             xen_vm_vbd_read{vm=\"a\\\\\",host=\"h\\\"1\\\"\"} 3\n\
+             xen_vm_vbd_read{vm=\"b\",host=\"h\\\"1\\\"\",vbd=\"xvda\"} 4\n\
+             xen_vm_vbd_read{vm=\"a\\\\\",host=\"h\\\"1\\\"\",vbd=\"xvdc\"} 5\n\
+             xen_vm_vbd_read{vbd=\"xvda\"} 6\n\
+             xen_vm_vbd_read 7\n"
+        );
+        assert_round_trip(&[f]);
     }
 
     #[test]

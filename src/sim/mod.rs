@@ -1,1 +1,471 @@
-//! A simulated XAPI pool (stub).
+//! A simulated XAPI pool for tests, benchmarks and `--demo`: every host listens on its own
+//! loopback address and speaks XAPI's wire formats (JSON-RPC, XML-RPC, `/rrd_updates` in
+//! three generations, stunnel-like TLS). Shares no types with the client modules.
+//!
+//! Layout: [`model`] holds the pool, [`records`] turns it into XenAPI records, [`rpc`]
+//! dispatches methods, [`rrd`] renders `/rrd_updates`, [`server`] is the HTTP/TLS front,
+//! [`state`] the shared mutable state (sessions, counters, faults).
+
+mod model;
+mod numfmt;
+mod records;
+mod rng;
+mod rpc;
+mod rrd;
+mod server;
+mod state;
+mod tls;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use state::Shared;
+
+/// How to build a simulated pool.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of hosts; host 0 is the pool master.
+    pub hosts: usize,
+    /// Running guests per host (the control domain comes on top).
+    pub vms_per_host: usize,
+    /// Physical CPUs per host.
+    pub pcpus: usize,
+    /// vCPUs per guest.
+    pub vcpus: usize,
+    /// Halted guests: resident nowhere, so absent from every `/rrd_updates`.
+    pub halted_vms: usize,
+    /// Templates (`is_a_template`); one snapshot of the first guest is always added.
+    pub templates: usize,
+    pub seed: u64,
+    pub generation: Generation,
+    /// HTTPS like real XAPI; `false` = plain HTTP.
+    pub tls: bool,
+    pub clock: Clock,
+    /// Fraction of RRD values written as `NaN` (deterministic per value).
+    pub nan_ratio: f64,
+    /// Names for guests in creation order (running guests host by host, then halted ones);
+    /// guests beyond the list get default names such as `web-001`.
+    pub vm_names: Vec<String>,
+    pub username: String,
+    pub password: String,
+    /// Idle sessions expire after this long; `None` = never.
+    pub session_idle_timeout: Option<Duration>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            hosts: 2,
+            vms_per_host: 3,
+            pcpus: 16,
+            vcpus: 2,
+            halted_vms: 1,
+            templates: 3,
+            seed: 1,
+            generation: Generation::Current,
+            tls: true,
+            clock: Clock::Real { skew_secs: 0 },
+            nan_ratio: 0.02,
+            vm_names: Vec::new(),
+            username: "root".into(),
+            password: "xen-sim-password".into(),
+            session_idle_timeout: None,
+        }
+    }
+}
+
+impl SimConfig {
+    /// A pool that looks good in a demo: 3 hosts × 6 named guests.
+    pub fn demo() -> Self {
+        let names = [
+            "web-frontend-01",
+            "web-frontend-02",
+            "api-gateway",
+            "postgres-primary",
+            "postgres-replica",
+            "redis-cache",
+            "build-runner-01",
+            "build-runner-02",
+            "grafana",
+            "prometheus",
+            "mail-relay",
+            "dns-01",
+            "dns-02",
+            "backup-proxy",
+            "ldap",
+            "vpn-gateway",
+            "file-server",
+            "monitoring-agent",
+            "staging-app",
+        ];
+        SimConfig {
+            hosts: 3,
+            vms_per_host: 6,
+            pcpus: 16,
+            vcpus: 2,
+            halted_vms: 1,
+            templates: 3,
+            seed: 2026,
+            vm_names: names.iter().map(|s| (*s).to_string()).collect(),
+            ..SimConfig::default()
+        }
+    }
+}
+
+/// Which xapi generation the pool imitates; mainly changes `/rrd_updates`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generation {
+    /// xapi 1.249 (XCP-ng 8.2): JSON format A (unquoted keys, bare numbers), `%0.4f`,
+    /// `Accept` ignored, JSON replies without Content-Type.
+    Legacy,
+    /// xapi ~23.31–24.10: format B (`data` inside `meta`, numbers as strings), `%0.5g`.
+    Nested,
+    /// xapi ≥ 25.3 (XCP-ng 8.3): format C, `%0.15g`.
+    #[default]
+    Current,
+}
+
+/// The pool's clock (hosts share it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Clock {
+    /// System time plus a skew in seconds (positive = the pool runs ahead).
+    Real { skew_secs: i64 },
+    /// Always this epoch second.
+    Frozen(i64),
+}
+
+/// A failure injected on every request to one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostFault {
+    #[default]
+    None,
+    /// Accept the TCP connection, then close it at once.
+    Refuse,
+    /// Accept, never answer.
+    Hang,
+    /// Answer each request after this delay.
+    Delay(Duration),
+    /// `/rrd_updates` answers HTTP 500 (RPC is unaffected).
+    Http500,
+}
+
+/// Plain-data snapshot of the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolView {
+    pub pool_uuid: String,
+    pub pool_name: String,
+    pub hosts: Vec<HostView>,
+    pub vms: Vec<VmView>,
+    pub srs: Vec<SrView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostView {
+    pub uuid: String,
+    pub name: String,
+    pub address: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmView {
+    pub uuid: String,
+    pub name: String,
+    /// Host index.
+    pub resident_on: Option<usize>,
+    pub power_state: String,
+    pub is_control_domain: bool,
+    pub is_a_template: bool,
+    pub is_a_snapshot: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrView {
+    pub uuid: String,
+    pub name: String,
+    pub sr_type: String,
+    pub content_type: String,
+    pub physical_size: i64,
+    pub physical_utilisation: i64,
+    pub virtual_allocation: i64,
+    pub shared: bool,
+}
+
+/// What clients did to the simulator.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Successful `session.login_with_password` calls.
+    pub logins: u64,
+    pub failed_logins: u64,
+    pub logouts: u64,
+    /// Originator of each successful login, in order.
+    pub originators: Vec<String>,
+    /// Every RPC method called (any host), including `session.*` and failed calls.
+    pub rpc: BTreeMap<String, u64>,
+    /// Per host: every `GET /rrd_updates`, errors included.
+    pub rrd_updates: Vec<u64>,
+    /// `/rrd_updates` requests answered 401.
+    pub rrd_unauthorised: u64,
+    /// `/rrd_updates` requests authenticated with Basic auth (each costs xapi two internal
+    /// logins; those sessions live only during the request and are not in `logins`).
+    pub rrd_basic_auth: u64,
+    /// Query strings of the last 64 `/rrd_updates` requests, `session_id` value replaced by
+    /// `<session>`.
+    pub rrd_queries: Vec<String>,
+}
+
+/// The newest row of a served `/rrd_updates` body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedRow {
+    pub t: i64,
+    /// (legend entry, value text exactly as written on the wire).
+    pub values: Vec<(String, String)>,
+}
+
+/// A running simulated pool. Cheap to clone; the listeners stop at [`Sim::shutdown`] or when
+/// the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct Sim {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl Sim {
+    /// Binds every host, builds certificates and the model, and starts serving.
+    pub async fn start(config: SimConfig) -> std::io::Result<Sim> {
+        if config.hosts == 0 || config.hosts > 254 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a simulated pool has 1 to 254 hosts",
+            ));
+        }
+        let (listeners, addresses, port) = server::bind_all(config.hosts).await?;
+        let tls = if config.tls {
+            Some(tls::build(&addresses).map_err(std::io::Error::other)?)
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared::new(config, addresses, port, tls));
+        let (tx, rx) = watch::channel(false);
+        let tasks = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(h, l)| tokio::spawn(server::serve_host(Arc::clone(&shared), h, l, rx.clone())))
+            .collect();
+        Ok(Sim {
+            inner: Arc::new(Inner {
+                shared,
+                shutdown: tx,
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// `https://127.A.B.1:PORT` (`http://` without TLS).
+    pub fn master_url(&self) -> String {
+        self.host_url(0)
+    }
+
+    pub fn host_url(&self, host: usize) -> String {
+        let scheme = if self.shared().tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}:{}", self.host_address(host), self.port())
+    }
+
+    /// The IP in `host.address`, e.g. `127.A.B.2` for host 1. Panics on a bad index.
+    pub fn host_address(&self, host: usize) -> String {
+        self.shared().addresses[host].to_string()
+    }
+
+    /// The port every host listens on.
+    pub fn port(&self) -> u16 {
+        self.shared().port
+    }
+
+    /// PEM of the CA that signed every host certificate (empty without TLS).
+    pub fn ca_pem(&self) -> String {
+        self.shared()
+            .tls
+            .as_ref()
+            .map(|t| t.ca_pem.clone())
+            .unwrap_or_default()
+    }
+
+    /// DER of the CA certificate (empty without TLS).
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.shared()
+            .tls
+            .as_ref()
+            .map(|t| t.ca_der.clone())
+            .unwrap_or_default()
+    }
+
+    /// DER of host `host`'s leaf certificate (empty without TLS).
+    pub fn host_cert_der(&self, host: usize) -> Vec<u8> {
+        self.shared()
+            .tls
+            .as_ref()
+            .and_then(|t| t.host_ders.get(host).cloned())
+            .unwrap_or_default()
+    }
+
+    /// SHA-256 fingerprint of a host certificate in XAPI's `AB:CD:…` form.
+    pub fn host_cert_fingerprint(&self, host: usize) -> String {
+        self.shared()
+            .tls
+            .as_ref()
+            .and_then(|t| t.fingerprints.get(host).cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn username(&self) -> &str {
+        &self.shared().config.username
+    }
+
+    pub fn password(&self) -> &str {
+        &self.shared().config.password
+    }
+
+    /// The pool clock now (epoch seconds).
+    pub fn now(&self) -> i64 {
+        self.shared().now()
+    }
+
+    pub fn view(&self) -> PoolView {
+        let st = self.shared().lock();
+        let m = &st.model;
+        PoolView {
+            pool_uuid: m.pool.id.uuid.clone(),
+            pool_name: m.pool.name.clone(),
+            hosts: m
+                .hosts
+                .iter()
+                .map(|h| HostView {
+                    uuid: h.id.uuid.clone(),
+                    name: h.name.clone(),
+                    address: h.address.clone(),
+                })
+                .collect(),
+            vms: m
+                .vms
+                .iter()
+                .map(|v| VmView {
+                    uuid: v.id.uuid.clone(),
+                    name: v.name.clone(),
+                    resident_on: v.resident_on,
+                    power_state: v.power.as_str().to_string(),
+                    is_control_domain: v.is_control_domain(),
+                    is_a_template: v.is_template(),
+                    is_a_snapshot: v.is_snapshot(),
+                })
+                .collect(),
+            srs: m
+                .srs
+                .iter()
+                .map(|s| SrView {
+                    uuid: s.id.uuid.clone(),
+                    name: s.name.clone(),
+                    sr_type: s.sr_type.clone(),
+                    content_type: s.content_type.clone(),
+                    physical_size: s.physical_size,
+                    physical_utilisation: s.physical_utilisation,
+                    virtual_allocation: s.virtual_allocation,
+                    shared: s.shared,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.shared().lock().counters.clone()
+    }
+
+    pub fn reset_counters(&self) {
+        let mut st = self.shared().lock();
+        let hosts = st.counters.rrd_updates.len();
+        st.counters = Counters {
+            rrd_updates: vec![0; hosts],
+            ..Counters::default()
+        };
+    }
+
+    /// Destroys every session, as a toolstack restart does.
+    pub fn invalidate_sessions(&self) {
+        self.shared().lock().sessions.clear();
+    }
+
+    /// Number of live sessions (what the master's `pool_session_count` reports).
+    pub fn session_count(&self) -> usize {
+        let idle = self.shared().config.session_idle_timeout;
+        self.shared().lock().live_sessions(idle)
+    }
+
+    pub fn set_host_fault(&self, host: usize, fault: HostFault) {
+        let mut st = self.shared().lock();
+        if let Some(f) = st.faults.get_mut(host) {
+            *f = fault;
+        }
+    }
+
+    /// Renames the VM with that UUID (no effect if there is none).
+    pub fn set_vm_name(&self, vm_uuid: &str, name: &str) {
+        self.shared().lock().model.set_vm_name(vm_uuid, name);
+    }
+
+    /// Newest row (largest t) of the last successful `/rrd_updates` reply of that host;
+    /// `None` before any, or if that reply had no rows.
+    pub fn last_rrd(&self, host: usize) -> Option<ServedRow> {
+        let row = self.shared().lock().last_rrd.get(host).cloned().flatten()?;
+        let mut values = Vec::with_capacity(row.ends.len());
+        let mut col = 0usize;
+        let mut start = 0usize;
+        for (owner, cf) in &row.columns {
+            for i in 0..owner.len() {
+                let end = row.ends.get(col).map_or(start, |e| *e as usize);
+                values.push((
+                    owner.legend_entry(*cf, i),
+                    row.texts[start..end].to_string(),
+                ));
+                start = end;
+                col += 1;
+            }
+        }
+        Some(ServedRow { t: row.t, values })
+    }
+
+    /// Stops the listeners and every connection task.
+    pub async fn shutdown(self) {
+        let _ = self.inner.shutdown.send(true);
+        let tasks =
+            std::mem::take(&mut *self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -123,7 +123,6 @@ impl<'a> Sink<'a> {
         {
             return Err(err(row_at, ROW_WIDTH));
         }
-        self.scratch.reserve(legend.len());
         self.legend = Some(legend);
         Ok(())
     }
@@ -131,16 +130,22 @@ impl<'a> Sink<'a> {
     /// Starts a row; the front end then pushes its values into `scratch`.
     fn begin_row(&mut self) {
         self.scratch.clear();
+        // After the first row took the buffer, size the next one once instead of by doubling.
+        self.scratch.reserve(self.expected_width().unwrap_or(0));
+    }
+
+    /// How many values a row must have: the legend's length, or before the legend is seen, the
+    /// first row's.
+    fn expected_width(&self) -> Option<usize> {
+        match (&self.legend, self.width) {
+            (Some(legend), _) => Some(legend.len()),
+            (None, width) => width.map(|(width, _)| width),
+        }
     }
 
     fn end_row(&mut self, t: i64, at: usize) -> Result<(), ParseError> {
         let n = self.scratch.len();
-        let expected = match (&self.legend, self.width) {
-            (Some(legend), _) => Some(legend.len()),
-            (None, Some((width, _))) => Some(width),
-            (None, None) => None,
-        };
-        if expected.is_some_and(|e| e != n) {
+        if self.expected_width().is_some_and(|e| e != n) {
             return Err(err(at, ROW_WIDTH));
         }
         if self.width.is_none() {

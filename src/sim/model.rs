@@ -1,0 +1,922 @@
+//! The simulated pool's object model: pool, hosts, VMs (guests, dom0s, templates, a
+//! snapshot), SRs, PBDs, PIFs, networks, VDIs, with seed-derived identities.
+//!
+//! Relations that XAPI stores on both ends (host.resident_VMs, SR.PBDs, VDI.VBDs…) are kept
+//! on one end only and derived when records are built, so that later mutations (migrate,
+//! add, remove) cannot leave the two ends disagreeing.
+
+use super::SimConfig;
+use super::rng::{SplitMix, uuid};
+
+/// One XAPI object identity: its UUID and its opaque reference.
+#[derive(Debug, Clone)]
+pub(super) struct Id {
+    pub(super) uuid: String,
+    pub(super) opaque_ref: String,
+}
+
+impl Id {
+    fn new(seed: u64, class: &str, n: u64) -> Self {
+        Id {
+            uuid: uuid(seed, class, n),
+            opaque_ref: format!("OpaqueRef:{}", uuid(seed, &format!("ref/{class}"), n)),
+        }
+    }
+}
+
+pub(super) const NULL_REF: &str = "OpaqueRef:NULL";
+
+#[derive(Debug, Clone)]
+pub(super) struct Pool {
+    pub(super) id: Id,
+    pub(super) name: String,
+    pub(super) master: usize,
+    /// Index into `Model::srs` of the default SR.
+    pub(super) default_sr: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Host {
+    pub(super) id: Id,
+    pub(super) metrics: Id,
+    pub(super) name: String,
+    pub(super) address: String,
+    pub(super) pcpus: usize,
+    /// Physical memory in bytes.
+    pub(super) memory_total: i64,
+    /// Seconds (0–4) by which this host's 5 s RRD update lags a multiple of 5.
+    pub(super) rrd_phase: i64,
+    pub(super) cpu_speed_mhz: f64,
+    pub(super) iqn: String,
+    pub(super) boot_time: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Power {
+    Running,
+    Halted,
+}
+
+impl Power {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Power::Running => "Running",
+            Power::Halted => "Halted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum VmKind {
+    Guest,
+    ControlDomain,
+    Template,
+    Snapshot,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Vif {
+    pub(super) id: Id,
+    pub(super) device: u32,
+    pub(super) mac: String,
+    pub(super) network: usize,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Vbd {
+    pub(super) id: Id,
+    /// Guest device name (`xvda`…); also the RRD's `vbd_<dev>_*` name.
+    pub(super) device: String,
+    pub(super) userdevice: String,
+    /// Opaque ref of the VDI; `None` = an empty CD drive. Refs, not indices, so that VDIs
+    /// can later be removed without renumbering.
+    pub(super) vdi: Option<String>,
+    pub(super) is_cd: bool,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Vm {
+    pub(super) id: Id,
+    pub(super) metrics: Id,
+    pub(super) guest_metrics: Option<Id>,
+    pub(super) name: String,
+    pub(super) description: String,
+    pub(super) kind: VmKind,
+    pub(super) power: Power,
+    pub(super) resident_on: Option<usize>,
+    pub(super) affinity: Option<usize>,
+    pub(super) domid: i64,
+    pub(super) vcpus: usize,
+    pub(super) memory_static_max: i64,
+    pub(super) memory_dynamic_max: i64,
+    pub(super) memory_dynamic_min: i64,
+    pub(super) memory_static_min: i64,
+    pub(super) vifs: Vec<Vif>,
+    pub(super) vbds: Vec<Vbd>,
+    /// Template (or OS) this VM was made from; also drives guest-metrics `os_version`.
+    pub(super) os: String,
+    pub(super) tags: Vec<String>,
+    /// For a snapshot: opaque ref of the VM it is a snapshot of.
+    pub(super) snapshot_of: Option<String>,
+    pub(super) snapshot_time: i64,
+    pub(super) start_time: i64,
+    pub(super) is_default_template: bool,
+}
+
+impl Vm {
+    pub(super) fn is_control_domain(&self) -> bool {
+        self.kind == VmKind::ControlDomain
+    }
+    pub(super) fn is_template(&self) -> bool {
+        self.kind == VmKind::Template
+    }
+    pub(super) fn is_snapshot(&self) -> bool {
+        self.kind == VmKind::Snapshot
+    }
+    /// Has a live domain whose RRD sits on `resident_on`.
+    pub(super) fn is_running(&self) -> bool {
+        self.power == Power::Running && self.resident_on.is_some()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Sr {
+    pub(super) id: Id,
+    pub(super) name: String,
+    pub(super) description: String,
+    pub(super) sr_type: String,
+    pub(super) content_type: String,
+    pub(super) shared: bool,
+    pub(super) physical_size: i64,
+    pub(super) physical_utilisation: i64,
+    pub(super) virtual_allocation: i64,
+    pub(super) sm_config: Vec<(String, String)>,
+    pub(super) other_config: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Pbd {
+    pub(super) id: Id,
+    pub(super) host: usize,
+    pub(super) sr: usize,
+    pub(super) attached: bool,
+    pub(super) device_config: Vec<(String, String)>,
+    pub(super) other_config: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Network {
+    pub(super) id: Id,
+    pub(super) name: String,
+    pub(super) bridge: String,
+    pub(super) mtu: i64,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Pif {
+    pub(super) id: Id,
+    pub(super) metrics: Id,
+    pub(super) host: usize,
+    pub(super) device: String,
+    pub(super) network: usize,
+    pub(super) mac: String,
+    pub(super) management: bool,
+    pub(super) physical: bool,
+    pub(super) ip: String,
+    /// Opaque ref of the Bond this PIF is master of (bond0 only).
+    pub(super) bond_master_of: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Vdi {
+    pub(super) id: Id,
+    pub(super) name: String,
+    pub(super) sr: usize,
+    pub(super) virtual_size: i64,
+    pub(super) physical_utilisation: i64,
+    pub(super) is_snapshot: bool,
+    /// Opaque ref of the VDI this one is a snapshot of.
+    pub(super) snapshot_of: Option<String>,
+    pub(super) is_iso: bool,
+}
+
+/// The whole pool. Mutated only through methods that bump `generation` (and `rrd_epoch`
+/// when the set of RRDs or their data sources may change).
+#[derive(Debug, Clone)]
+pub(super) struct Model {
+    pub(super) seed: u64,
+    pub(super) pool: Pool,
+    pub(super) hosts: Vec<Host>,
+    pub(super) vms: Vec<Vm>,
+    pub(super) srs: Vec<Sr>,
+    pub(super) pbds: Vec<Pbd>,
+    pub(super) networks: Vec<Network>,
+    pub(super) pifs: Vec<Pif>,
+    pub(super) vdis: Vec<Vdi>,
+    /// Bumped on every change; the future `event.from` token counts these.
+    pub(super) generation: u64,
+    /// Bumped when RRD layouts (which VMs run where, their devices) may have changed.
+    pub(super) rrd_epoch: u64,
+    /// Next serial for objects created after start, so new identities never repeat.
+    next_serial: u64,
+    /// Creation index of the next guest (drives default names and device counts).
+    next_guest: usize,
+    vm_names: Vec<String>,
+    vcpus: usize,
+}
+
+const GUEST_PREFIXES: &[&str] = &[
+    "web",
+    "db",
+    "app",
+    "cache",
+    "ci-runner",
+    "mail",
+    "dns",
+    "proxy",
+    "mon",
+    "backup",
+    "git",
+    "vpn",
+];
+
+const OS_TEMPLATES: &[&str] = &[
+    "Debian Bookworm 12",
+    "Ubuntu Noble Numbat 24.04",
+    "Rocky Linux 9",
+    "AlmaLinux 9",
+    "CentOS Stream 9",
+    "Windows Server 2022 (64-bit)",
+    "Windows 11",
+    "Oracle Linux 9",
+    "SUSE Linux Enterprise Server 15 SP5",
+    "Windows 10 (64-bit)",
+];
+
+const GIB: i64 = 1 << 30;
+
+impl Model {
+    /// Builds the initial pool. `addresses[i]` is host i's management IP.
+    pub(super) fn new(cfg: &SimConfig, addresses: &[String], now: i64) -> Model {
+        let seed = cfg.seed;
+        let mut rng = SplitMix::for_purpose(seed, "model");
+        let n_hosts = addresses.len().max(1);
+
+        let hosts: Vec<Host> = (0..n_hosts)
+            .map(|i| {
+                let n = i as u64;
+                let name = format!("xcp-ng-{:02}", i + 1);
+                // 256 GiB-class hosts with a little per-host variation, like real DIMM maps.
+                let memory_total = 256 * GIB + rng.range_i64(0, 64) * 64 * 1024 * 1024;
+                Host {
+                    id: Id::new(seed, "host", n),
+                    metrics: Id::new(seed, "host_metrics", n),
+                    name,
+                    address: addresses.get(i).cloned().unwrap_or_default(),
+                    pcpus: cfg.pcpus.max(1),
+                    memory_total,
+                    rrd_phase: rng.range_i64(0, 4),
+                    cpu_speed_mhz: 2394.374,
+                    iqn: format!("iqn.2024-01.invalid.lab:{:08x}", rng.next_u64() as u32),
+                    boot_time: now - 86_400 * 7 - rng.range_i64(0, 86_400),
+                }
+            })
+            .collect();
+
+        let networks = vec![
+            Network {
+                id: Id::new(seed, "network", 0),
+                name: "Pool-wide network associated with eth0".into(),
+                bridge: "xenbr0".into(),
+                mtu: 1500,
+            },
+            Network {
+                id: Id::new(seed, "network", 1),
+                name: "Pool-wide network associated with eth1".into(),
+                bridge: "xenbr1".into(),
+                mtu: 1500,
+            },
+            Network {
+                id: Id::new(seed, "network", 2),
+                name: "Bond 0".into(),
+                bridge: "xapi1".into(),
+                mtu: 9000,
+            },
+        ];
+
+        let mut pifs = Vec::new();
+        for (h, host) in hosts.iter().enumerate() {
+            for (k, dev) in ["eth0", "eth1", "bond0"].iter().enumerate() {
+                let n = (h * 3 + k) as u64;
+                pifs.push(Pif {
+                    id: Id::new(seed, "PIF", n),
+                    metrics: Id::new(seed, "PIF_metrics", n),
+                    host: h,
+                    device: (*dev).to_string(),
+                    network: k,
+                    mac: mac(seed, "pif", n),
+                    management: k == 0,
+                    physical: k < 2,
+                    ip: if k == 0 {
+                        host.address.clone()
+                    } else {
+                        String::new()
+                    },
+                    bond_master_of: (k == 2)
+                        .then(|| format!("OpaqueRef:{}", uuid(seed, "ref/Bond", h as u64))),
+                });
+            }
+        }
+
+        // SRs: per-host local storage and DVD drives, then the shared ones.
+        let mut srs = Vec::new();
+        let mut pbds = Vec::new();
+        let mut pbd_n = 0u64;
+        let mut add_pbd = |pbds: &mut Vec<Pbd>,
+                           host: usize,
+                           sr: usize,
+                           dc: Vec<(String, String)>,
+                           oc: Vec<(String, String)>| {
+            pbds.push(Pbd {
+                id: Id::new(seed, "PBD", pbd_n),
+                host,
+                sr,
+                attached: true,
+                device_config: dc,
+                other_config: oc,
+            });
+            pbd_n += 1;
+        };
+        let mut local_srs = Vec::new();
+        for h in 0..hosts.len() {
+            let size = 900 * GIB + rng.range_i64(0, 100) * GIB;
+            let used = size / 100 * rng.range_i64(25, 60);
+            let serial = format!("3600508b1001c{:011x}", h);
+            let idx = srs.len();
+            local_srs.push(idx);
+            srs.push(Sr {
+                id: Id::new(seed, "SR", idx as u64),
+                name: "Local storage".into(),
+                description: String::new(),
+                sr_type: "ext".into(),
+                content_type: "user".into(),
+                shared: false,
+                physical_size: size,
+                physical_utilisation: used,
+                virtual_allocation: used + size / 100 * rng.range_i64(5, 30),
+                sm_config: kv(&[("devserial", &format!("scsi-{serial}"))]),
+                other_config: kv(&[
+                    ("i18n-original-value-name_label", "Local storage"),
+                    ("i18n-key", "local-storage"),
+                ]),
+            });
+            add_pbd(
+                &mut pbds,
+                h,
+                idx,
+                kv(&[("device", &format!("/dev/disk/by-id/scsi-{serial}-part3"))]),
+                Vec::new(),
+            );
+            let idx = srs.len();
+            srs.push(Sr {
+                id: Id::new(seed, "SR", idx as u64),
+                name: "DVD drives".into(),
+                description: "Physical DVD drives".into(),
+                sr_type: "udev".into(),
+                content_type: "iso".into(),
+                shared: false,
+                physical_size: 0,
+                physical_utilisation: 0,
+                virtual_allocation: 0,
+                sm_config: kv(&[("type", "cd")]),
+                other_config: kv(&[("i18n-key", "local-hotplug-cd")]),
+            });
+            add_pbd(
+                &mut pbds,
+                h,
+                idx,
+                kv(&[("location", "/dev/xapi/cd")]),
+                Vec::new(),
+            );
+        }
+        let nfs = srs.len();
+        {
+            let size = 8 * 1024 * GIB;
+            let used = size / 100 * rng.range_i64(30, 70);
+            srs.push(Sr {
+                id: Id::new(seed, "SR", nfs as u64),
+                name: "NFS VM storage".into(),
+                description: "NFS SR [nfs01.lab.invalid:/export/vms]".into(),
+                sr_type: "nfs".into(),
+                content_type: "user".into(),
+                shared: true,
+                physical_size: size,
+                physical_utilisation: used,
+                virtual_allocation: used + size / 100 * rng.range_i64(5, 25),
+                sm_config: kv(&[("nosubdir", "false")]),
+                other_config: Vec::new(),
+            });
+        }
+        let iscsi = srs.len();
+        let scsi_id = format!("3600a0980383030534{:014x}", rng.next_u64() >> 8);
+        {
+            let size = 4 * 1024 * GIB;
+            let used = size / 100 * rng.range_i64(40, 80);
+            srs.push(Sr {
+                id: Id::new(seed, "SR", iscsi as u64),
+                name: "iSCSI SAN".into(),
+                description: "iSCSI SR [san01.lab.invalid (iqn.2010-01.invalid.lab:san01.vmstore)]"
+                    .into(),
+                sr_type: "lvmoiscsi".into(),
+                content_type: "user".into(),
+                shared: true,
+                physical_size: size,
+                physical_utilisation: used,
+                virtual_allocation: used,
+                sm_config: kv(&[
+                    ("allocation", "thick"),
+                    ("use_vhd", "true"),
+                    ("multipathable", "true"),
+                    ("devserial", &format!("scsi-{scsi_id}")),
+                ]),
+                other_config: kv(&[("auto-scan", "false")]),
+            });
+        }
+        let iso = srs.len();
+        srs.push(Sr {
+            id: Id::new(seed, "SR", iso as u64),
+            name: "ISO library".into(),
+            description: "NFS ISO library".into(),
+            sr_type: "iso".into(),
+            content_type: "iso".into(),
+            shared: true,
+            physical_size: 0,
+            physical_utilisation: 0,
+            virtual_allocation: 0,
+            sm_config: Vec::new(),
+            other_config: kv(&[("auto-scan", "true")]),
+        });
+        for h in 0..hosts.len() {
+            add_pbd(
+                &mut pbds,
+                h,
+                nfs,
+                kv(&[
+                    ("server", "nfs01.lab.invalid"),
+                    ("serverpath", "/export/vms"),
+                    ("nfsversion", "4.1"),
+                ]),
+                Vec::new(),
+            );
+            add_pbd(
+                &mut pbds,
+                h,
+                iscsi,
+                kv(&[
+                    ("target", "san01.lab.invalid"),
+                    ("targetIQN", "iqn.2010-01.invalid.lab:san01.vmstore"),
+                    ("SCSIid", &scsi_id),
+                    ("port", "3260"),
+                    (
+                        "multihomelist",
+                        "san01.lab.invalid:3260,san02.lab.invalid:3260",
+                    ),
+                ]),
+                kv(&[
+                    (&format!("mpath-{scsi_id}"), "[2, 2]"),
+                    ("multipathed", "true"),
+                    ("iscsi_sessions", "2"),
+                ]),
+            );
+            add_pbd(
+                &mut pbds,
+                h,
+                iso,
+                kv(&[
+                    ("location", "nfs01.lab.invalid:/export/iso"),
+                    ("type", "nfs_iso"),
+                ]),
+                Vec::new(),
+            );
+        }
+
+        let vdis = [
+            "debian-12.8.0-amd64-netinst.iso",
+            "ubuntu-24.04.1-live-server-amd64.iso",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(k, name)| Vdi {
+            id: Id::new(seed, "VDI/iso", k as u64),
+            name: (*name).to_string(),
+            sr: iso,
+            virtual_size: 700 * 1024 * 1024 + k as i64 * 1_900 * 1024 * 1024,
+            physical_utilisation: 700 * 1024 * 1024 + k as i64 * 1_900 * 1024 * 1024,
+            is_snapshot: false,
+            snapshot_of: None,
+            is_iso: true,
+        })
+        .collect();
+
+        let pool = Pool {
+            id: Id::new(seed, "pool", 0),
+            name: if cfg.hosts > 1 {
+                "lab-pool".into()
+            } else {
+                String::new()
+            },
+            master: 0,
+            default_sr: nfs,
+        };
+
+        let mut model = Model {
+            seed,
+            pool,
+            hosts,
+            vms: Vec::new(),
+            srs,
+            pbds,
+            networks,
+            pifs,
+            vdis,
+            generation: 1,
+            rrd_epoch: 1,
+            next_serial: 0,
+            next_guest: 0,
+            vm_names: cfg.vm_names.clone(),
+            vcpus: cfg.vcpus.max(1),
+        };
+
+        for h in 0..model.hosts.len() {
+            model.add_control_domain(h, now);
+        }
+        for t in 0..cfg.templates {
+            model.add_template(t);
+        }
+        let mut first_guest = None;
+        for (h, &local) in local_srs.iter().enumerate() {
+            for _ in 0..cfg.vms_per_host {
+                let g = model.add_guest(Some(h), now, local, nfs, iscsi);
+                first_guest.get_or_insert(g);
+            }
+        }
+        for _ in 0..cfg.halted_vms {
+            let g = model.add_guest(None, now, local_srs[0], nfs, iscsi);
+            first_guest.get_or_insert(g);
+        }
+        if let Some(g) = first_guest {
+            model.add_snapshot(g, now);
+        }
+        model
+    }
+
+    fn serial(&mut self) -> u64 {
+        let n = self.next_serial;
+        self.next_serial += 1;
+        n
+    }
+
+    fn add_control_domain(&mut self, h: usize, now: i64) {
+        let n = self.serial();
+        let seed = self.seed;
+        let host = &self.hosts[h];
+        let mut rng = SplitMix::for_purpose(seed, &format!("dom0/{h}"));
+        let mem = 4 * GIB + rng.range_i64(0, 63) * 1024 * 1024;
+        let vm = Vm {
+            id: Id::new(seed, "VM", n),
+            metrics: Id::new(seed, "VM_metrics", n),
+            guest_metrics: None,
+            name: format!("Control domain on host: {}", host.name),
+            description: "The domain which manages physical devices and manages other domains"
+                .into(),
+            kind: VmKind::ControlDomain,
+            power: Power::Running,
+            resident_on: Some(h),
+            affinity: Some(h),
+            domid: 0,
+            vcpus: host.pcpus.clamp(1, 8),
+            memory_static_max: mem,
+            memory_dynamic_max: mem,
+            memory_dynamic_min: mem,
+            memory_static_min: mem,
+            vifs: Vec::new(),
+            vbds: Vec::new(),
+            os: "XCP-ng".into(),
+            tags: Vec::new(),
+            snapshot_of: None,
+            snapshot_time: 0,
+            start_time: host.boot_time + 30,
+            is_default_template: false,
+        };
+        let _ = now;
+        self.vms.push(vm);
+    }
+
+    fn add_template(&mut self, t: usize) {
+        let n = self.serial();
+        let base = OS_TEMPLATES[t % OS_TEMPLATES.len()];
+        let name = if t < OS_TEMPLATES.len() {
+            base.to_string()
+        } else {
+            format!("{base} ({})", t / OS_TEMPLATES.len() + 1)
+        };
+        let vm = Vm {
+            id: Id::new(self.seed, "VM", n),
+            metrics: Id::new(self.seed, "VM_metrics", n),
+            guest_metrics: None,
+            description: format!("Template for {name}"),
+            os: base.to_string(),
+            name,
+            kind: VmKind::Template,
+            power: Power::Halted,
+            resident_on: None,
+            affinity: None,
+            domid: -1,
+            vcpus: 1,
+            memory_static_max: 2 * GIB,
+            memory_dynamic_max: 2 * GIB,
+            memory_dynamic_min: 2 * GIB,
+            memory_static_min: GIB / 2,
+            vifs: Vec::new(),
+            vbds: Vec::new(),
+            tags: Vec::new(),
+            snapshot_of: None,
+            snapshot_time: 0,
+            start_time: 0,
+            is_default_template: true,
+        };
+        self.vms.push(vm);
+    }
+
+    /// Adds a guest, running on `host` or halted when `None`; returns its index.
+    fn add_guest(
+        &mut self,
+        host: Option<usize>,
+        now: i64,
+        local_sr: usize,
+        nfs: usize,
+        iscsi: usize,
+    ) -> usize {
+        let n = self.serial();
+        let g = self.next_guest;
+        self.next_guest += 1;
+        let seed = self.seed;
+        let mut rng = SplitMix::for_purpose(seed, &format!("guest/{n}"));
+        let name = self.vm_names.get(g).cloned().unwrap_or_else(|| {
+            format!("{}-{:03}", GUEST_PREFIXES[g % GUEST_PREFIXES.len()], g + 1)
+        });
+        let mem = [1, 2, 4, 8, 16][rng.below(5) as usize] * GIB;
+        let os = OS_TEMPLATES[g % OS_TEMPLATES.len()].to_string();
+        // Guests alternate between one and two VIFs; every third guest has a data disk.
+        let n_vifs = 1 + g % 2;
+        let vifs = (0..n_vifs)
+            .map(|k| Vif {
+                id: Id::new(seed, "VIF", n * 4 + k as u64),
+                device: k as u32,
+                mac: mac(seed, "vif", n * 4 + k as u64),
+                network: k % 2,
+            })
+            .collect();
+        let mut vbds = Vec::new();
+        let disk_sr = if g.is_multiple_of(2) { nfs } else { local_sr };
+        let xvda = self.add_vdi(
+            &format!("{name} xvda"),
+            disk_sr,
+            (20 + 10 * rng.below(4) as i64) * GIB,
+        );
+        vbds.push(Vbd {
+            id: Id::new(seed, "VBD", n * 4),
+            device: "xvda".into(),
+            userdevice: "0".into(),
+            vdi: Some(xvda),
+            is_cd: false,
+        });
+        if g % 3 == 2 {
+            let xvdb = self.add_vdi(
+                &format!("{name} xvdb"),
+                iscsi,
+                (50 + 50 * rng.below(4) as i64) * GIB,
+            );
+            vbds.push(Vbd {
+                id: Id::new(seed, "VBD", n * 4 + 1),
+                device: "xvdb".into(),
+                userdevice: "1".into(),
+                vdi: Some(xvdb),
+                is_cd: false,
+            });
+        }
+        vbds.push(Vbd {
+            id: Id::new(seed, "VBD", n * 4 + 3),
+            device: "xvdd".into(),
+            userdevice: "3".into(),
+            vdi: None,
+            is_cd: true,
+        });
+        let running = host.is_some();
+        let domid = if running {
+            self.vms
+                .iter()
+                .filter(|v| v.resident_on == host && v.domid > 0)
+                .count() as i64
+                + 1
+        } else {
+            -1
+        };
+        let vm = Vm {
+            id: Id::new(seed, "VM", n),
+            metrics: Id::new(seed, "VM_metrics", n),
+            // Some running guests have no guest agent, as in real pools.
+            guest_metrics: (running && g % 5 != 4).then(|| Id::new(seed, "VM_guest_metrics", n)),
+            name,
+            description: String::new(),
+            kind: VmKind::Guest,
+            power: if running {
+                Power::Running
+            } else {
+                Power::Halted
+            },
+            resident_on: host,
+            affinity: host,
+            domid,
+            vcpus: self.vcpus,
+            memory_static_max: mem,
+            memory_dynamic_max: mem,
+            memory_dynamic_min: mem,
+            memory_static_min: mem / 2,
+            vifs,
+            vbds,
+            os,
+            tags: if g.is_multiple_of(4) {
+                vec!["prod".into()]
+            } else {
+                Vec::new()
+            },
+            snapshot_of: None,
+            snapshot_time: 0,
+            start_time: if running {
+                now - 3_600 * (1 + rng.range_i64(0, 240))
+            } else {
+                0
+            },
+            is_default_template: false,
+        };
+        self.vms.push(vm);
+        self.vms.len() - 1
+    }
+
+    /// Adds a VDI and returns its opaque ref.
+    fn add_vdi(&mut self, name: &str, sr: usize, size: i64) -> String {
+        let n = self.serial();
+        let mut rng = SplitMix::for_purpose(self.seed, &format!("vdi/{n}"));
+        self.vdis.push(Vdi {
+            id: Id::new(self.seed, "VDI", n),
+            name: name.to_string(),
+            sr,
+            virtual_size: size,
+            physical_utilisation: size / 100 * rng.range_i64(10, 90),
+            is_snapshot: false,
+            snapshot_of: None,
+            is_iso: false,
+        });
+        self.vdis[self.vdis.len() - 1].id.opaque_ref.clone()
+    }
+
+    fn add_snapshot(&mut self, of: usize, now: i64) {
+        let n = self.serial();
+        let seed = self.seed;
+        let src = self.vms[of].clone();
+        let mut vbds = Vec::new();
+        for (k, vbd) in src.vbds.iter().enumerate() {
+            let orig = vbd
+                .vdi
+                .as_ref()
+                .and_then(|r| self.vdis.iter().find(|d| &d.id.opaque_ref == r))
+                .cloned();
+            let vdi = match orig {
+                Some(orig) => {
+                    let sn = self.serial();
+                    self.vdis.push(Vdi {
+                        id: Id::new(seed, "VDI", sn),
+                        name: orig.name.clone(),
+                        sr: orig.sr,
+                        virtual_size: orig.virtual_size,
+                        physical_utilisation: orig.physical_utilisation / 10,
+                        is_snapshot: true,
+                        snapshot_of: Some(orig.id.opaque_ref.clone()),
+                        is_iso: false,
+                    });
+                    Some(self.vdis[self.vdis.len() - 1].id.opaque_ref.clone())
+                }
+                None => None,
+            };
+            vbds.push(Vbd {
+                id: Id::new(seed, "VBD", n * 4 + k as u64),
+                device: vbd.device.clone(),
+                userdevice: vbd.userdevice.clone(),
+                vdi,
+                is_cd: vbd.is_cd,
+            });
+        }
+        let vifs = src
+            .vifs
+            .iter()
+            .enumerate()
+            .map(|(k, vif)| Vif {
+                id: Id::new(seed, "VIF", n * 4 + k as u64),
+                device: vif.device,
+                mac: vif.mac.clone(),
+                network: vif.network,
+            })
+            .collect();
+        self.vms.push(Vm {
+            id: Id::new(seed, "VM", n),
+            metrics: Id::new(seed, "VM_metrics", n),
+            guest_metrics: None,
+            name: format!("{} before upgrade", src.name),
+            description: "Snapshot taken before the last upgrade".into(),
+            kind: VmKind::Snapshot,
+            power: Power::Halted,
+            resident_on: None,
+            affinity: src.affinity,
+            domid: -1,
+            vifs,
+            vbds,
+            snapshot_of: Some(src.id.opaque_ref.clone()),
+            snapshot_time: now - 86_400 * 3,
+            start_time: 0,
+            tags: Vec::new(),
+            ..src
+        });
+    }
+
+    pub(super) fn vm_index(&self, uuid: &str) -> Option<usize> {
+        self.vms.iter().position(|v| v.id.uuid == uuid)
+    }
+
+    /// Renames a VM; returns false when no VM has that UUID.
+    pub(super) fn set_vm_name(&mut self, uuid: &str, name: &str) -> bool {
+        match self.vm_index(uuid) {
+            Some(i) => {
+                self.vms[i].name = name.to_string();
+                self.generation += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Running VMs (dom0 included) whose RRDs live on host `h`.
+    pub(super) fn resident_running(&self, h: usize) -> impl Iterator<Item = &Vm> {
+        self.vms
+            .iter()
+            .filter(move |v| v.is_running() && v.resident_on == Some(h))
+    }
+
+    /// SRs with an attached PBD on host `h`, in SR order.
+    pub(super) fn attached_srs(&self, h: usize) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .pbds
+            .iter()
+            .filter(|p| p.host == h && p.attached)
+            .map(|p| p.sr)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The local (non-shared, `user`) SR of host `h`, if any.
+    pub(super) fn local_sr(&self, h: usize) -> Option<usize> {
+        self.pbds
+            .iter()
+            .filter(|p| p.host == h)
+            .map(|p| p.sr)
+            .find(|&s| !self.srs[s].shared && self.srs[s].content_type == "user")
+    }
+
+    pub(super) fn host_of_ref(&self, r: &str) -> Option<usize> {
+        self.hosts.iter().position(|h| h.id.opaque_ref == r)
+    }
+}
+
+fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+/// A locally administered unicast MAC derived from the seed.
+fn mac(seed: u64, tag: &str, n: u64) -> String {
+    let x = super::rng::mix(super::rng::hash_str(seed, tag) ^ super::rng::mix(n));
+    let b = x.to_be_bytes();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        (b[0] & 0xFC) | 0x02,
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5]
+    )
+}

@@ -1,0 +1,184 @@
+//! XenAPI method dispatch, independent of the transport: roles (master vs member), sessions,
+//! parameter counts, and the read-only methods an exporter uses.
+
+use super::records::{self, RecordCtx, iso8601};
+use super::state::Shared;
+use super::wire::V;
+
+/// An XenAPI error: `ErrorDescription` = code then parameters.
+pub(super) type XenError = Vec<String>;
+
+fn err(code: &str, params: &[&str]) -> XenError {
+    std::iter::once(code)
+        .chain(params.iter().copied())
+        .map(str::to_string)
+        .collect()
+}
+
+fn count_mismatch(method: &str, expected: usize, got: usize) -> XenError {
+    err(
+        "MESSAGE_PARAMETER_COUNT_MISMATCH",
+        &[method, &expected.to_string(), &got.to_string()],
+    )
+}
+
+/// Runs one RPC on host `host`.
+pub(super) fn dispatch(
+    shared: &Shared,
+    host: usize,
+    method: &str,
+    params: &[V],
+) -> Result<V, XenError> {
+    shared.lock().count_rpc(method);
+    // Members refuse everything, before any credential check (so at no delay).
+    if host != 0 {
+        return Err(err("HOST_IS_SLAVE", &[&shared.master_address()]));
+    }
+    let idle = shared.config.session_idle_timeout;
+    match method {
+        "session.login_with_password" => {
+            if !(2..=4).contains(&params.len()) {
+                return Err(count_mismatch(
+                    method,
+                    if params.len() < 2 { 2 } else { 4 },
+                    params.len(),
+                ));
+            }
+            let user = params[0].as_str().unwrap_or("");
+            let pass = params[1].as_str().unwrap_or("");
+            let originator = params.get(3).and_then(V::as_str).unwrap_or("");
+            let now = shared.now();
+            let mut st = shared.lock();
+            if user == shared.config.username && pass == shared.config.password {
+                let r = st.create_session(originator, now);
+                st.counters.logins += 1;
+                st.counters.originators.push(originator.to_string());
+                Ok(V::Str(r))
+            } else {
+                st.counters.failed_logins += 1;
+                Err(err(
+                    "SESSION_AUTHENTICATION_FAILED",
+                    &[user, "Authentication failure"],
+                ))
+            }
+        }
+        "session.logout" => {
+            expect_count(method, params, 1)?;
+            let r = session_param(params)?;
+            let mut st = shared.lock();
+            if !st.touch_session(r, idle) {
+                return Err(err("SESSION_INVALID", &[r]));
+            }
+            st.destroy_session(r);
+            st.counters.logouts += 1;
+            Ok(V::str(""))
+        }
+        "host.get_servertime" | "host.get_management_interface" | "session.get_this_host" => {
+            expect_count(method, params, 2)?;
+            check_session(shared, params)?;
+            let target = params[1].as_str().unwrap_or("");
+            let st = shared.lock();
+            if method == "session.get_this_host" {
+                if target != params[0].as_str().unwrap_or("") {
+                    return Err(err("HANDLE_INVALID", &["session", target]));
+                }
+                return Ok(V::str(
+                    st.model.hosts[st.model.pool.master].id.opaque_ref.clone(),
+                ));
+            }
+            if st.model.host_of_ref(target).is_none() {
+                return Err(err("HANDLE_INVALID", &["host", target]));
+            }
+            if method == "host.get_management_interface" {
+                // The simulator's user is treated as read-only, which may not call this.
+                return Err(err(
+                    "RBAC_PERMISSION_DENIED",
+                    &[
+                        "host.get_management_interface",
+                        "No permission in user session. (Roles with this permission: pool-admin, pool-operator)",
+                    ],
+                ));
+            }
+            Ok(V::DateTime(iso8601(shared.now())))
+        }
+        _ => class_method(shared, method, params),
+    }
+}
+
+/// `<class>.get_all_records | get_all | get_record | get_by_uuid`.
+fn class_method(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> {
+    let unknown = || err("MESSAGE_METHOD_UNKNOWN", &[method]);
+    let (class, call) = method.split_once('.').ok_or_else(unknown)?;
+    if !records::CLASSES.contains(&class) {
+        return Err(unknown());
+    }
+    let arity = match call {
+        "get_all_records" | "get_all" => 1,
+        "get_record" | "get_by_uuid" => 2,
+        _ => return Err(unknown()),
+    };
+    expect_count(method, params, arity)?;
+    check_session(shared, params)?;
+    let ctx = RecordCtx {
+        now: shared.now(),
+        generation: shared.config.generation,
+    };
+    let st = shared.lock();
+    let recs = records::records(&st.model, class, ctx).ok_or_else(unknown)?;
+    drop(st);
+    match call {
+        "get_all_records" => Ok(V::Map(recs)),
+        "get_all" => Ok(V::Array(recs.into_iter().map(|(r, _)| V::Str(r)).collect())),
+        "get_record" => {
+            let want = params[1].as_str().unwrap_or("");
+            recs.into_iter()
+                .find(|(r, _)| r == want)
+                .map(|(_, rec)| rec)
+                .ok_or_else(|| err("HANDLE_INVALID", &[class, want]))
+        }
+        _ => {
+            let want = params[1].as_str().unwrap_or("");
+            recs.into_iter()
+                .find(|(_, rec)| match rec {
+                    V::Map(fields) => fields
+                        .first()
+                        .is_some_and(|(k, v)| k == "uuid" && v.as_str() == Some(want)),
+                    _ => false,
+                })
+                .map(|(r, _)| V::Str(r))
+                .ok_or_else(|| err("UUID_INVALID", &[class, want]))
+        }
+    }
+}
+
+fn expect_count(method: &str, params: &[V], n: usize) -> Result<(), XenError> {
+    if params.len() == n {
+        Ok(())
+    } else {
+        Err(count_mismatch(method, n, params.len()))
+    }
+}
+
+fn session_param(params: &[V]) -> Result<&str, XenError> {
+    match params.first() {
+        Some(V::Str(s)) => Ok(s),
+        Some(other) => {
+            let mut text = String::new();
+            other.write_json(&mut text);
+            Err(vec!["SESSION_INVALID".into(), text])
+        }
+        None => Err(err("SESSION_INVALID", &[""])),
+    }
+}
+
+fn check_session(shared: &Shared, params: &[V]) -> Result<(), XenError> {
+    let r = session_param(params)?;
+    if shared
+        .lock()
+        .touch_session(r, shared.config.session_idle_timeout)
+    {
+        Ok(())
+    } else {
+        Err(err("SESSION_INVALID", &[r]))
+    }
+}
