@@ -146,13 +146,14 @@ async fn run(args: Args) {
         .spawn()
         .expect("exporter binary");
     let pid = child.id();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{url}/-/ready")).send().await {
-            if r.status() == 200 {
-                break;
-            }
+        if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
+            && r.status() == 200
+        {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

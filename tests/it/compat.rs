@@ -34,7 +34,9 @@ fn xmlrpc_value(xml: &str) -> Value {
     // Parses one <value>…</value>, returning the value and the rest.
     fn value(s: &str) -> (Value, &str) {
         let s = s.strip_prefix("<value>").expect("<value>");
-        if let Some(rest) = s.strip_prefix("<struct>") {
+        if let Some(rest) = s.strip_prefix("</value>") {
+            (Value::String(String::new()), rest)
+        } else if let Some(rest) = s.strip_prefix("<struct>") {
             let mut map = serde_json::Map::new();
             let mut rest = rest;
             while let Some(r) = rest.strip_prefix("<member><name>") {

@@ -11,16 +11,16 @@ use xen_exporter::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
 use xen_exporter::sim::{Sim, SimConfig};
 
 /// A running simulator and exporter.
-pub struct TestEnv {
-    pub sim: Sim,
-    pub url: String,
-    pub http: reqwest::Client,
+pub(crate) struct TestEnv {
+    pub(crate) sim: Sim,
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 /// The pool configuration that points at `sim`, trusting its CA.
-pub fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
+pub(crate) fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
     PoolConfig {
         endpoint: Endpoint::parse(&sim.master_url()).unwrap(),
         user: sim.username().to_string(),
@@ -38,12 +38,12 @@ pub fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
 
 impl TestEnv {
     /// Starts a pool-mode exporter against a new simulator.
-    pub async fn start(sim: SimConfig) -> TestEnv {
+    pub(crate) async fn start(sim: SimConfig) -> TestEnv {
         Self::start_with(sim, |_| {}).await
     }
 
     /// Starts an exporter against a new simulator, letting the test adjust the pool config.
-    pub async fn start_with(sim: SimConfig, tweak: impl FnOnce(&mut PoolConfig)) -> TestEnv {
+    pub(crate) async fn start_with(sim: SimConfig, tweak: impl FnOnce(&mut PoolConfig)) -> TestEnv {
         let sim = Sim::start(sim).await.expect("simulator starts");
         let mut config = pool_config(&sim, Mode::Pool);
         tweak(&mut config);
@@ -51,7 +51,7 @@ impl TestEnv {
     }
 
     /// Starts the exporter for `config` next to an already running simulator.
-    pub async fn start_exporter(sim: Sim, config: PoolConfig) -> TestEnv {
+    pub(crate) async fn start_exporter(sim: Sim, config: PoolConfig) -> TestEnv {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
@@ -61,7 +61,7 @@ impl TestEnv {
         let env = TestEnv {
             sim,
             url,
-            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            http: http_client(),
             shutdown: Some(tx),
             task: Some(task),
         };
@@ -70,7 +70,7 @@ impl TestEnv {
     }
 
     /// Waits (bounded) until `/-/ready` says the first login succeeded.
-    pub async fn wait_ready(&self) {
+    pub(crate) async fn wait_ready(&self) {
         for _ in 0..200 {
             let response = self.get("/-/ready").await;
             if response.status() == 200 {
@@ -81,7 +81,7 @@ impl TestEnv {
         panic!("exporter never became ready");
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.url))
             .timeout(Duration::from_secs(30))
@@ -91,7 +91,7 @@ impl TestEnv {
     }
 
     /// Scrapes `/metrics` in the text format and parses it.
-    pub async fn scrape(&self) -> Scrape {
+    pub(crate) async fn scrape(&self) -> Scrape {
         let response = self.get("/metrics").await;
         assert_eq!(response.status(), 200);
         assert_eq!(
@@ -102,7 +102,7 @@ impl TestEnv {
     }
 
     /// Stops the exporter (logging out) and the simulator.
-    pub async fn stop(mut self) -> Sim {
+    pub(crate) async fn stop(mut self) -> Sim {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -117,40 +117,35 @@ impl TestEnv {
     }
 }
 
-impl Drop for TestEnv {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
+/// A plain-HTTP client for talking to the exporter. reqwest is built without a default
+/// crypto provider (the exporter passes its own TLS configuration), so install one first.
+pub(crate) fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
 /// One sample line.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub value: f64,
+pub(crate) struct Series {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
 }
 
 /// A parsed exposition.
 #[derive(Debug, Clone)]
-pub struct Scrape {
-    pub text: String,
-    pub series: Vec<Series>,
+pub(crate) struct Scrape {
+    pub(crate) series: Vec<Series>,
     /// Family name → declared type.
-    pub types: BTreeMap<String, String>,
+    pub(crate) types: BTreeMap<String, String>,
     /// Family name → help text (unescaped).
-    pub help: BTreeMap<String, String>,
+    pub(crate) help: BTreeMap<String, String>,
 }
 
 impl Scrape {
     /// Parses the text format strictly: HELP and TYPE before a family's samples, families
     /// contiguous, no duplicate series. Panics with the offending line otherwise.
-    pub fn parse(text: &str) -> Scrape {
+    pub(crate) fn parse(text: &str) -> Scrape {
         let mut series = Vec::new();
         let mut types = BTreeMap::new();
         let mut help = BTreeMap::new();
@@ -195,7 +190,6 @@ impl Scrape {
             series.push(s);
         }
         Scrape {
-            text: text.to_string(),
             series,
             types,
             help,
@@ -203,13 +197,13 @@ impl Scrape {
     }
 
     /// Every series of `name`.
-    pub fn all(&self, name: &str) -> Vec<&Series> {
+    pub(crate) fn all(&self, name: &str) -> Vec<&Series> {
         self.series.iter().filter(|s| s.name == name).collect()
     }
 
     /// The value of the one series of `name` whose labels include `labels`; panics when
     /// several match.
-    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    pub(crate) fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let matches: Vec<_> = self
             .series
             .iter()
@@ -230,10 +224,10 @@ fn family_of(name: &str, types: &BTreeMap<String, String>) -> String {
         return name.to_string();
     }
     for suffix in ["_total", "_count", "_sum", "_bucket", "_created"] {
-        if let Some(base) = name.strip_suffix(suffix) {
-            if types.contains_key(base) {
-                return base.to_string();
-            }
+        if let Some(base) = name.strip_suffix(suffix)
+            && types.contains_key(base)
+        {
+            return base.to_string();
         }
     }
     name.to_string()
@@ -259,7 +253,7 @@ fn unescape(text: &str) -> String {
 }
 
 /// Parses `name{a="b",c="d"} value`.
-pub fn parse_sample(line: &str) -> Series {
+pub(crate) fn parse_sample(line: &str) -> Series {
     let (name, rest) = match line.find(['{', ' ']) {
         Some(i) => line.split_at(i),
         None => panic!("no value: {line}"),

@@ -95,7 +95,7 @@ async fn not_ready_until_the_first_login() {
     let task = tokio::spawn(xen_exporter::run(config, listener, async move {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let client = crate::harness::http_client();
     let ready = client.get(format!("{url}/-/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let metrics = client.get(format!("{url}/metrics")).send().await.unwrap();

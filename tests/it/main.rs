@@ -1,5 +1,7 @@
 //! The one integration-test binary: the simulator and the real exporter on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod compat;
 mod config;
 mod failures;

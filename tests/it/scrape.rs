@@ -39,11 +39,11 @@ fn expected(
         labels.push(("cpu".to_string(), n.to_string()));
         return (format!("xen_{owner}_cpu"), labels);
     }
-    if let Some((n, state)) = ds.strip_prefix("cpu").and_then(|r| r.split_once('-')) {
-        if digits(n) {
-            labels.push(("cpu".into(), n.into()));
-            return (format!("xen_{owner}_cpu_{}", state.to_lowercase()), labels);
-        }
+    if let Some((n, state)) = ds.strip_prefix("cpu").and_then(|r| r.split_once('-'))
+        && digits(n)
+    {
+        labels.push(("cpu".into(), n.into()));
+        return (format!("xen_{owner}_cpu_{}", state.to_lowercase()), labels);
     }
     if let Some(n) = ds
         .strip_prefix("CPU")
@@ -58,16 +58,18 @@ fn expected(
             return (format!("xen_{owner}_{prefix}{rest}"), labels);
         }
     }
-    if let Some((base, short)) = ds.rsplit_once('_') {
-        if owner == "host" && short.len() == 8 && SR_SHORT.contains(&base) {
-            let full = srs
-                .keys()
-                .find(|u| u.starts_with(short))
-                .cloned()
-                .unwrap_or_else(|| short.to_string());
-            labels.push(("sr_uuid".into(), full));
-            return (format!("xen_host_{base}"), labels);
-        }
+    if let Some((base, short)) = ds.rsplit_once('_')
+        && owner == "host"
+        && short.len() == 8
+        && SR_SHORT.contains(&base)
+    {
+        let full = srs
+            .keys()
+            .find(|u| u.starts_with(short))
+            .cloned()
+            .unwrap_or_else(|| short.to_string());
+        labels.push(("sr_uuid".into(), full));
+        return (format!("xen_host_{base}"), labels);
     }
     if let Some(rest) = ds.strip_prefix("sr_") {
         let (uuid, tail) = rest.split_at(36);
@@ -203,6 +205,9 @@ async fn pool_mode_matches(generation: Generation) {
             .value("xen_collector_duration_seconds", &[])
             .is_some()
     );
+    assert_eq!(scrape.types["xen_host_iops_total"], "untyped");
+    assert_eq!(scrape.types["xen_host_cpu"], "gauge");
+    assert!(scrape.help["xen_host_memory_free_kib"].contains("KiB"));
     env.stop().await.shutdown().await;
 }
 
