@@ -2,9 +2,9 @@
 //! loopback address and speaks XAPI's wire formats (JSON-RPC, XML-RPC, `/rrd_updates` in
 //! three generations, stunnel-like TLS). Shares no types with the client modules.
 //!
-//! Layout: [`model`] holds the pool, [`records`] turns it into XenAPI records, [`rpc`]
-//! dispatches methods, [`rrd`] renders `/rrd_updates`, [`server`] is the HTTP/TLS front,
-//! [`state`] the shared mutable state (sessions, counters, faults).
+//! Layout: `model` holds the pool, `records` turns it into XenAPI records, `rpc`
+//! dispatches methods, `rrd` renders `/rrd_updates`, `server` is the HTTP/TLS front,
+//! `state` the shared mutable state (sessions, counters, faults).
 
 mod model;
 mod numfmt;

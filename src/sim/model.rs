@@ -520,11 +520,7 @@ impl Model {
 
         let pool = Pool {
             id: Id::new(seed, "pool", 0),
-            name: if cfg.hosts > 1 {
-                "lab-pool".into()
-            } else {
-                String::new()
-            },
+            name: "lab-pool".into(),
             master: 0,
             default_sr: nfs,
         };

@@ -1043,7 +1043,8 @@ const CF_SALT: u64 = 0x4346_5F53_414C_5421;
 /// session table.
 fn value(d: &Ds, t: i64, step: i64, cf: Cf, ctx: &ValueCtx<'_>) -> f64 {
     let h = mix(d.key ^ mix((t as u64) ^ ((step as u64) << 40)));
-    let exempt = matches!(d.source, Gen::SessionCount | Gen::Fixed(_));
+    // Constants and the live session count have no spread between MIN, AVERAGE and MAX.
+    let steady = matches!(d.source, Gen::SessionCount | Gen::Fixed(_));
     if ctx.nan_ratio > 0.0
         && !matches!(d.source, Gen::SessionCount)
         && unit(mix(h ^ NAN_SALT)) < ctx.nan_ratio
@@ -1069,7 +1070,7 @@ fn value(d: &Ds, t: i64, step: i64, cf: Cf, ctx: &ValueCtx<'_>) -> f64 {
     };
     let v = match cf {
         Cf::Average => avg,
-        _ if exempt => avg,
+        _ if steady => avg,
         Cf::Min => avg * (0.4 + 0.6 * unit(mix(h ^ CF_SALT))),
         Cf::Max => (avg * (1.0 + 0.8 * unit(mix(h ^ CF_SALT)))).min(hi.max(avg)),
     };

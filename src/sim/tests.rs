@@ -1004,6 +1004,46 @@ async fn tls_policy_rejects_tls13_only_clients() {
             .await
             .is_err()
     );
+    // Outside stunnel's policy: X25519-only key exchange, or a CHACHA20 suite.
+    let narrowed = |provider: rustls::crypto::CryptoProvider| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(sim.ca_der())).expect("CA");
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("TLS 1.2")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(config)
+            .no_proxy()
+            .build()
+            .expect("client builds")
+    };
+    let ring = rustls::crypto::ring::default_provider;
+    let x25519 = rustls::crypto::CryptoProvider {
+        kx_groups: vec![rustls::crypto::ring::kx_group::X25519],
+        ..ring()
+    };
+    assert!(
+        narrowed(x25519)
+            .get(format!("{}/", sim.master_url()))
+            .send()
+            .await
+            .is_err()
+    );
+    let chacha = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![
+            rustls::crypto::ring::cipher_suite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..ring()
+    };
+    assert!(
+        narrowed(chacha)
+            .get(format!("{}/", sim.master_url()))
+            .send()
+            .await
+            .is_err()
+    );
     let tls12 = client_with(&sim, &[&rustls::version::TLS12]);
     let r = tls12
         .get(format!("{}/", sim.host_url(1)))
@@ -1086,7 +1126,39 @@ async fn rrd_body_for_250_vms_is_fast() {
         size = body.len();
     }
     let per = t0.elapsed() / n;
+    // The render alone, without HTTP.
+    let shared = &sim.inner.shared;
+    let layout = shared.lock().layout(3);
+    let query = rrd::RrdQuery::parse(&server::decode_query("start=-10&host=true&json&cf=AVERAGE"))
+        .expect("query");
+    let ctx = rrd::RenderCtx {
+        last_updated: sim.now(),
+        format: rrd::BodyFormat::JsonC,
+        style: numfmt::NumStyle::Sig15,
+        nan_ratio: 0.02,
+        live_sessions: 1,
+        login_times: Vec::new(),
+    };
+    let t1 = Instant::now();
+    for _ in 0..n {
+        let r = rrd::render(&layout, &query, &ctx).expect("renders");
+        assert!(r.body.len() > 100_000);
+    }
+    let render = t1.elapsed() / n;
+    let t2 = Instant::now();
+    let fresh = rrd::build_layout(&shared.lock().model, 3);
+    let build = t2.elapsed();
+    assert_eq!(fresh.vms.len(), 251);
+    eprintln!("render {render:?} per body, layout rebuild {build:?}");
     eprintln!("250 VMs: {size} bytes per body, {per:?} per request (HTTP included)");
     assert!(per < Duration::from_millis(100));
     sim.shutdown().await;
+}
+
+#[test]
+fn sim_is_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync + Clone>() {}
+    assert_send_sync::<Sim>();
+    assert_send_sync::<Counters>();
+    assert_send_sync::<PoolView>();
 }
