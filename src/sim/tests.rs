@@ -1101,60 +1101,6 @@ async fn faults_refuse_hang_and_http500() {
     sim.shutdown().await;
 }
 
-/// Serving time of one body for a 250-VM host (run with `--release --ignored`).
-#[tokio::test]
-#[ignore = "timing; run in release"]
-async fn rrd_body_for_250_vms_is_fast() {
-    let sim = Sim::start(SimConfig {
-        hosts: 8,
-        vms_per_host: 250,
-        tls: false,
-        ..SimConfig::default()
-    })
-    .await
-    .expect("sim starts");
-    let c = plain_client();
-    let s = login(&c, &sim).await;
-    let url = rrd_url(&sim, 3, &s, "start=-10&host=true&json=true&cf=AVERAGE");
-    let _ = get(&c, url.clone()).await;
-    let n = 20;
-    let t0 = Instant::now();
-    let mut size = 0;
-    for _ in 0..n {
-        let (status, _, body) = get(&c, url.clone()).await;
-        assert_eq!(status, 200);
-        size = body.len();
-    }
-    let per = t0.elapsed() / n;
-    // The render alone, without HTTP.
-    let shared = &sim.inner.shared;
-    let layout = shared.lock().layout(3);
-    let query = rrd::RrdQuery::parse(&server::decode_query("start=-10&host=true&json&cf=AVERAGE"))
-        .expect("query");
-    let ctx = rrd::RenderCtx {
-        last_updated: sim.now(),
-        format: rrd::BodyFormat::JsonC,
-        style: numfmt::NumStyle::Sig15,
-        nan_ratio: 0.02,
-        live_sessions: 1,
-        login_times: Vec::new(),
-    };
-    let t1 = Instant::now();
-    for _ in 0..n {
-        let r = rrd::render(&layout, &query, &ctx).expect("renders");
-        assert!(r.body.len() > 100_000);
-    }
-    let render = t1.elapsed() / n;
-    let t2 = Instant::now();
-    let fresh = rrd::build_layout(&shared.lock().model, 3);
-    let build = t2.elapsed();
-    assert_eq!(fresh.vms.len(), 251);
-    eprintln!("render {render:?} per body, layout rebuild {build:?}");
-    eprintln!("250 VMs: {size} bytes per body, {per:?} per request (HTTP included)");
-    assert!(per < Duration::from_millis(100));
-    sim.shutdown().await;
-}
-
 #[test]
 fn sim_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
