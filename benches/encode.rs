@@ -49,7 +49,7 @@ fn families(escaping: bool) -> Vec<Family> {
                     tails.iter().enumerate().map(move |(t, tail)| Sample {
                         labels: Labels {
                             head: head.clone(),
-                            tail: vec![Label::new("vbd", tail.clone())],
+                            tail: smallvec::smallvec![Label::new("vbd", tail.clone())],
                         },
                         // A mix of integral values and %0.15g-style fractions, as XAPI sends.
                         value: if (vm + t) % 3 == 0 {

@@ -157,6 +157,7 @@ async fn run(args: Args) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let rss_ready = status_kib(pid, "VmRSS:");
     let scrape = |gzip: bool| {
         let http = http.clone();
         let url = url.clone();
@@ -215,7 +216,8 @@ async fn run(args: Args) {
         );
     }
     println!(
-        "exporter RSS after warm-up {:.1} MiB; peak RSS (VmHWM) {:.1} MiB",
+        "exporter RSS when ready (inventory loaded) {:.1} MiB; after warm-up scrapes {:.1} MiB; peak RSS (VmHWM) {:.1} MiB",
+        rss_ready as f64 / 1024.0,
         rss_after_warmup as f64 / 1024.0,
         peak as f64 / 1024.0
     );

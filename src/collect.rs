@@ -4,7 +4,9 @@
 //! samples (`xen_host_up` 0, error counters) and one log line; a scrape never fails.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::config::{Endpoint, Mode, PoolConfig};
 use crate::inventory::{self, HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog::{self, Owner, SrRef};
-use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample};
+use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample, Tail};
 use crate::xapi::rrd::{self, Legend, RrdUpdates};
 use crate::xapi::{self, Client, records};
 
@@ -47,7 +49,11 @@ struct Target {
 #[derive(Debug)]
 struct HostSamples {
     host: HostEntry,
-    samples: Vec<(Cow<'static, str>, Sample)>,
+    families: FamiliesBuilder,
+    /// SR prefixes that matched no SR (their series keep the prefix as `sr_uuid`).
+    unresolved: Vec<String>,
+    /// A host or VM of the legend was missing from the inventory.
+    unknown_owner: bool,
 }
 
 /// Why a host produced no samples this scrape.
@@ -166,9 +172,11 @@ impl Pool {
             }
             Err(error) => self.count_collector_error("sr_records", error),
         }
+        let mut parts = Vec::with_capacity(hosts.len());
         for (target, result, elapsed) in hosts {
-            self.push_host(&mut out, &target, result, elapsed);
+            self.push_host(&mut out, &mut parts, &target, result, elapsed);
         }
+        out.merge(parts);
         self.push_error_counters(&mut out);
         out.push(
             "xen_exporter_build_info".into(),
@@ -249,18 +257,24 @@ impl Pool {
                 .await
                 .map_err(|_| HostFailure::from(xapi::Error::Timeout(self.timeout)))??,
         };
-        if has_unknown_owner(&parsed, &inventory) {
-            match timeout_at(deadline, self.inventory.refresh_for_unknown()).await {
-                Ok(Ok(fresh)) => inventory = fresh,
-                Ok(Err(error)) => self.count_collector_error("inventory", &error),
-                Err(_) => {}
-            }
-        }
         let srs = match sr_read.await {
             Ok(index) => index,
             Err(_) => inventory.srs.clone(),
         };
-        let (samples, unresolved) = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
+        let mut samples = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
+        if samples.unknown_owner {
+            // A VM created or migrated in since the inventory was read: reload once (shared
+            // with the other hosts of this scrape) and map again with the new names.
+            match timeout_at(deadline, self.inventory.refresh_for_unknown()).await {
+                Ok(Ok(fresh)) if !Arc::ptr_eq(&fresh, &inventory) => {
+                    inventory = fresh;
+                    samples = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
+                }
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(error)) => self.count_collector_error("inventory", &error),
+            }
+        }
+        let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
             return Err(HostFailure {
                 reason: "unknown_sr",
@@ -279,15 +293,14 @@ impl Pool {
     fn push_host(
         &self,
         out: &mut FamiliesBuilder,
+        parts: &mut Vec<FamiliesBuilder>,
         target: &Target,
         result: Result<HostSamples, HostFailure>,
         elapsed: Duration,
     ) {
         let (host, up) = match result {
-            Ok(HostSamples { host, samples }) => {
-                for (name, sample) in samples {
-                    out.push(name, catalog::describe, sample);
-                }
+            Ok(HostSamples { host, families, .. }) => {
+                parts.push(families);
                 (host, 1.0)
             }
             Err(failure) => {
@@ -410,49 +423,34 @@ fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
 pub fn families_from_bodies(bodies: &[&[u8]], inventory: &Inventory) -> Vec<Family> {
     let mut out = FamiliesBuilder::new();
     push_sr_families(&mut out, &inventory.srs);
+    let mut parts = Vec::with_capacity(bodies.len());
     for body in bodies {
         let Ok(parsed) = rrd::parse(body) else {
             continue;
         };
-        let (host, _) = map_rrd(&parsed, inventory, &inventory.srs, None);
-        for (name, sample) in host.samples {
-            out.push(name, catalog::describe, sample);
-        }
+        parts.push(map_rrd(&parsed, inventory, &inventory.srs, None).families);
     }
+    out.merge(parts);
     out.finish().0
 }
 
-/// Whether any host or VM in the legend is missing from the inventory.
-fn has_unknown_owner(parsed: &RrdUpdates<'_>, inventory: &Inventory) -> bool {
-    let mut last = "";
-    for entry in &parsed.legend {
-        let Some(legend) = Legend::parse(entry) else {
-            continue;
-        };
-        if legend.uuid == last {
-            continue;
-        }
-        last = legend.uuid;
-        let known = match legend.owner {
-            "host" => inventory.host(legend.uuid).is_some(),
-            "vm" => inventory.vm(legend.uuid).is_some(),
-            _ => true,
-        };
-        if !known {
-            return true;
-        }
-    }
-    false
+/// How one data source name maps, cached per host so that the catalog is asked once per
+/// distinct name instead of once per VM.
+#[derive(Clone, Copy)]
+struct Mapping<'a> {
+    family: usize,
+    label: Option<(&'static str, &'a str)>,
+    sr: Option<SrRef<'a>>,
 }
 
-/// Joins one host's newest row with names. Returns the samples and the SR prefixes that
-/// matched no SR (their series keep the prefix as `sr_uuid`).
-fn map_rrd(
-    parsed: &RrdUpdates<'_>,
+/// Joins one host's newest row with names into families.
+fn map_rrd<'a>(
+    parsed: &'a RrdUpdates<'a>,
     inventory: &Inventory,
     srs: &SrIndex,
     known: Option<&HostEntry>,
-) -> (HostSamples, Vec<String>) {
+) -> HostSamples {
+    let mut unknown_owner = false;
     let host = parsed
         .legend
         .iter()
@@ -460,11 +458,14 @@ fn map_rrd(
         .find(|l| l.owner == "host")
         .map(|l| match inventory.host(l.uuid) {
             Some(h) => h.clone(),
-            None => HostEntry {
-                uuid: Arc::from(l.uuid),
-                name: Arc::from(l.uuid),
-                address: String::new(),
-            },
+            None => {
+                unknown_owner = true;
+                HostEntry {
+                    uuid: Arc::from(l.uuid),
+                    name: Arc::from(l.uuid),
+                    address: String::new(),
+                }
+            }
         })
         .or_else(|| known.cloned())
         .unwrap_or_else(|| HostEntry {
@@ -472,18 +473,24 @@ fn map_rrd(
             name: Arc::from(""),
             address: String::new(),
         });
-    let mut samples = Vec::new();
+    let mut out = FamiliesBuilder::new();
     let mut unresolved = Vec::new();
     let Some(row) = &parsed.newest else {
-        return (HostSamples { host, samples }, unresolved);
+        return HostSamples {
+            host,
+            families: out,
+            unresolved,
+            unknown_owner,
+        };
     };
-    samples.reserve(parsed.legend.len());
     let host_head: Arc<[Label]> = Arc::from(vec![
         Label::new("host", host.name.clone()),
         Label::new("host_uuid", host.uuid.clone()),
     ]);
-    let mut heads: HashMap<&str, (Owner, Arc<[Label]>)> = HashMap::new();
-    let mut interned: HashMap<&str, Arc<str>> = HashMap::new();
+    let mut heads: FxHashMap<&str, (Owner, Arc<[Label]>)> = FxHashMap::default();
+    let mut mappings: FxHashMap<(Owner, &str), Mapping<'_>> = FxHashMap::default();
+    let mut interned: FxHashMap<&str, Arc<str>> = FxHashMap::default();
+    let mut last: Option<(&str, Owner, Arc<[Label]>)> = None;
     for (entry, &value) in parsed.legend.iter().zip(&row.values) {
         if value.is_nan() {
             continue;
@@ -495,60 +502,41 @@ fn map_rrd(
         if legend.cf != "AVERAGE" {
             continue;
         }
-        let (owner, head) = match heads.get(legend.uuid) {
-            Some((owner, head)) => (*owner, head.clone()),
-            None => {
-                let resolved = match legend.owner {
-                    "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone()),
-                    "host" => {
-                        let (name, uuid) = match inventory.host(legend.uuid) {
-                            Some(h) => (h.name.clone(), h.uuid.clone()),
-                            None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+        // Legends come grouped by owner, so the previous entry's head is almost always it.
+        let (owner, head) = match &last {
+            Some((uuid, owner, head)) if *uuid == legend.uuid => (*owner, head.clone()),
+            _ => {
+                let resolved = match heads.get(legend.uuid) {
+                    Some(found) => found.clone(),
+                    None => {
+                        let Some(resolved) = owner_head(
+                            &legend,
+                            &host,
+                            &host_head,
+                            inventory,
+                            srs,
+                            &mut unknown_owner,
+                        ) else {
+                            continue;
                         };
-                        (
-                            Owner::Host,
-                            Arc::from(vec![
-                                Label::new("host", name),
-                                Label::new("host_uuid", uuid),
-                            ]),
-                        )
+                        heads.insert(legend.uuid, resolved.clone());
+                        resolved
                     }
-                    "vm" => {
-                        // An unknown VM (e.g. migrated in from another pool) is named by its
-                        // UUID, as the original exporter did.
-                        let (name, uuid) = match inventory.vm(legend.uuid) {
-                            Some(v) => (v.name.clone(), v.uuid.clone()),
-                            None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
-                        };
-                        (
-                            Owner::Vm,
-                            Arc::from(vec![
-                                Label::new("vm", name),
-                                Label::new("vm_uuid", uuid),
-                                Label::new("host", host.name.clone()),
-                                Label::new("host_uuid", host.uuid.clone()),
-                            ]),
-                        )
-                    }
-                    "sr" => {
-                        let (name, uuid) = match srs.by_uuid(legend.uuid) {
-                            Some(s) => (s.name.clone(), s.uuid.clone()),
-                            None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
-                        };
-                        (
-                            Owner::Sr,
-                            Arc::from(vec![Label::new("sr", name), Label::new("sr_uuid", uuid)]),
-                        )
-                    }
-                    _ => continue,
                 };
-                heads.insert(legend.uuid, resolved.clone());
+                last = Some((legend.uuid, resolved.0, resolved.1.clone()));
                 resolved
             }
         };
-        let mapped = catalog::map_data_source(owner, legend.name);
-        let mut tail = Vec::new();
-        if let Some(sr) = mapped.sr {
+        let mapping = *mappings.entry((owner, legend.name)).or_insert_with(|| {
+            let mapped = catalog::map_data_source(owner, legend.name);
+            Mapping {
+                family: out.family_index(mapped.family, catalog::describe),
+                label: mapped.label,
+                sr: mapped.sr,
+            }
+        });
+        let mut tail = Tail::new();
+        if let Some(sr) = mapping.sr {
             let (name, uuid) = match sr {
                 SrRef::Prefix(prefix) => match srs.by_prefix(prefix) {
                     Some(s) => (s.name.clone(), s.uuid.clone()),
@@ -568,24 +556,90 @@ fn map_rrd(
                     }
                 },
             };
-            tail.reserve_exact(2 + usize::from(mapped.label.is_some()));
             tail.push(Label::new("sr", name));
             tail.push(Label::new("sr_uuid", uuid));
         }
-        if let Some((name, value)) = mapped.label {
+        if let Some((name, value)) = mapping.label {
             tail.push(Label::new(name, intern(&mut interned, value)));
         }
-        samples.push((
-            mapped.family,
+        out.push_at(
+            mapping.family,
             Sample {
                 labels: Labels { head, tail },
                 value,
             },
-        ));
+        );
     }
-    (HostSamples { host, samples }, unresolved)
+    HostSamples {
+        host,
+        families: out,
+        unresolved,
+        unknown_owner,
+    }
 }
 
-fn intern<'a>(cache: &mut HashMap<&'a str, Arc<str>>, text: &'a str) -> Arc<str> {
+/// The head labels of the RRD owner named by `legend`; `None` for an owner type we do not
+/// export.
+fn owner_head(
+    legend: &Legend<'_>,
+    host: &HostEntry,
+    host_head: &Arc<[Label]>,
+    inventory: &Inventory,
+    srs: &SrIndex,
+    unknown_owner: &mut bool,
+) -> Option<(Owner, Arc<[Label]>)> {
+    Some(match legend.owner {
+        "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone()),
+        "host" => {
+            let (name, uuid) = match inventory.host(legend.uuid) {
+                Some(h) => (h.name.clone(), h.uuid.clone()),
+                None => {
+                    *unknown_owner = true;
+                    (Arc::from(legend.uuid), Arc::from(legend.uuid))
+                }
+            };
+            (
+                Owner::Host,
+                Arc::from(vec![
+                    Label::new("host", name),
+                    Label::new("host_uuid", uuid),
+                ]),
+            )
+        }
+        "vm" => {
+            // An unknown VM (e.g. migrated in from another pool) is named by its UUID, as
+            // the original exporter did.
+            let (name, uuid) = match inventory.vm(legend.uuid) {
+                Some(v) => (v.name.clone(), v.uuid.clone()),
+                None => {
+                    *unknown_owner = true;
+                    (Arc::from(legend.uuid), Arc::from(legend.uuid))
+                }
+            };
+            (
+                Owner::Vm,
+                Arc::from(vec![
+                    Label::new("vm", name),
+                    Label::new("vm_uuid", uuid),
+                    Label::new("host", host.name.clone()),
+                    Label::new("host_uuid", host.uuid.clone()),
+                ]),
+            )
+        }
+        "sr" => {
+            let (name, uuid) = match srs.by_uuid(legend.uuid) {
+                Some(s) => (s.name.clone(), s.uuid.clone()),
+                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+            };
+            (
+                Owner::Sr,
+                Arc::from(vec![Label::new("sr", name), Label::new("sr_uuid", uuid)]),
+            )
+        }
+        _ => return None,
+    })
+}
+
+fn intern<'a>(cache: &mut FxHashMap<&'a str, Arc<str>>, text: &'a str) -> Arc<str> {
     cache.entry(text).or_insert_with(|| Arc::from(text)).clone()
 }

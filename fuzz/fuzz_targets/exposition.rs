@@ -34,7 +34,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         .map(|(name, value)| Label::new(name, value.as_str()))
         .collect();
     let head: Arc<[Label]> = labels[..split].into();
-    let tail = labels[split..].to_vec();
+    let tail: xen_exporter::metrics::Tail = labels[split..].iter().cloned().collect();
     // A second series with one more label keeps the two label sets distinct.
     let mut longer = tail.clone();
     longer.push(Label::new("z", ""));

@@ -6,8 +6,10 @@ pub mod encode;
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 /// The Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,7 +50,7 @@ pub struct Labels {
     /// Labels shared by every sample of one object, in output order.
     pub head: Arc<[Label]>,
     /// Labels specific to this sample, in output order after `head`.
-    pub tail: Vec<Label>,
+    pub tail: Tail,
 }
 
 impl Labels {
@@ -56,7 +58,7 @@ impl Labels {
     pub fn head(head: Arc<[Label]>) -> Self {
         Labels {
             head,
-            tail: Vec::new(),
+            tail: Tail::new(),
         }
     }
 
@@ -64,7 +66,7 @@ impl Labels {
     pub fn none() -> Self {
         Labels {
             head: Arc::from(Vec::new()),
-            tail: Vec::new(),
+            tail: Tail::new(),
         }
     }
 
@@ -73,6 +75,9 @@ impl Labels {
         self.head.iter().chain(self.tail.iter())
     }
 }
+
+/// The per-sample labels after the head; stored inline, as a sample has at most a few.
+pub type Tail = SmallVec<[Label; 2]>;
 
 /// One sample: labels and a value.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,7 +105,7 @@ pub struct Family {
 /// expects: families sorted by name, samples sorted by label values, duplicates removed.
 #[derive(Debug, Default)]
 pub struct FamiliesBuilder {
-    index: HashMap<Cow<'static, str>, usize>,
+    index: FxHashMap<Cow<'static, str>, usize>,
     families: Vec<Family>,
 }
 
@@ -118,22 +123,65 @@ impl FamiliesBuilder {
         name: Cow<'static, str>,
         meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
     ) -> &mut Vec<Sample> {
-        let idx = match self.index.get(name.as_ref()) {
-            Some(&idx) => idx,
-            None => {
-                let (help, kind) = meta(&name);
-                let idx = self.families.len();
-                self.index.insert(name.clone(), idx);
-                self.families.push(Family {
-                    name,
-                    help,
-                    kind,
-                    samples: Vec::new(),
-                });
-                idx
-            }
-        };
+        let idx = self.family_index(name, meta);
         &mut self.families[idx].samples
+    }
+
+    /// The index of the family `name`, created as in [`FamiliesBuilder::family`]; with
+    /// [`FamiliesBuilder::push_at`] it lets a caller that maps many samples to the same few
+    /// families look each name up once.
+    pub fn family_index(
+        &mut self,
+        name: Cow<'static, str>,
+        meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
+    ) -> usize {
+        if let Some(&idx) = self.index.get(name.as_ref()) {
+            return idx;
+        }
+        let (help, kind) = meta(&name);
+        let idx = self.families.len();
+        self.index.insert(name.clone(), idx);
+        self.families.push(Family {
+            name,
+            help,
+            kind,
+            samples: Vec::new(),
+        });
+        idx
+    }
+
+    /// Adds a sample to the family at `index` (from [`FamiliesBuilder::family_index`]).
+    pub fn push_at(&mut self, index: usize, sample: Sample) {
+        self.families[index].samples.push(sample);
+    }
+
+    /// Merges builders filled in parallel (one per host) family by family: each family's
+    /// samples are gathered into one exactly sized vector and the parts are freed as they are
+    /// moved, so the samples never exist twice in full.
+    pub fn merge(&mut self, mut parts: Vec<FamiliesBuilder>) {
+        for p in 0..parts.len() {
+            for f in 0..parts[p].families.len() {
+                if parts[p].families[f].samples.is_empty() {
+                    continue;
+                }
+                let name = parts[p].families[f].name.clone();
+                let total: usize = parts
+                    .iter()
+                    .filter_map(|part| part.index.get(name.as_ref()).map(|&i| &part.families[i]))
+                    .map(|family| family.samples.len())
+                    .sum();
+                let (help, kind) = (parts[p].families[f].help.clone(), parts[p].families[f].kind);
+                let idx = self.family_index(name.clone(), |_| (help, kind));
+                let samples = &mut self.families[idx].samples;
+                samples.reserve_exact(total);
+                for part in parts.iter_mut() {
+                    if let Some(&i) = part.index.get(name.as_ref()) {
+                        let mut moved = std::mem::take(&mut part.families[i].samples);
+                        samples.append(&mut moved);
+                    }
+                }
+            }
+        }
     }
 
     /// Adds one sample to the family `name` (see [`FamiliesBuilder::family`]).
@@ -163,42 +211,95 @@ impl FamiliesBuilder {
         let mut families = self.families;
         families.retain(|f| !f.samples.is_empty());
         families.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut dropped = 0;
-        for family in &mut families {
-            family
-                .samples
-                .sort_by(|a, b| compare_labels(&a.labels, &b.labels));
-            let before = family.samples.len();
-            family
-                .samples
-                .dedup_by(|b, a| compare_labels(&a.labels, &b.labels) == Ordering::Equal);
-            dropped += before - family.samples.len();
-        }
+        let ranks = HeadRanks::new(&families);
+        let dropped = families
+            .iter_mut()
+            .map(|family| sort_and_dedup(&mut family.samples, &ranks))
+            .sum();
         (families, dropped)
     }
 }
 
-/// Orders two label sets by their values (natural order, so `cpu="2"` comes before
-/// `cpu="10"`), then by names, so that output is stable and humans find it readable.
-pub fn compare_labels(a: &Labels, b: &Labels) -> Ordering {
-    let mut left = a.iter();
-    let mut right = b.iter();
-    loop {
-        match (left.next(), right.next()) {
-            (None, None) => return Ordering::Equal,
-            (None, Some(_)) => return Ordering::Less,
-            (Some(_), None) => return Ordering::Greater,
-            (Some(x), Some(y)) => {
-                let ord = x
-                    .name
-                    .cmp(y.name)
-                    .then_with(|| natural_cmp(&x.value, &y.value));
-                if ord != Ordering::Equal {
-                    return ord;
-                }
+/// The position of every distinct label head in sorted order. Thousands of samples share a
+/// few thousand heads (one per VM or host), so heads are compared once per collection and
+/// sample sorting compares a number and a short tail instead of four long label values.
+struct HeadRanks {
+    by_pointer: FxHashMap<usize, u32>,
+}
+
+impl HeadRanks {
+    fn key(head: &Arc<[Label]>) -> usize {
+        Arc::as_ptr(head).cast::<Label>() as usize
+    }
+
+    fn new(families: &[Family]) -> HeadRanks {
+        let mut distinct: Vec<&Arc<[Label]>> = Vec::new();
+        let mut seen: FxHashSet<usize> = FxHashSet::default();
+        for sample in families.iter().flat_map(|f| &f.samples) {
+            if seen.insert(Self::key(&sample.labels.head)) {
+                distinct.push(&sample.labels.head);
             }
         }
+        distinct.sort_by(|a, b| compare_label_slices(a, b));
+        let mut by_pointer = FxHashMap::default();
+        by_pointer.reserve(distinct.len());
+        let mut rank = 0u32;
+        for (i, head) in distinct.iter().enumerate() {
+            if i > 0 && compare_label_slices(distinct[i - 1], head) != Ordering::Equal {
+                rank += 1;
+            }
+            by_pointer.insert(Self::key(head), rank);
+        }
+        HeadRanks { by_pointer }
     }
+
+    fn rank(&self, head: &Arc<[Label]>) -> u32 {
+        self.by_pointer
+            .get(&Self::key(head))
+            .copied()
+            .unwrap_or(u32::MAX)
+    }
+}
+
+/// Sorts samples by (head rank, tail) and drops duplicates, keeping the first.
+fn sort_and_dedup(samples: &mut Vec<Sample>, ranks: &HeadRanks) -> usize {
+    let mut keyed: Vec<(u32, Sample)> = samples
+        .drain(..)
+        .map(|sample| (ranks.rank(&sample.labels.head), sample))
+        .collect();
+    keyed.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| compare_label_slices(&a.1.labels.tail, &b.1.labels.tail))
+    });
+    let before = keyed.len();
+    keyed.dedup_by(|b, a| {
+        a.0 == b.0 && compare_label_slices(&a.1.labels.tail, &b.1.labels.tail) == Ordering::Equal
+    });
+    let dropped = before - keyed.len();
+    samples.extend(keyed.into_iter().map(|(_, sample)| sample));
+    dropped
+}
+
+/// Orders two label sets: heads first, then tails, each label by name and then by value in
+/// natural order (so `cpu="2"` comes before `cpu="10"`). Output order follows it.
+pub fn compare_labels(a: &Labels, b: &Labels) -> Ordering {
+    compare_label_slices(&a.head, &b.head).then_with(|| compare_label_slices(&a.tail, &b.tail))
+}
+
+fn compare_label_slices(a: &[Label], b: &[Label]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let ord = x.name.cmp(y.name).then_with(|| {
+            if Arc::ptr_eq(&x.value, &y.value) {
+                Ordering::Equal
+            } else {
+                natural_cmp(&x.value, &y.value)
+            }
+        });
+        if ord != Ordering::Equal {
+            return ord;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// Compares strings so that runs of ASCII digits compare by numeric value.
@@ -252,7 +353,7 @@ mod tests {
     fn labels(pairs: &[(&'static str, &str)]) -> Labels {
         Labels {
             head: pairs.iter().map(|(k, v)| Label::new(k, *v)).collect(),
-            tail: Vec::new(),
+            tail: Tail::new(),
         }
     }
 

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -131,12 +131,14 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let families = state.collect().await;
-    // Encoding tens of thousands of samples is CPU work; keep it off the async workers.
-    let body = tokio::task::spawn_blocking(move || render(&families, format, gzip)).await;
-    let Ok(body) = body else {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response();
-    };
-    let mut response = Response::new(Body::from(body));
+    // Encoding tens of thousands of samples is CPU work: do it off the async workers, and
+    // stream it in chunks so that a large pool's exposition never sits whole in memory.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
+    tokio::task::spawn_blocking(move || stream_exposition(&families, format, gzip, &tx));
+    let chunks = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -152,27 +154,53 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
     response
 }
 
-fn render(families: &[Family], format: Format, gzip: bool) -> Vec<u8> {
+/// Size of the chunks an exposition is streamed in.
+const CHUNK: usize = 64 << 10;
+/// Chunks encoded ahead of the network.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Encodes `families` a family at a time, sending chunks of about [`CHUNK`] bytes (compressed
+/// when `gzip`). Stops early when the client has gone.
+fn stream_exposition(
+    families: &[Family],
+    format: Format,
+    gzip: bool,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let send = |chunk: Vec<u8>| tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
+    let mut text = Vec::with_capacity(CHUNK + (CHUNK >> 2));
     if !gzip {
-        let mut out = Vec::with_capacity(1 << 16);
-        encode::encode(families, format, &mut out);
-        return out;
+        for family in families {
+            encode::encode_family(family, format, &mut text);
+            if text.len() >= CHUNK
+                && !send(std::mem::replace(
+                    &mut text,
+                    Vec::with_capacity(CHUNK + (CHUNK >> 2)),
+                ))
+            {
+                return;
+            }
+        }
+        encode::encode_end(format, &mut text);
+        send(text);
+        return;
     }
-    // Encode a family at a time into a small buffer so the uncompressed text never exists
-    // whole: a large pool's exposition is ten times its gzip size.
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut chunk = Vec::with_capacity(1 << 16);
+    let mut gz =
+        flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast());
     for family in families {
-        encode::encode_family(family, format, &mut chunk);
-        if chunk.len() >= 1 << 16 {
+        encode::encode_family(family, format, &mut text);
+        if text.len() >= CHUNK {
             // Writing into a Vec cannot fail.
-            let _ = gz.write_all(&chunk);
-            chunk.clear();
+            let _ = gz.write_all(&text);
+            text.clear();
+            if gz.get_ref().len() >= CHUNK && !send(std::mem::take(gz.get_mut())) {
+                return;
+            }
         }
     }
-    encode::encode_end(format, &mut chunk);
-    let _ = gz.write_all(&chunk);
-    gz.finish().unwrap_or_default()
+    encode::encode_end(format, &mut text);
+    let _ = gz.write_all(&text);
+    send(gz.finish().unwrap_or_default());
 }
 
 /// Whether an `Accept-Encoding` header allows gzip (`gzip` or `*` with q > 0).
