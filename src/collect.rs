@@ -124,7 +124,7 @@ impl Pool {
     }
 
     /// Runs one collection and returns its families, sorted and free of duplicates.
-    pub async fn scrape(&self) -> Vec<Family> {
+    pub async fn scrape(self: &Arc<Self>) -> Vec<Family> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let inventory = match timeout_at(deadline, self.inventory.get()).await {
@@ -151,18 +151,30 @@ impl Pool {
         .boxed()
         .shared();
 
+        // One task per host, so that parsing and mapping of the bodies that have arrived run
+        // on every core while the others are still downloading.
         let hosts = join_all(targets.into_iter().map(|target| {
             let sr_read = sr_read.clone();
             let inventory = inventory.clone();
+            let pool = self.clone();
+            let task_target = target.clone();
+            let task = tokio::spawn(async move {
+                pool.collect_host(&task_target, deadline, sr_read, inventory)
+                    .await
+            });
             async move {
                 let begun = Instant::now();
-                let result = self
-                    .collect_host(&target, deadline, sr_read, inventory)
-                    .await;
+                let result = task.await.unwrap_or_else(|error| {
+                    Err(HostFailure {
+                        reason: "internal",
+                        message: error.to_string(),
+                    })
+                });
                 (target, result, begun.elapsed())
             }
         }));
         let (hosts, srs) = tokio::join!(hosts, sr_read);
+        let fetched = started.elapsed();
 
         let mut out = FamiliesBuilder::new();
         match &srs {
@@ -198,9 +210,13 @@ impl Pool {
             },
         );
         let (families, dropped) = out.finish();
-        if dropped > 0 {
-            tracing::debug!(dropped, "Dropped duplicate series");
-        }
+        tracing::debug!(
+            fetched_and_mapped = ?fetched,
+            total = ?started.elapsed(),
+            families = families.len(),
+            dropped_duplicates = dropped,
+            "Collection done"
+        );
         families
     }
 

@@ -131,13 +131,16 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let families = state.collect().await;
-    // Encoding tens of thousands of samples is CPU work: do it off the async workers, and
-    // stream it in chunks so that a large pool's exposition never sits whole in memory.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || stream_exposition(&families, format, gzip, &tx));
-    let chunks = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
+    // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
+    // each chunk is a few hundred samples of CPU work, small enough for an async worker.
+    let chunks = futures::stream::unfold(
+        Encoder::new(families, format, gzip),
+        |mut encoder| async move {
+            encoder
+                .next_chunk()
+                .map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), encoder))
+        },
+    );
     let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
@@ -156,51 +159,68 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
 
 /// Size of the chunks an exposition is streamed in.
 const CHUNK: usize = 64 << 10;
-/// Chunks encoded ahead of the network.
-const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Encodes `families` a family at a time, sending chunks of about [`CHUNK`] bytes (compressed
-/// when `gzip`). Stops early when the client has gone.
-fn stream_exposition(
-    families: &[Family],
+/// Encodes a collection a few families at a time, compressing when asked.
+struct Encoder {
+    families: Collection,
+    next: usize,
     format: Format,
-    gzip: bool,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    let send = |chunk: Vec<u8>| tx.blocking_send(Ok(Bytes::from(chunk))).is_ok();
-    let mut text = Vec::with_capacity(CHUNK + (CHUNK >> 2));
-    if !gzip {
-        for family in families {
-            encode::encode_family(family, format, &mut text);
-            if text.len() >= CHUNK
-                && !send(std::mem::replace(
-                    &mut text,
-                    Vec::with_capacity(CHUNK + (CHUNK >> 2)),
-                ))
-            {
-                return;
-            }
-        }
-        encode::encode_end(format, &mut text);
-        send(text);
-        return;
-    }
-    let mut gz =
-        flate2::write::GzEncoder::new(Vec::with_capacity(CHUNK), flate2::Compression::fast());
-    for family in families {
-        encode::encode_family(family, format, &mut text);
-        if text.len() >= CHUNK {
-            // Writing into a Vec cannot fail.
-            let _ = gz.write_all(&text);
-            text.clear();
-            if gz.get_ref().len() >= CHUNK && !send(std::mem::take(gz.get_mut())) {
-                return;
-            }
+    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    done: bool,
+}
+
+impl Encoder {
+    fn new(families: Collection, format: Format, gzip: bool) -> Encoder {
+        Encoder {
+            families,
+            next: 0,
+            format,
+            gzip: gzip.then(|| {
+                flate2::write::GzEncoder::new(
+                    Vec::with_capacity(CHUNK),
+                    flate2::Compression::fast(),
+                )
+            }),
+            done: false,
         }
     }
-    encode::encode_end(format, &mut text);
-    let _ = gz.write_all(&text);
-    send(gz.finish().unwrap_or_default());
+
+    /// The next chunk of about [`CHUNK`] bytes, or `None` at the end.
+    fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        if self.done {
+            return None;
+        }
+        let mut text = Vec::with_capacity(CHUNK + (CHUNK >> 2));
+        loop {
+            let Some(family) = self.families.get(self.next) else {
+                encode::encode_end(self.format, &mut text);
+                self.done = true;
+                return Some(match self.gzip.take() {
+                    // Writing into a Vec cannot fail.
+                    Some(mut gz) => {
+                        let _ = gz.write_all(&text);
+                        gz.finish().unwrap_or_default()
+                    }
+                    None => text,
+                });
+            };
+            self.next += 1;
+            encode::encode_family(family, self.format, &mut text);
+            if text.len() < CHUNK {
+                continue;
+            }
+            match &mut self.gzip {
+                None => return Some(text),
+                Some(gz) => {
+                    let _ = gz.write_all(&text);
+                    text.clear();
+                    if gz.get_ref().len() >= CHUNK {
+                        return Some(std::mem::take(gz.get_mut()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Whether an `Accept-Encoding` header allows gzip (`gzip` or `*` with q > 0).
