@@ -142,7 +142,10 @@ async fn run(args: Args) {
         .env("XEN_TIMEOUT", "30")
         .env("PORT", port.to_string())
         .env("BIND", "127.0.0.1")
-        .env("XEN_LOG_LEVEL", std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()))
+        .env(
+            "XEN_LOG_LEVEL",
+            std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+        )
         .spawn()
         .expect("exporter binary");
     let pid = child.id();

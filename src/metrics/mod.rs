@@ -225,6 +225,8 @@ impl FamiliesBuilder {
 /// sample sorting compares a number and a short tail instead of four long label values.
 struct HeadRanks {
     by_pointer: FxHashMap<usize, u32>,
+    /// Number of distinct ranks.
+    count: usize,
 }
 
 impl HeadRanks {
@@ -250,7 +252,14 @@ impl HeadRanks {
             }
             by_pointer.insert(Self::key(head), rank);
         }
-        HeadRanks { by_pointer }
+        HeadRanks {
+            by_pointer,
+            count: if distinct.is_empty() {
+                0
+            } else {
+                rank as usize + 1
+            },
+        }
     }
 
     fn rank(&self, head: &Arc<[Label]>) -> u32 {
@@ -261,22 +270,52 @@ impl HeadRanks {
     }
 }
 
-/// Sorts samples by (head rank, tail) and drops duplicates, keeping the first.
+/// Sorts samples by (head rank, tail) and drops duplicates, keeping the first. A counting
+/// sort by rank, then a comparison sort only inside the short runs that share a head (the CPUs
+/// of one VM, say).
 fn sort_and_dedup(samples: &mut Vec<Sample>, ranks: &HeadRanks) -> usize {
-    let mut keyed: Vec<(u32, Sample)> = samples
-        .drain(..)
-        .map(|sample| (ranks.rank(&sample.labels.head), sample))
+    let keys: Vec<usize> = samples
+        .iter()
+        .map(|s| ranks.rank(&s.labels.head) as usize)
         .collect();
-    keyed.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| compare_label_slices(&a.1.labels.tail, &b.1.labels.tail))
-    });
-    let before = keyed.len();
-    keyed.dedup_by(|b, a| {
-        a.0 == b.0 && compare_label_slices(&a.1.labels.tail, &b.1.labels.tail) == Ordering::Equal
-    });
-    let dropped = before - keyed.len();
-    samples.extend(keyed.into_iter().map(|(_, sample)| sample));
+    let mut starts = vec![0usize; ranks.count + 1];
+    for &key in &keys {
+        starts[key + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut order = vec![0usize; samples.len()];
+    let mut next = starts.clone();
+    for (i, &key) in keys.iter().enumerate() {
+        order[next[key]] = i;
+        next[key] += 1;
+    }
+    for run in starts.windows(2) {
+        if run[1] - run[0] > 1 {
+            order[run[0]..run[1]].sort_by(|&a, &b| {
+                compare_label_slices(&samples[a].labels.tail, &samples[b].labels.tail)
+            });
+        }
+    }
+    let mut slots: Vec<Option<Sample>> = samples.drain(..).map(Some).collect();
+    let mut dropped = 0;
+    let mut last_key = None;
+    for &i in &order {
+        let Some(sample) = slots[i].take() else {
+            continue;
+        };
+        let duplicate = last_key == Some(keys[i])
+            && samples.last().is_some_and(|last: &Sample| {
+                compare_label_slices(&last.labels.tail, &sample.labels.tail) == Ordering::Equal
+            });
+        if duplicate {
+            dropped += 1;
+            continue;
+        }
+        last_key = Some(keys[i]);
+        samples.push(sample);
+    }
     dropped
 }
 
@@ -395,5 +434,41 @@ mod tests {
             .map(|s| s.labels.head[0].value.to_string())
             .collect();
         assert_eq!(cpus, ["2", "10"]);
+    }
+
+    #[test]
+    fn finish_orders_by_head_then_tail_across_interleaved_heads() {
+        let vm = |name: &str| -> Arc<[Label]> { Arc::from(vec![Label::new("vm", name)]) };
+        let (b_head, a_head) = (vm("b"), vm("a"));
+        let mut b = FamiliesBuilder::new();
+        for (head, cpu) in [
+            (&b_head, "1"),
+            (&a_head, "10"),
+            (&b_head, "0"),
+            (&a_head, "9"),
+            (&b_head, "1"),
+        ] {
+            let mut tail = Tail::new();
+            tail.push(Label::new("cpu", cpu));
+            b.push(
+                "xen_vm_cpu".into(),
+                |_| ("help".into(), Kind::Gauge),
+                Sample {
+                    labels: Labels {
+                        head: head.clone(),
+                        tail,
+                    },
+                    value: 1.0,
+                },
+            );
+        }
+        let (families, dropped) = b.finish();
+        assert_eq!(dropped, 1);
+        let order: Vec<String> = families[0]
+            .samples
+            .iter()
+            .map(|s| format!("{}{}", s.labels.head[0].value, s.labels.tail[0].value))
+            .collect();
+        assert_eq!(order, ["a9", "a10", "b0", "b1"]);
     }
 }
