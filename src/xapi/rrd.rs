@@ -49,12 +49,15 @@ pub struct Legend<'a> {
 impl<'a> Legend<'a> {
     /// Splits an entry on its first three colons; `None` when it has fewer.
     pub fn parse(entry: &'a str) -> Option<Legend<'a>> {
-        let mut parts = entry.splitn(4, ':');
+        // Called for every column of every scrape: a byte search is several times cheaper
+        // than `splitn`'s char searcher.
+        let mut colons = memchr::memchr_iter(b':', entry.as_bytes());
+        let (a, b, c) = (colons.next()?, colons.next()?, colons.next()?);
         Some(Legend {
-            cf: parts.next()?,
-            owner: parts.next()?,
-            uuid: parts.next()?,
-            name: parts.next()?,
+            cf: &entry[..a],
+            owner: &entry[a + 1..b],
+            uuid: &entry[b + 1..c],
+            name: &entry[c + 1..],
         })
     }
 }
