@@ -1118,9 +1118,9 @@ mod tests {
     use super::*;
 
     const HOST1: &str =
-        include_str!("../../tests/fixtures/original/rrd_updates.host1.formatC.json");
+        include_str!("../../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
     const HOST2: &str =
-        include_str!("../../tests/fixtures/original/rrd_updates.host2.formatC.json");
+        include_str!("../../tests/fixtures/rrd/rrd_updates.host2.formatC.json");
     const POOL: &str =
         include_str!("../../tests/fixtures/original/original-exporter.pool-mode.prom");
     const POOL_A: &str =
