@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use xen_exporter::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::config::{Endpoint, Mode};
 use xen_exporter::sim::{Generation, Sim, SimConfig};
 use xen_exporter::xapi::Client;
 
@@ -92,19 +92,7 @@ async fn run(args: Args) {
     std::fs::write(dir.join("ca.pem"), sim.ca_pem()).unwrap();
 
     // Baseline: the same bodies, fetched concurrently with the same HTTP stack, not parsed.
-    let config = PoolConfig {
-        endpoint: Endpoint::parse(&sim.master_url()).unwrap(),
-        user: sim.username().to_string(),
-        password: Secret::new(sim.password()),
-        tls: TlsConfig {
-            verify: true,
-            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
-            ca_file: None,
-        },
-        mode: Mode::Pool,
-        halt_on_no_uuid: false,
-        timeout: Duration::from_secs(30),
-    };
+    let config = xen_exporter::simulator_pool(&sim, Mode::Pool, Duration::from_secs(30));
     let client = Client::new(&config).unwrap();
     let hosts: Vec<Endpoint> = (0..args.hosts)
         .map(|h| Endpoint::parse(&sim.host_url(h)).unwrap())

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Mode, PoolConfig};
+use crate::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
 
 /// How long shutdown waits for the XAPI logout.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -79,4 +79,23 @@ pub async fn run(
         tracing::warn!("XAPI logout timed out");
     }
     served
+}
+
+/// The pool configuration that exports a running simulator: its master, credentials and CA.
+/// Used by `--demo`, the integration tests and the benchmarks.
+pub fn simulator_pool(sim: &sim::Sim, mode: Mode, timeout: Duration) -> PoolConfig {
+    PoolConfig {
+        endpoint: Endpoint::parse(&sim.master_url())
+            .expect("the simulator's URL is a valid endpoint"),
+        user: sim.username().to_string(),
+        password: Secret::new(sim.password()),
+        tls: TlsConfig {
+            verify: true,
+            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
+            ca_file: None,
+        },
+        mode,
+        halt_on_no_uuid: false,
+        timeout,
+    }
 }

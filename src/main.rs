@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use xen_exporter::config::{Cli, Config, Endpoint, Env, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::config::{Cli, Config, Env, Mode, PoolConfig};
 use xen_exporter::sim::{Sim, SimConfig};
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
@@ -118,20 +118,7 @@ async fn start_demo() -> Result<(PoolConfig, Sim), String> {
     let sim = Sim::start(SimConfig::demo())
         .await
         .map_err(|e| e.to_string())?;
-    let endpoint = Endpoint::parse(&sim.master_url())?;
-    let pool = PoolConfig {
-        endpoint,
-        user: sim.username().to_string(),
-        password: Secret::new(sim.password()),
-        tls: TlsConfig {
-            verify: true,
-            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
-            ca_file: None,
-        },
-        mode: Mode::Pool,
-        halt_on_no_uuid: false,
-        timeout: std::time::Duration::from_secs(8),
-    };
+    let pool = xen_exporter::simulator_pool(&sim, Mode::Pool, std::time::Duration::from_secs(8));
     Ok((pool, sim))
 }
 

@@ -1117,10 +1117,8 @@ mod tests {
 
     use super::*;
 
-    const HOST1: &str =
-        include_str!("../../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
-    const HOST2: &str =
-        include_str!("../../tests/fixtures/rrd/rrd_updates.host2.formatC.json");
+    const HOST1: &str = include_str!("../../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
+    const HOST2: &str = include_str!("../../tests/fixtures/rrd/rrd_updates.host2.formatC.json");
     const POOL: &str =
         include_str!("../../tests/fixtures/original/original-exporter.pool-mode.prom");
     const POOL_A: &str =

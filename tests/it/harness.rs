@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use xen_exporter::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::config::{Mode, PoolConfig};
 use xen_exporter::sim::{Sim, SimConfig};
 
 /// A running simulator and exporter.
@@ -21,19 +21,7 @@ pub(crate) struct TestEnv {
 
 /// The pool configuration that points at `sim`, trusting its CA.
 pub(crate) fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
-    PoolConfig {
-        endpoint: Endpoint::parse(&sim.master_url()).unwrap(),
-        user: sim.username().to_string(),
-        password: Secret::new(sim.password()),
-        tls: TlsConfig {
-            verify: true,
-            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
-            ca_file: None,
-        },
-        mode,
-        halt_on_no_uuid: false,
-        timeout: Duration::from_secs(5),
-    }
+    xen_exporter::simulator_pool(sim, mode, Duration::from_secs(5))
 }
 
 impl TestEnv {
