@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let filter = match EnvFilter::try_new(&config.log_level) {
+    let filter = match EnvFilter::try_new(log_directives(&config.log_level)) {
         Ok(filter) => filter,
         Err(error) => {
             eprintln!(
@@ -59,6 +59,16 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(serve(config))
+}
+
+/// A bare level (`debug`) applies to the exporter; the HTTP and TLS libraries stay at `warn`
+/// unless named explicitly (`debug,hyper=debug`), so that debug logs stay readable.
+fn log_directives(level: &str) -> String {
+    if level.contains('=') {
+        level.to_string()
+    } else {
+        format!("warn,xen_exporter={level},xen_exporter::sim=warn")
+    }
 }
 
 async fn serve(config: Config) -> ExitCode {
