@@ -659,3 +659,49 @@ fn owner_head(
 fn intern<'a>(cache: &mut FxHashMap<&'a str, Arc<str>>, text: &'a str) -> Arc<str> {
     cache.entry(text).or_insert_with(|| Arc::from(text)).clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST1: &[u8] = include_bytes!("../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
+
+    #[test]
+    fn an_unknown_sr_prefix_keeps_the_prefix_as_sr_uuid_and_is_reported() {
+        let parsed = rrd::parse(HOST1).unwrap();
+        let inventory = Inventory::default();
+        let mapped = map_rrd(&parsed, &inventory, &SrIndex::default(), None);
+        assert_eq!(mapped.unresolved.len(), 3, "{:?}", mapped.unresolved);
+        assert!(mapped.unknown_owner, "the host and its VMs are unknown too");
+        let (families, dropped) = {
+            let mut out = FamiliesBuilder::new();
+            out.merge(vec![mapped.families]);
+            out.finish()
+        };
+        assert_eq!(dropped, 0, "prefixes keep the SRs' series apart");
+        let read = families.iter().find(|f| f.name == "xen_host_read").unwrap();
+        let sr_uuids: Vec<&str> = read
+            .samples
+            .iter()
+            .map(|s| {
+                &*s.labels
+                    .tail
+                    .iter()
+                    .find(|l| l.name == "sr_uuid")
+                    .unwrap()
+                    .value
+            })
+            .collect();
+        assert_eq!(sr_uuids.len(), 3);
+        assert!(sr_uuids.iter().all(|u| u.len() == 8), "{sr_uuids:?}");
+    }
+
+    #[test]
+    fn an_empty_reply_is_no_samples_not_an_error() {
+        let body = br#"{"meta":{"start":"1740534010","step":"5","end":"1740533965","rows":"0","columns":"1","legend":["AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:cpu_avg"]},"data":[]}"#;
+        let parsed = rrd::parse(body).unwrap();
+        let mapped = map_rrd(&parsed, &Inventory::default(), &SrIndex::default(), None);
+        assert_eq!(&*mapped.host.uuid, "0844f276-6eef-4658-a5a6-6d0bd5ed740a");
+        assert!(mapped.families.finish().0.is_empty());
+    }
+}
