@@ -226,7 +226,7 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// An empty cache; nothing is read until [`Cache::get`] or [`Cache::refresh`].
+    /// An empty cache; nothing is read until [`Cache::get`] or [`Cache::refresh_for_unknown`].
     pub fn new(client: Arc<Client>, min_interval: Duration) -> Cache {
         Cache {
             client,

@@ -1,6 +1,6 @@
 //! The HTTP side: `/metrics` (text 0.0.4 or OpenMetrics, gzip when asked), a landing page,
 //! `/-/healthy` and `/-/ready`. Concurrent scrapes share one collection in flight. Never sees
-//! XAPI wire data: it calls [`collect::Pool::scrape`] and the encoder.
+//! XAPI wire data: it calls [`crate::collect::Pool::scrape`] and the encoder.
 
 use std::future::Future;
 use std::io::Write;
