@@ -167,6 +167,8 @@ struct Encoder {
     format: Format,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     done: bool,
+    started: tokio::time::Instant,
+    bytes: usize,
 }
 
 impl Encoder {
@@ -182,6 +184,8 @@ impl Encoder {
                 )
             }),
             done: false,
+            started: tokio::time::Instant::now(),
+            bytes: 0,
         }
     }
 
@@ -195,6 +199,7 @@ impl Encoder {
             let Some(family) = self.families.get(self.next) else {
                 encode::encode_end(self.format, &mut text);
                 self.done = true;
+                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes + text.len(), "Exposition encoded and sent");
                 return Some(match self.gzip.take() {
                     // Writing into a Vec cannot fail.
                     Some(mut gz) => {
@@ -210,7 +215,10 @@ impl Encoder {
                 continue;
             }
             match &mut self.gzip {
-                None => return Some(text),
+                None => {
+                    self.bytes += text.len();
+                    return Some(text);
+                }
                 Some(gz) => {
                     let _ = gz.write_all(&text);
                     text.clear();
