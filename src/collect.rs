@@ -21,8 +21,8 @@ use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample, Tail};
 use crate::xapi::rrd::{self, Legend, RrdUpdates};
 use crate::xapi::{self, Client, records};
 
-/// An unknown UUID reloads the inventory at most this often.
-const REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(60);
+/// A UUID that an inventory reload could not resolve triggers another reload only after this.
+const UNRESOLVABLE_RETRY: Duration = Duration::from_secs(600);
 
 /// A pool being exported: its client (and session), inventory and error counters.
 #[derive(Debug)]
@@ -52,8 +52,8 @@ struct HostSamples {
     families: FamiliesBuilder,
     /// SR prefixes that matched no SR (their series keep the prefix as `sr_uuid`).
     unresolved: Vec<String>,
-    /// A host or VM of the legend was missing from the inventory.
-    unknown_owner: bool,
+    /// Hosts and VMs of the legend missing from the inventory.
+    unknown_owners: Vec<String>,
 }
 
 /// Why a host produced no samples this scrape.
@@ -82,7 +82,7 @@ impl Pool {
     pub fn new(config: &PoolConfig) -> Result<Pool, String> {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
-            inventory: inventory::Cache::new(client.clone(), REFRESH_MIN_INTERVAL),
+            inventory: inventory::Cache::new(client.clone(), UNRESOLVABLE_RETRY),
             client,
             mode: config.mode,
             halt_on_no_uuid: config.halt_on_no_uuid,
@@ -278,10 +278,15 @@ impl Pool {
             Err(_) => inventory.srs.clone(),
         };
         let mut samples = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
-        if samples.unknown_owner {
+        if !samples.unknown_owners.is_empty() {
             // A VM created or migrated in since the inventory was read: reload once (shared
             // with the other hosts of this scrape) and map again with the new names.
-            match timeout_at(deadline, self.inventory.refresh_for_unknown()).await {
+            match timeout_at(
+                deadline,
+                self.inventory.refresh_for_unknown(&samples.unknown_owners),
+            )
+            .await
+            {
                 Ok(Ok(fresh)) if !Arc::ptr_eq(&fresh, &inventory) => {
                     inventory = fresh;
                     samples = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
@@ -466,7 +471,7 @@ fn map_rrd<'a>(
     srs: &SrIndex,
     known: Option<&HostEntry>,
 ) -> HostSamples {
-    let mut unknown_owner = false;
+    let mut unknown_owners = Vec::new();
     let host = parsed
         .legend
         .iter()
@@ -475,7 +480,7 @@ fn map_rrd<'a>(
         .map(|l| match inventory.host(l.uuid) {
             Some(h) => h.clone(),
             None => {
-                unknown_owner = true;
+                unknown_owners.push(l.uuid.to_string());
                 HostEntry {
                     uuid: Arc::from(l.uuid),
                     name: Arc::from(l.uuid),
@@ -496,7 +501,7 @@ fn map_rrd<'a>(
             host,
             families: out,
             unresolved,
-            unknown_owner,
+            unknown_owners,
         };
     };
     let host_head: Arc<[Label]> = Arc::from(vec![
@@ -531,7 +536,7 @@ fn map_rrd<'a>(
                             &host_head,
                             inventory,
                             srs,
-                            &mut unknown_owner,
+                            &mut unknown_owners,
                         ) else {
                             continue;
                         };
@@ -590,7 +595,7 @@ fn map_rrd<'a>(
         host,
         families: out,
         unresolved,
-        unknown_owner,
+        unknown_owners,
     }
 }
 
@@ -602,7 +607,7 @@ fn owner_head(
     host_head: &Arc<[Label]>,
     inventory: &Inventory,
     srs: &SrIndex,
-    unknown_owner: &mut bool,
+    unknown_owners: &mut Vec<String>,
 ) -> Option<(Owner, Arc<[Label]>)> {
     Some(match legend.owner {
         "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone()),
@@ -610,7 +615,7 @@ fn owner_head(
             let (name, uuid) = match inventory.host(legend.uuid) {
                 Some(h) => (h.name.clone(), h.uuid.clone()),
                 None => {
-                    *unknown_owner = true;
+                    unknown_owners.push(legend.uuid.to_string());
                     (Arc::from(legend.uuid), Arc::from(legend.uuid))
                 }
             };
@@ -628,7 +633,7 @@ fn owner_head(
             let (name, uuid) = match inventory.vm(legend.uuid) {
                 Some(v) => (v.name.clone(), v.uuid.clone()),
                 None => {
-                    *unknown_owner = true;
+                    unknown_owners.push(legend.uuid.to_string());
                     (Arc::from(legend.uuid), Arc::from(legend.uuid))
                 }
             };
@@ -672,7 +677,10 @@ mod tests {
         let inventory = Inventory::default();
         let mapped = map_rrd(&parsed, &inventory, &SrIndex::default(), None);
         assert_eq!(mapped.unresolved.len(), 3, "{:?}", mapped.unresolved);
-        assert!(mapped.unknown_owner, "the host and its VMs are unknown too");
+        assert!(
+            !mapped.unknown_owners.is_empty(),
+            "the host and its VMs are unknown too"
+        );
         let (families, dropped) = {
             let mut out = FamiliesBuilder::new();
             out.merge(vec![mapped.families]);

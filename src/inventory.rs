@@ -213,28 +213,30 @@ pub async fn load(client: &Client) -> Result<Inventory, xapi::Error> {
     Ok(Inventory::new(pools, hosts, vms, srs))
 }
 
-/// The inventory shared by scrapes: a current snapshot plus single-flight, rate-limited
-/// refreshes.
+/// The inventory shared by scrapes: a current snapshot plus single-flight refreshes when a
+/// scrape meets UUIDs it does not know.
 #[derive(Debug)]
 pub struct Cache {
     client: Arc<Client>,
     current: RwLock<Option<Arc<Inventory>>>,
     refresh: tokio::sync::Mutex<()>,
-    last_refresh: Mutex<Option<Instant>>,
-    generation: Mutex<u64>,
-    min_interval: Duration,
+    /// UUIDs a reload did not resolve (a VM that migrated in from another pool), and when:
+    /// they do not trigger another reload until `retry_after` has passed.
+    unresolvable: Mutex<HashMap<String, Instant>>,
+    retry_after: Duration,
 }
 
 impl Cache {
     /// An empty cache; nothing is read until [`Cache::get`] or [`Cache::refresh_for_unknown`].
-    pub fn new(client: Arc<Client>, min_interval: Duration) -> Cache {
+    /// A UUID that a reload could not resolve triggers the next reload only after
+    /// `retry_after`.
+    pub fn new(client: Arc<Client>, retry_after: Duration) -> Cache {
         Cache {
             client,
             current: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
-            last_refresh: Mutex::new(None),
-            generation: Mutex::new(0),
-            min_interval,
+            unresolvable: Mutex::new(HashMap::new()),
+            retry_after,
         }
     }
 
@@ -246,45 +248,61 @@ impl Cache {
             .clone()
     }
 
-    fn generation(&self) -> u64 {
-        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// The current snapshot, loading it first if there is none.
     pub async fn get(&self) -> Result<Arc<Inventory>, xapi::Error> {
         if let Some(current) = self.snapshot() {
             return Ok(current);
         }
-        self.refresh_after(self.generation(), true).await
-    }
-
-    /// Reloads because something was not found in `seen` (a snapshot the caller holds).
-    /// Callers that saw the same snapshot share one reload; within `min_interval` of the last
-    /// reload the current snapshot is returned instead, so a UUID that never resolves (a VM
-    /// that migrated in from another pool) cannot make every scrape reload.
-    pub async fn refresh_for_unknown(&self) -> Result<Arc<Inventory>, xapi::Error> {
-        let seen = self.generation();
-        self.refresh_after(seen, false).await
-    }
-
-    async fn refresh_after(&self, seen: u64, force: bool) -> Result<Arc<Inventory>, xapi::Error> {
         let _guard = self.refresh.lock().await;
-        if self.generation() != seen
-            && let Some(current) = self.snapshot()
-        {
+        if let Some(current) = self.snapshot() {
             return Ok(current);
         }
-        if !force {
-            let recent = self
-                .last_refresh
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .is_some_and(|at| at.elapsed() < self.min_interval);
-            if let (true, Some(current)) = (recent, self.snapshot()) {
-                return Ok(current);
+        self.reload().await
+    }
+
+    /// Reloads because a scrape met host or VM UUIDs (`unknown`) missing from its snapshot.
+    /// Concurrent callers share one reload; UUIDs that the last reload could not resolve are
+    /// ignored for `retry_after`, so that a VM that never resolves cannot make every scrape
+    /// reload, while a VM created a second ago is named at once.
+    pub async fn refresh_for_unknown(
+        &self,
+        unknown: &[String],
+    ) -> Result<Arc<Inventory>, xapi::Error> {
+        let _guard = self.refresh.lock().await;
+        let current = match self.snapshot() {
+            Some(current) => current,
+            None => return self.reload().await,
+        };
+        let missing: Vec<&String> = {
+            let unresolvable = self.unresolvable.lock().unwrap_or_else(|e| e.into_inner());
+            unknown
+                .iter()
+                .filter(|u| current.vm(u).is_none() && current.host(u).is_none())
+                .filter(|u| {
+                    unresolvable
+                        .get(u.as_str())
+                        .is_none_or(|at| at.elapsed() >= self.retry_after)
+                })
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(current);
+        }
+        let fresh = self.reload().await?;
+        let mut unresolvable = self.unresolvable.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        for uuid in missing {
+            if fresh.vm(uuid).is_none() && fresh.host(uuid).is_none() {
+                unresolvable.insert(uuid.clone(), now);
+            } else {
+                unresolvable.remove(uuid.as_str());
             }
         }
-        *self.last_refresh.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(fresh)
+    }
+
+    /// Reads every record class; callers hold `refresh`.
+    async fn reload(&self) -> Result<Arc<Inventory>, xapi::Error> {
         let inventory = Arc::new(load(&self.client).await?);
         tracing::debug!(
             hosts = inventory.hosts.len(),
@@ -298,7 +316,6 @@ impl Cache {
 
     fn store(&self, inventory: Arc<Inventory>) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(inventory);
-        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 
     /// Replaces the SR part of the snapshot with a fresh read (done by every scrape).

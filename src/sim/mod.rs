@@ -438,6 +438,19 @@ impl Sim {
         self.shared().lock().model.set_vm_name(vm_uuid, name);
     }
 
+    /// Starts a new running guest on `host`, as if created or migrated in after the exporter
+    /// read the inventory; returns its UUID (`None` if the host has no local SR).
+    pub fn start_vm(&self, host: usize) -> Option<String> {
+        let now = self.now();
+        self.shared().lock().model.start_guest(host, now)
+    }
+
+    /// Hides an SR from `SR.get_all_records` while the hosts keep reporting its I/O data
+    /// sources (a forgotten SR with live tapdisks); returns false for an unknown UUID.
+    pub fn hide_sr(&self, sr_uuid: &str) -> bool {
+        self.shared().lock().model.hide_sr(sr_uuid)
+    }
+
     /// Newest row (largest t) of the last successful `/rrd_updates` reply of that host;
     /// `None` before any, or if that reply had no rows.
     pub fn last_rrd(&self, host: usize) -> Option<ServedRow> {

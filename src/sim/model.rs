@@ -152,6 +152,9 @@ pub(super) struct Sr {
     pub(super) virtual_allocation: i64,
     pub(super) sm_config: Vec<(String, String)>,
     pub(super) other_config: Vec<(String, String)>,
+    /// Left out of `SR.*` record calls while hosts keep reporting its I/O (a forgotten SR
+    /// whose tapdisks are still active): the exporter then meets an unknown SR prefix.
+    pub(super) hidden: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -359,6 +362,7 @@ impl Model {
                 name: "Local storage".into(),
                 description: String::new(),
                 sr_type: "ext".into(),
+                hidden: false,
                 content_type: "user".into(),
                 shared: false,
                 physical_size: size,
@@ -383,6 +387,7 @@ impl Model {
                 name: "DVD drives".into(),
                 description: "Physical DVD drives".into(),
                 sr_type: "udev".into(),
+                hidden: false,
                 content_type: "iso".into(),
                 shared: false,
                 physical_size: 0,
@@ -408,6 +413,7 @@ impl Model {
                 name: "NFS VM storage".into(),
                 description: "NFS SR [nfs01.lab.invalid:/export/vms]".into(),
                 sr_type: "nfs".into(),
+                hidden: false,
                 content_type: "user".into(),
                 shared: true,
                 physical_size: size,
@@ -428,6 +434,7 @@ impl Model {
                 description: "iSCSI SR [san01.lab.invalid (iqn.2010-01.invalid.lab:san01.vmstore)]"
                     .into(),
                 sr_type: "lvmoiscsi".into(),
+                hidden: false,
                 content_type: "user".into(),
                 shared: true,
                 physical_size: size,
@@ -448,6 +455,7 @@ impl Model {
             name: "ISO library".into(),
             description: "NFS ISO library".into(),
             sr_type: "iso".into(),
+            hidden: false,
             content_type: "iso".into(),
             shared: true,
             physical_size: 0,
@@ -854,6 +862,29 @@ impl Model {
         match self.vm_index(uuid) {
             Some(i) => {
                 self.vms[i].name = name.to_string();
+                self.generation += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Starts a new guest on host `h` (as if created or migrated in); returns its UUID.
+    pub(super) fn start_guest(&mut self, h: usize, now: i64) -> Option<String> {
+        let local = self.local_sr(h)?;
+        let nfs = self.srs.iter().position(|s| s.sr_type == "nfs")?;
+        let iscsi = self.srs.iter().position(|s| s.sr_type == "lvmoiscsi")?;
+        let g = self.add_guest(Some(h), now, local, nfs, iscsi);
+        self.generation += 1;
+        self.rrd_epoch += 1;
+        Some(self.vms[g].id.uuid.clone())
+    }
+
+    /// Hides an SR from record calls; returns false when no SR has that UUID.
+    pub(super) fn hide_sr(&mut self, uuid: &str) -> bool {
+        match self.srs.iter_mut().find(|s| s.id.uuid == uuid) {
+            Some(sr) => {
+                sr.hidden = true;
                 self.generation += 1;
                 true
             }

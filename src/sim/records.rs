@@ -68,6 +68,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
             })
             .collect(),
         "SR" => (0..model.srs.len())
+            .filter(|&s| !model.srs[s].hidden)
             .map(|s| (model.srs[s].id.opaque_ref.clone(), sr_record(model, s)))
             .collect(),
         "PBD" => model

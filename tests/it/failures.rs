@@ -196,3 +196,101 @@ async fn a_clock_skewed_host_still_yields_its_newest_row() {
         env.stop().await.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_vm_started_after_start_up_is_named_after_one_inventory_reload() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    env.scrape().await;
+    env.sim.reset_counters();
+    let uuid = env.sim.start_vm(1).expect("host 1 can run a VM");
+    let name = env
+        .sim
+        .view()
+        .vms
+        .into_iter()
+        .find(|v| v.uuid == uuid)
+        .unwrap()
+        .name;
+    let scrape = env.scrape().await;
+    assert_eq!(
+        scrape
+            .all("xen_vm_memory")
+            .iter()
+            .find(|s| s.labels["vm_uuid"] == uuid)
+            .map(|s| s.labels["vm"].clone()),
+        Some(name)
+    );
+    let counters = env.sim.counters();
+    assert_eq!(
+        counters.rpc.get("VM.get_all_records"),
+        Some(&1),
+        "{:?}",
+        counters.rpc
+    );
+    env.scrape().await;
+    assert_eq!(env.sim.counters().rpc.get("VM.get_all_records"), Some(&1));
+    env.stop().await.shutdown().await;
+}
+
+/// The SR whose data sources host `h` reports and that is local to it (type `ext`).
+fn local_sr_of(env: &TestEnv, h: usize) -> String {
+    let served = env.sim.last_rrd(h).unwrap();
+    env.sim
+        .view()
+        .srs
+        .into_iter()
+        .find(|sr| {
+            sr.sr_type == "ext"
+                && served
+                    .values
+                    .iter()
+                    .any(|(legend, _)| legend.ends_with(&format!("read_{}", &sr.uuid[..8])))
+        })
+        .unwrap()
+        .uuid
+}
+
+#[tokio::test]
+async fn an_sr_missing_from_the_records_keeps_its_prefix_or_fails_the_host_when_halting() {
+    for halt in [false, true] {
+        let env = TestEnv::start_with(
+            SimConfig {
+                hosts: 2,
+                ..SimConfig::default()
+            },
+            |config| config.halt_on_no_uuid = halt,
+        )
+        .await;
+        env.scrape().await;
+        let sr = local_sr_of(&env, 1);
+        assert!(env.sim.hide_sr(&sr));
+        let scrape = env.scrape().await;
+        let view = env.sim.view();
+        let up = |h: usize| scrape.value("xen_host_up", &[("host_uuid", &view.hosts[h].uuid)]);
+        assert_eq!(up(0), Some(1.0));
+        if halt {
+            assert_eq!(up(1), Some(0.0));
+            assert_eq!(
+                scrape.value(
+                    "xen_host_scrape_errors_total",
+                    &[("host_uuid", &view.hosts[1].uuid), ("reason", "unknown_sr")]
+                ),
+                Some(1.0)
+            );
+        } else {
+            assert_eq!(up(1), Some(1.0));
+            let prefix = &sr[..8];
+            assert!(
+                scrape
+                    .value("xen_host_read", &[("sr_uuid", prefix), ("sr", prefix)])
+                    .is_some(),
+                "the prefix stands in for the unknown SR"
+            );
+        }
+        env.stop().await.shutdown().await;
+    }
+}
