@@ -228,6 +228,35 @@ pub(super) struct Model {
     vcpus: usize,
 }
 
+/// Objects that carry an [`Id`], so that record builders can list references uniformly.
+pub(super) trait HasId {
+    fn id(&self) -> &Id;
+}
+
+macro_rules! has_id {
+    ($($t:ty),*) => {
+        $(impl HasId for $t {
+            fn id(&self) -> &Id {
+                &self.id
+            }
+        })*
+    };
+}
+
+has_id!(Vif, Vbd, Vm, Pbd, Pif, Vdi);
+
+/// The opaque references of the objects `keep` selects, in order.
+pub(super) fn refs_where<'a, T: HasId + 'a>(
+    items: impl IntoIterator<Item = &'a T>,
+    keep: impl Fn(&T) -> bool,
+) -> Vec<String> {
+    items
+        .into_iter()
+        .filter(|item| keep(item))
+        .map(|item| item.id().opaque_ref.clone())
+        .collect()
+}
+
 const GUEST_PREFIXES: &[&str] = &[
     "web",
     "db",

@@ -2,7 +2,7 @@
 //! `get_all` and `get_record`, with the field set and types of a real XCP-ng pool.
 
 use super::Generation;
-use super::model::{Host, Model, NULL_REF, Pif, Vm, VmKind};
+use super::model::{Host, Model, NULL_REF, Pif, Vm, VmKind, refs_where};
 use super::wire::V;
 
 /// What records need besides the model.
@@ -186,12 +186,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                     .filter(|f| f.network == n)
                     .map(|f| f.id.opaque_ref.clone())
                     .collect();
-                let pifs: Vec<String> = model
-                    .pifs
-                    .iter()
-                    .filter(|p| p.network == n)
-                    .map(|p| p.id.opaque_ref.clone())
-                    .collect();
+                let pifs: Vec<String> = refs_where(&model.pifs, |p| p.network == n);
                 let rec = R::new(&net.id.uuid)
                     .s("name_label", &net.name)
                     .s("name_description", "")
@@ -439,24 +434,9 @@ fn pool(model: &Model) -> V {
 
 fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
     let sv = software_version(ctx.generation);
-    let resident: Vec<String> = model
-        .vms
-        .iter()
-        .filter(|v| v.resident_on == Some(h))
-        .map(|v| v.id.opaque_ref.clone())
-        .collect();
-    let pifs: Vec<String> = model
-        .pifs
-        .iter()
-        .filter(|p| p.host == h)
-        .map(|p| p.id.opaque_ref.clone())
-        .collect();
-    let pbds: Vec<String> = model
-        .pbds
-        .iter()
-        .filter(|p| p.host == h)
-        .map(|p| p.id.opaque_ref.clone())
-        .collect();
+    let resident: Vec<String> = refs_where(&model.vms, |v| v.resident_on == Some(h));
+    let pifs: Vec<String> = refs_where(&model.pifs, |p| p.host == h);
+    let pbds: Vec<String> = refs_where(&model.pbds, |p| p.host == h);
     let dom0 = model
         .vms
         .iter()
@@ -667,12 +647,9 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
         ],
     };
     let dom0 = vm.is_control_domain();
-    let snapshots: Vec<String> = model
-        .vms
-        .iter()
-        .filter(|s| s.snapshot_of.as_deref() == Some(vm.id.opaque_ref.as_str()))
-        .map(|s| s.id.opaque_ref.clone())
-        .collect();
+    let snapshots: Vec<String> = refs_where(&model.vms, |s| {
+        s.snapshot_of.as_deref() == Some(vm.id.opaque_ref.as_str())
+    });
     let other_config: Vec<(String, String)> = match vm.kind {
         VmKind::ControlDomain => vec![
             ("storage_driver_domain".into(), NULL_REF.into()),
@@ -970,18 +947,8 @@ fn guest_metrics(model: &Model, vm: &Vm, uuid: &str, ctx: RecordCtx) -> V {
 
 fn sr_record(model: &Model, s: usize) -> V {
     let sr = &model.srs[s];
-    let pbds: Vec<String> = model
-        .pbds
-        .iter()
-        .filter(|p| p.sr == s)
-        .map(|p| p.id.opaque_ref.clone())
-        .collect();
-    let vdis: Vec<String> = model
-        .vdis
-        .iter()
-        .filter(|d| d.sr == s)
-        .map(|d| d.id.opaque_ref.clone())
-        .collect();
+    let pbds: Vec<String> = refs_where(&model.pbds, |p| p.sr == s);
+    let vdis: Vec<String> = refs_where(&model.vdis, |d| d.sr == s);
     let allowed: &[&str] = if sr.content_type == "iso" {
         &[
             "unplug",
@@ -1102,12 +1069,9 @@ fn vdi_record(model: &Model, d: usize) -> V {
         .filter(|b| b.vdi.as_deref() == Some(vdi.id.opaque_ref.as_str()))
         .map(|b| b.id.opaque_ref.clone())
         .collect();
-    let snapshots: Vec<String> = model
-        .vdis
-        .iter()
-        .filter(|s| s.snapshot_of.as_deref() == Some(vdi.id.opaque_ref.as_str()))
-        .map(|s| s.id.opaque_ref.clone())
-        .collect();
+    let snapshots: Vec<String> = refs_where(&model.vdis, |s| {
+        s.snapshot_of.as_deref() == Some(vdi.id.opaque_ref.as_str())
+    });
     R::new(&vdi.id.uuid)
         .s("name_label", &vdi.name)
         .s(
