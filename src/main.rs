@@ -95,6 +95,23 @@ async fn serve(config: Config) -> ExitCode {
     }
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
+        // The demo should just work for a newcomer whose node_exporter already holds 9100.
+        Err(error) if sim.is_some() && error.kind() == std::io::ErrorKind::AddrInUse => {
+            let fallback = std::net::SocketAddr::new(config.listen.ip(), 0);
+            match TcpListener::bind(fallback).await {
+                Ok(listener) => {
+                    tracing::warn!(
+                        port = config.listen.port(),
+                        "Port in use; the demo listens on a free port instead"
+                    );
+                    listener
+                }
+                Err(error) => {
+                    eprintln!("xen-exporter: cannot listen on {fallback} ({error})");
+                    return ExitCode::from(EXIT_UNAVAILABLE);
+                }
+            }
+        }
         Err(error) => {
             eprintln!(
                 "xen-exporter: cannot listen on {} ({error}); choose another PORT (--web.port) or BIND (--web.bind)",
