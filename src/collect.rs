@@ -93,11 +93,6 @@ impl Pool {
         })
     }
 
-    /// The XAPI client.
-    pub fn client(&self) -> &Arc<Client> {
-        &self.client
-    }
-
     /// Ready once a login has succeeded.
     pub fn is_ready(&self) -> bool {
         self.client.has_logged_in()

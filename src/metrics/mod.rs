@@ -194,17 +194,6 @@ impl FamiliesBuilder {
         self.family(name, meta).push(sample);
     }
 
-    /// Appends a finished family (used for exporter-level families), merging by name.
-    pub fn extend_family(&mut self, family: Family) {
-        let Family {
-            name,
-            help,
-            kind,
-            samples,
-        } = family;
-        self.family(name, |_| (help, kind)).extend(samples);
-    }
-
     /// Sorts families and samples and drops duplicate series (the first one wins). Returns the
     /// families and the number of duplicate samples that were dropped.
     pub fn finish(self) -> (Vec<Family>, usize) {
@@ -317,12 +306,6 @@ fn sort_and_dedup(samples: &mut Vec<Sample>, ranks: &HeadRanks) -> usize {
         samples.push(sample);
     }
     dropped
-}
-
-/// Orders two label sets: heads first, then tails, each label by name and then by value in
-/// natural order (so `cpu="2"` comes before `cpu="10"`). Output order follows it.
-pub fn compare_labels(a: &Labels, b: &Labels) -> Ordering {
-    compare_label_slices(&a.head, &b.head).then_with(|| compare_label_slices(&a.tail, &b.tail))
 }
 
 fn compare_label_slices(a: &[Label], b: &[Label]) -> Ordering {

@@ -76,14 +76,6 @@ impl Error {
         }
     }
 
-    /// The API error code, if this is an API error.
-    pub fn api_code(&self) -> Option<&str> {
-        match self {
-            Error::Api(f) => Some(&f.code),
-            _ => None,
-        }
-    }
-
     fn from_reqwest(err: reqwest::Error, timeout: Duration) -> Error {
         // The URL of an /rrd_updates request carries the session id: never let it into a
         // message.
@@ -146,7 +138,6 @@ pub struct Client {
     state: Mutex<SessionState>,
     login_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
-    logins: AtomicU64,
     logged_in_once: AtomicBool,
 }
 
@@ -183,7 +174,6 @@ impl Client {
             state: Mutex::new(SessionState::default()),
             login_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
-            logins: AtomicU64::new(0),
             logged_in_once: AtomicBool::new(false),
         })
     }
@@ -205,11 +195,6 @@ impl Client {
     /// and port.
     pub fn member(&self, address: &str) -> Endpoint {
         self.endpoint.with_host(address)
-    }
-
-    /// Successful logins since start.
-    pub fn logins(&self) -> u64 {
-        self.logins.load(Ordering::Relaxed)
     }
 
     /// Whether a login has ever succeeded (readiness).
@@ -281,7 +266,6 @@ impl Client {
                             state.generation
                         };
                         *self.master.write().unwrap_or_else(|e| e.into_inner()) = target.clone();
-                        self.logins.fetch_add(1, Ordering::Relaxed);
                         self.logged_in_once.store(true, Ordering::Relaxed);
                         tracing::info!(master = %target, user = %self.user, "Logged in to XAPI");
                         return Ok(Session {
