@@ -10,6 +10,8 @@ use crate::harness::TestEnv;
 #[tokio::test]
 async fn openmetrics_when_asked_text_otherwise() {
     let env = TestEnv::start(SimConfig::default()).await;
+    env.sim
+        .set_host_fault(1, xen_exporter::sim::HostFault::Refuse);
     let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     let response = env
         .http
@@ -24,10 +26,9 @@ async fn openmetrics_when_asked_text_otherwise() {
     );
     let body = response.text().await.unwrap();
     assert!(body.ends_with("# EOF\n"));
-    assert!(
-        body.contains("# TYPE xen_host_scrape_errors counter")
-            || !body.contains("xen_host_scrape_errors_total")
-    );
+    // The failing host's error counter: family named without `_total`, samples with it.
+    assert!(body.contains("# TYPE xen_host_scrape_errors counter\n"));
+    assert!(body.contains("\nxen_host_scrape_errors_total{"));
     assert!(body.contains("# TYPE xen_host_iops_total unknown"));
     let plain = env
         .http
