@@ -1,7 +1,11 @@
 //! One scrape of one pool: fetch `/rrd_updates` from every target host concurrently under a
-//! deadline, read SR records, join rows with the inventory's names and turn everything into
-//! metric families. The only module that knows both XAPI and Prometheus. Failures become
-//! samples (`xen_host_up` 0, error counters) and one log line; a scrape never fails.
+//! deadline, join rows with the live inventory's names, add the families derived from
+//! records (`state`), and turn everything into metric families. The only module that knows
+//! both XAPI and Prometheus. Failures become samples (`xen_host_up` 0, error counters) and
+//! one log line; a scrape never fails. The only XAPI calls a scrape makes are the
+//! `/rrd_updates` requests.
+
+mod state;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -10,25 +14,23 @@ use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{Shared, join_all};
-use tokio::time::{Instant, timeout_at};
+use futures::future::join_all;
+use tokio::time::Instant;
 
-use crate::config::{Endpoint, Mode, PoolConfig};
-use crate::inventory::{self, HostEntry, Inventory, SrIndex};
+use crate::config::{Collectors, Endpoint, Mode, PoolConfig};
+use crate::inventory::live::{EVENT_WAIT, Live};
+use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog::{self, Owner, SrRef};
 use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample, Tail};
 use crate::xapi::rrd::{self, Legend, RrdUpdates};
-use crate::xapi::{self, Client, records};
+use crate::xapi::{self, Client};
 
-/// A UUID that an inventory reload could not resolve triggers another reload only after this.
-const UNRESOLVABLE_RETRY: Duration = Duration::from_secs(600);
-
-/// A pool being exported: its client (and session), inventory and error counters.
+/// A pool being exported: its client (and session), live inventory and error counters.
 #[derive(Debug)]
 pub struct Pool {
     client: Arc<Client>,
-    inventory: inventory::Cache,
+    inventory: Live,
+    collectors: Collectors,
     mode: Mode,
     halt_on_no_uuid: bool,
     timeout: Duration,
@@ -72,8 +74,6 @@ impl From<xapi::Error> for HostFailure {
     }
 }
 
-type SrResult = Result<Arc<SrIndex>, xapi::Error>;
-
 /// Host name, host UUID and reason of a failed host collection.
 type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
 
@@ -82,7 +82,8 @@ impl Pool {
     pub fn new(config: &PoolConfig) -> Result<Pool, String> {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
-            inventory: inventory::Cache::new(client.clone(), UNRESOLVABLE_RETRY),
+            inventory: Live::new(client.clone(), EVENT_WAIT),
+            collectors: config.collectors,
             client,
             mode: config.mode,
             halt_on_no_uuid: config.halt_on_no_uuid,
@@ -98,9 +99,10 @@ impl Pool {
         self.client.has_logged_in()
     }
 
-    /// Logs in and loads the inventory, so that the first scrape is as fast as the others.
-    pub async fn warm_up(&self) -> Result<(), xapi::Error> {
-        self.inventory.get().await.map(|_| ())
+    /// Logs in, reads the inventory and keeps it current by following XAPI's events, for
+    /// ever: drive it in a task of its own and abort that task to stop.
+    pub async fn follow_inventory(&self) {
+        self.inventory.run().await;
     }
 
     /// Ends the XAPI session.
@@ -108,13 +110,12 @@ impl Pool {
         self.client.logout().await;
     }
 
-    fn count_collector_error(&self, source: &'static str, error: &xapi::Error) {
-        tracing::warn!(source, reason = error.reason(), %error, "Collection step failed");
+    fn count_collector_error(&self, source: &'static str, reason: &'static str) {
         *self
             .collector_errors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((source, error.reason()))
+            .entry((source, reason))
             .or_default() += 1;
     }
 
@@ -122,41 +123,23 @@ impl Pool {
     pub async fn scrape(self: &Arc<Self>) -> Vec<Family> {
         let started = Instant::now();
         let deadline = started + self.timeout;
-        let inventory = match timeout_at(deadline, self.inventory.get()).await {
-            Ok(Ok(inventory)) => Some(inventory),
-            Ok(Err(error)) => {
-                self.count_collector_error("inventory", &error);
-                None
-            }
-            Err(_) => {
-                self.count_collector_error("inventory", &xapi::Error::Timeout(self.timeout));
-                None
-            }
-        };
-        let targets = self.targets(inventory.as_deref());
-
-        let client = self.client.clone();
-        let sr_read: Shared<_> = async move {
-            match timeout_at(deadline, client.all_records::<records::Sr>("SR")).await {
-                Ok(Ok(records)) => Ok(Arc::new(SrIndex::new(records))),
-                Ok(Err(error)) => Err(error),
-                Err(_) => Err(xapi::Error::Timeout(deadline - started)),
-            }
+        let inventory = self.inventory.get(deadline).await;
+        if inventory.is_none() {
+            tracing::warn!("No inventory yet: XAPI has not answered the first full read");
+            self.count_collector_error("inventory", "unavailable");
         }
-        .boxed()
-        .shared();
+        let targets = self.targets(inventory.as_deref());
 
         // One task per host, so that parsing and mapping of the bodies that have arrived run
         // on every core while the others are still downloading.
         let hosts = join_all(targets.into_iter().map(|target| {
-            let sr_read = sr_read.clone();
             let inventory = inventory.clone();
             let pool = self.clone();
             let task_target = target.clone();
-            let task = tokio::spawn(async move {
-                pool.collect_host(&task_target, deadline, sr_read, inventory)
-                    .await
-            });
+            let task =
+                tokio::spawn(
+                    async move { pool.collect_host(&task_target, deadline, inventory).await },
+                );
             async move {
                 let begun = Instant::now();
                 let result = task.await.unwrap_or_else(|error| {
@@ -168,16 +151,13 @@ impl Pool {
                 (target, result, begun.elapsed())
             }
         }));
-        let (hosts, srs) = tokio::join!(hosts, sr_read);
+        let hosts = hosts.await;
         let fetched = started.elapsed();
 
         let mut out = FamiliesBuilder::new();
-        match &srs {
-            Ok(index) => {
-                self.inventory.update_srs(index.clone());
-                push_sr_families(&mut out, index);
-            }
-            Err(error) => self.count_collector_error("sr_records", error),
+        if let Some(inventory) = &inventory {
+            push_sr_families(&mut out, &inventory.srs);
+            state::push_families(&mut out, &inventory.state, &inventory.srs, self.collectors);
         }
         let mut parts = Vec::with_capacity(hosts.len());
         for (target, result, elapsed) in hosts {
@@ -254,7 +234,6 @@ impl Pool {
         &self,
         target: &Target,
         deadline: Instant,
-        sr_read: Shared<futures::future::BoxFuture<'static, SrResult>>,
         inventory: Option<Arc<Inventory>>,
     ) -> Result<HostSamples, HostFailure> {
         let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
@@ -262,33 +241,17 @@ impl Pool {
             reason: "parse",
             message: e.to_string(),
         })?;
-        let mut inventory = match inventory {
-            Some(inventory) => inventory,
-            None => timeout_at(deadline, self.inventory.get())
-                .await
-                .map_err(|_| HostFailure::from(xapi::Error::Timeout(self.timeout)))??,
-        };
-        let srs = match sr_read.await {
-            Ok(index) => index,
-            Err(_) => inventory.srs.clone(),
-        };
-        let mut samples = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
+        let inventory = inventory.unwrap_or_default();
+        // An owner the inventory does not know yet (a VM created a moment ago, whose event
+        // is still on its way) is named by its UUID for this one scrape, as the original
+        // exporter did: asking XAPI here would put an API call on the scrape path.
+        let samples = map_rrd(&parsed, &inventory, &inventory.srs, target.known.as_ref());
         if !samples.unknown_owners.is_empty() {
-            // A VM created or migrated in since the inventory was read: reload once (shared
-            // with the other hosts of this scrape) and map again with the new names.
-            match timeout_at(
-                deadline,
-                self.inventory.refresh_for_unknown(&samples.unknown_owners),
-            )
-            .await
-            {
-                Ok(Ok(fresh)) if !Arc::ptr_eq(&fresh, &inventory) => {
-                    inventory = fresh;
-                    samples = map_rrd(&parsed, &inventory, &srs, target.known.as_ref());
-                }
-                Ok(Ok(_)) | Err(_) => {}
-                Ok(Err(error)) => self.count_collector_error("inventory", &error),
-            }
+            tracing::debug!(
+                host = %samples.host.name,
+                unknown = samples.unknown_owners.len(),
+                "RRD owners not in the inventory yet; named by UUID"
+            );
         }
         let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
@@ -384,11 +347,17 @@ impl Pool {
                 },
             );
         }
-        let collector_errors = self
+        let mut collector_errors = self
             .collector_errors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        collector_errors.extend(
+            self.inventory
+                .errors()
+                .into_iter()
+                .map(|(reason, count)| (("events", reason), count)),
+        );
         for ((source, reason), count) in collector_errors {
             out.push(
                 "xen_collector_errors_total".into(),

@@ -65,6 +65,32 @@ pub struct Cli {
     )]
     pub halt_on_no_uuid: String,
 
+    /// Export PBD attachment (xen_pbd_attached): true or false.
+    #[arg(
+        long = "collector.pbd",
+        env = "XEN_COLLECT_PBD",
+        default_value = "true"
+    )]
+    pub collect_pbd: String,
+
+    /// Export multipath state and path counts (xen_host_multipath_enabled,
+    /// xen_sr_multipath_*): true or false.
+    #[arg(
+        long = "collector.multipath",
+        env = "XEN_COLLECT_MULTIPATH",
+        default_value = "true"
+    )]
+    pub collect_multipath: String,
+
+    /// Export storage targets (xen_sr_iscsi_target_info, xen_sr_nfs_target_info,
+    /// xen_sr_fc_info): true or false.
+    #[arg(
+        long = "collector.storage-targets",
+        env = "XEN_COLLECT_STORAGE_TARGETS",
+        default_value = "true"
+    )]
+    pub collect_storage_targets: String,
+
     /// Seconds allowed for each XAPI request, and so for each host in a scrape. Keep it below
     /// Prometheus' scrape timeout (10 s by default).
     #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
@@ -292,6 +318,29 @@ pub struct PoolConfig {
     pub halt_on_no_uuid: bool,
     /// Per-request (and per-host) timeout.
     pub timeout: Duration,
+    /// Optional record-derived families.
+    pub collectors: Collectors,
+}
+
+/// Switches for the optional families derived from XAPI records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Collectors {
+    /// `xen_pbd_attached`.
+    pub pbd: bool,
+    /// `xen_host_multipath_enabled`, `xen_sr_multipath_*`.
+    pub multipath: bool,
+    /// `xen_sr_iscsi_target_info`, `xen_sr_nfs_target_info`, `xen_sr_fc_info`.
+    pub storage_targets: bool,
+}
+
+impl Default for Collectors {
+    fn default() -> Self {
+        Collectors {
+            pbd: true,
+            multipath: true,
+            storage_targets: true,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -348,6 +397,19 @@ impl Config {
             "--xen.halt-on-no-uuid",
             &cli.halt_on_no_uuid,
         )?;
+        let collectors = Collectors {
+            pbd: parse_bool("XEN_COLLECT_PBD", "--collector.pbd", &cli.collect_pbd)?,
+            multipath: parse_bool(
+                "XEN_COLLECT_MULTIPATH",
+                "--collector.multipath",
+                &cli.collect_multipath,
+            )?,
+            storage_targets: parse_bool(
+                "XEN_COLLECT_STORAGE_TARGETS",
+                "--collector.storage-targets",
+                &cli.collect_storage_targets,
+            )?,
+        };
         let mode = match cli.xen_mode.trim().to_ascii_lowercase().as_str() {
             "host" => Mode::Host,
             "pool" => Mode::Pool,
@@ -431,6 +493,7 @@ impl Config {
                 mode,
                 halt_on_no_uuid,
                 timeout,
+                collectors,
             },
             listen: SocketAddr::new(bind, port),
             log_level: cli.log_level.clone(),
@@ -448,7 +511,7 @@ impl Config {
             (None, true) => "verified against system roots".to_string(),
         };
         format!(
-            "configuration OK\n  xen.host           {}\n  xen.user           {}\n  xen.password       {}\n  xen.mode           {}\n  xen.timeout        {:?}\n  xen.halt-on-no-uuid {}\n  tls                {}\n  listen             {}\n",
+            "configuration OK\n  xen.host           {}\n  xen.user           {}\n  xen.password       {}\n  xen.mode           {}\n  xen.timeout        {:?}\n  xen.halt-on-no-uuid {}\n  collectors         pbd={} multipath={} storage-targets={}\n  tls                {}\n  listen             {}\n",
             pool.endpoint,
             pool.user,
             if pool.password.expose().is_empty() {
@@ -462,6 +525,9 @@ impl Config {
             },
             pool.timeout,
             pool.halt_on_no_uuid,
+            pool.collectors.pbd,
+            pool.collectors.multipath,
+            pool.collectors.storage_targets,
             trust,
             self.listen,
         )

@@ -6,7 +6,7 @@
 //!
 //! - [`config`]: command line and `XEN_*` environment → a validated [`config::Config`].
 //! - [`xapi`]: talks to one pool over JSON-RPC and `/rrd_updates`; knows nothing of Prometheus.
-//! - [`inventory`]: the names of hosts, VMs and SRs, held between scrapes.
+//! - [`inventory`]: names and state of hosts, VMs, SRs, PBDs, kept live by `event.from`.
 //! - [`collect`]: one scrape: fan out to hosts, join RRD rows with names, produce families.
 //!   The only module that knows both XAPI and Prometheus.
 //! - [`metrics`]: the metric model, catalog and encoders; pure and synchronous.
@@ -31,14 +31,15 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use crate::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
 
 /// How long shutdown waits for the XAPI logout.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Exports the pool described by `pool` on `listener` until `shutdown` completes, then logs
 /// out of XAPI. The first login and inventory read start at once in the background, retried
-/// with back-off, so that `/-/ready` turns ready as soon as the pool answers.
+/// with back-off, so that `/-/ready` turns ready as soon as the pool answers; the inventory
+/// then follows XAPI's event stream.
 pub async fn run(
     pool: PoolConfig,
     listener: TcpListener,
@@ -53,25 +54,13 @@ pub async fn run(
         }
     );
     let pool = Arc::new(collect::Pool::new(&pool).map_err(std::io::Error::other)?);
-    let warm_up = tokio::spawn({
+    let inventory = tokio::spawn({
         let pool = pool.clone();
-        async move {
-            let mut delay = Duration::from_secs(1);
-            loop {
-                match pool.warm_up().await {
-                    Ok(()) => break,
-                    Err(error) => {
-                        tracing::warn!(reason = error.reason(), %error, retry_in = ?delay, "Cannot reach XAPI yet");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        }
+        async move { pool.follow_inventory().await }
     });
     let state = server::State::new(pool.clone(), &description);
     let served = server::serve(listener, server::router(state), shutdown).await;
-    warm_up.abort();
+    inventory.abort();
     if tokio::time::timeout(LOGOUT_TIMEOUT, pool.shutdown())
         .await
         .is_err()
@@ -97,5 +86,6 @@ pub fn simulator_pool(sim: &sim::Sim, mode: Mode, timeout: Duration) -> PoolConf
         mode,
         halt_on_no_uuid: false,
         timeout,
+        collectors: Collectors::default(),
     }
 }

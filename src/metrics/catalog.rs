@@ -516,10 +516,22 @@ static SPECS: &[Spec] = &[
         "Fraction of time the physical CPU spent in the P-state named by the metric, 0–1 (RRD cpu<N>-P<k>, average over the step).",
     ),
     gauge(
+        "xen_host_cpus",
+        "host, host_uuid",
+        "",
+        "Physical CPUs (threads) of the host (host record host_CPUs).",
+    ),
+    gauge(
         "xen_host_dcmi_power_reading",
         H,
         "W",
         "Host power draw read over IPMI DCMI, in watts (RRD DCMI-power-reading, average over the step).",
+    ),
+    gauge(
+        "xen_host_enabled",
+        "host, host_uuid",
+        "",
+        "1 if the host is enabled, 0 if disabled, e.g. in maintenance mode (host record enabled).",
     ),
     gauge(
         "xen_host_group_<g>_calls",
@@ -544,6 +556,12 @@ static SPECS: &[Spec] = &[
         H_SR,
         "requests",
         "I/O requests in flight from this host to the SR, in requests (RRD inflight_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_info",
+        "host, host_uuid, address, product_brand, product_version, xen_version, cpu_model",
+        "",
+        "Always 1; the labels describe the host: management address, product brand and version, Xen version and CPU model (host record software_version and cpu_info).",
     ),
     gauge(
         "xen_host_io_throughput_read",
@@ -594,6 +612,12 @@ static SPECS: &[Spec] = &[
         "Highest I/O latency over the SR's VDIs on this host, in μs (RRD latency_<sr8>, average over the step).",
     ),
     gauge(
+        "xen_host_live",
+        "host, host_uuid",
+        "",
+        "1 if the pool master hears the host's heartbeat, 0 if the host is down or unreachable (host_metrics record live).",
+    ),
+    gauge(
         "xen_host_loadavg",
         H,
         "load",
@@ -618,16 +642,34 @@ static SPECS: &[Spec] = &[
         "Memory that ballooning could still reclaim, the sum over VMs of target minus dynamic_min, in bytes (RRD memory_reclaimed_max, average over the step).",
     ),
     gauge(
+        "xen_host_memory_total_bytes",
+        "host, host_uuid",
+        "bytes",
+        "Physical memory of the host, in bytes (host_metrics record memory_total).",
+    ),
+    gauge(
         "xen_host_memory_total_kib",
         H,
         "KiB",
         "Total physical memory of the host, in KiB (RRD memory_total_kib, average over the step).",
     ),
     gauge(
+        "xen_host_multipath_enabled",
+        "host, host_uuid",
+        "",
+        "1 if storage multipathing is enabled on the host, else 0 (host record multipathing, or other_config multipathing on older hosts).",
+    ),
+    gauge(
         "xen_host_network_latency",
         H,
         "seconds",
         "HA network heartbeat latency, in seconds (RRD network/latency, HA only, average over the step).",
+    ),
+    gauge(
+        "xen_host_pif_attached",
+        "host, host_uuid, pif, vlan",
+        "",
+        "1 if the network interface is plugged, else 0 (PIF record currently_attached); vlan is empty for untagged interfaces.",
     ),
     gauge(
         "xen_host_pif_rx",
@@ -706,6 +748,12 @@ static SPECS: &[Spec] = &[
         H,
         "vCPUs",
         "Online vCPUs that are not blocked, a count (RRD running_vcpus, average over the step).",
+    ),
+    gauge(
+        "xen_host_running_vms",
+        "host, host_uuid",
+        "",
+        "Guests running on the host, control domains excluded (VM records power_state and resident_on).",
     ),
     gauge(
         "xen_host_scrape_duration_seconds",
@@ -888,6 +936,72 @@ static SPECS: &[Spec] = &[
         "Stack size of xenopsd-xc (VmStk), in KiB (RRD xenopsd-xc_vmstk, average over the step).",
     ),
     gauge(
+        "xen_pbd_attached",
+        "sr, sr_uuid, host, host_uuid, type",
+        "",
+        "1 if the host's PBD for the SR is plugged (currently_attached), 0 if detached: the host cannot reach that SR.",
+    ),
+    gauge(
+        "xen_pool_ha_enabled",
+        "pool, pool_uuid",
+        "",
+        "1 if high availability is enabled on the pool, else 0 (pool record ha_enabled).",
+    ),
+    gauge(
+        "xen_pool_hosts",
+        "pool, pool_uuid",
+        "",
+        "Hosts in the pool.",
+    ),
+    gauge(
+        "xen_pool_info",
+        "pool, pool_uuid, master, master_uuid, default_sr, default_sr_uuid",
+        "",
+        "Always 1; the labels name the pool, its master host and its default SR.",
+    ),
+    gauge(
+        "xen_sr_fc_info",
+        "sr, sr_uuid, scsi_id",
+        "",
+        "Always 1; the SCSI ID of the Fibre Channel / HBA LUN behind the SR (PBD device_config).",
+    ),
+    gauge(
+        "xen_sr_info",
+        "sr, sr_uuid, type, content_type, shared",
+        "",
+        "Always 1; the labels describe the SR: driver type, content type and whether every host shares it.",
+    ),
+    gauge(
+        "xen_sr_iscsi_target_info",
+        "sr, sr_uuid, target, iqn, port",
+        "",
+        "Always 1; the iSCSI target portal(s), IQN and port of the SR (PBD device_config).",
+    ),
+    gauge(
+        "xen_sr_multipath_active",
+        "sr, sr_uuid",
+        "",
+        "1 if any host reaches the SR through multipath (PBD other_config multipathed), else 0.",
+    ),
+    gauge(
+        "xen_sr_multipath_paths",
+        "sr, sr_uuid, host, host_uuid, scsi_id",
+        "",
+        "Multipath paths currently up from the host to the LUN (first number of PBD other_config mpath-<SCSIid>, written by storage manager).",
+    ),
+    gauge(
+        "xen_sr_multipath_paths_max",
+        "sr, sr_uuid, host, host_uuid, scsi_id",
+        "",
+        "Most multipath paths seen from the host to the LUN (second number of PBD other_config mpath-<SCSIid>); paths lost = this minus xen_sr_multipath_paths.",
+    ),
+    gauge(
+        "xen_sr_nfs_target_info",
+        "sr, sr_uuid, server, path",
+        "",
+        "Always 1; the NFS server and exported path of the SR (PBD device_config).",
+    ),
+    gauge(
         "xen_sr_physical_size",
         SR,
         "bytes",
@@ -898,6 +1012,12 @@ static SPECS: &[Spec] = &[
         SR,
         "bytes",
         "Physical space used on the SR, in bytes (SR record physical_utilisation, read when the records were last loaded).",
+    ),
+    gauge(
+        "xen_sr_vdis",
+        "sr, sr_uuid",
+        "",
+        "Virtual disk images (VDIs) on the SR, snapshots included (SR record VDIs).",
     ),
     gauge(
         "xen_sr_virtual_allocation",
@@ -918,10 +1038,28 @@ static SPECS: &[Spec] = &[
         "CPU time of the domain over wall time times its online vCPUs, 0–1 (RRD cpu_usage, average over the step).",
     ),
     gauge(
+        "xen_vm_info",
+        "vm, vm_uuid, host, host_uuid, os, domain_type, is_control_domain",
+        "",
+        "Always 1; the labels describe the VM: resident host (empty when not running), guest OS name from the guest agent, domain type, and whether it is a control domain (dom0).",
+    ),
+    gauge(
         "xen_vm_memory",
         VM,
         "bytes",
         "Memory currently allocated to the VM, in bytes (RRD memory, average over the step).",
+    ),
+    gauge(
+        "xen_vm_memory_dynamic_max_bytes",
+        "vm, vm_uuid",
+        "bytes",
+        "Dynamic maximum memory of the VM, in bytes (VM record memory_dynamic_max).",
+    ),
+    gauge(
+        "xen_vm_memory_dynamic_min_bytes",
+        "vm, vm_uuid",
+        "bytes",
+        "Dynamic minimum memory of the VM, in bytes (VM record memory_dynamic_min).",
     ),
     gauge(
         "xen_vm_memory_internal_free",
@@ -934,6 +1072,18 @@ static SPECS: &[Spec] = &[
         VM,
         "bytes",
         "Memory of the VM on the NUMA node named by the metric, in bytes (RRD memory_numa_node_<N>, average over the step).",
+    ),
+    gauge(
+        "xen_vm_memory_static_max_bytes",
+        "vm, vm_uuid",
+        "bytes",
+        "Static maximum memory of the VM, in bytes (VM record memory_static_max).",
+    ),
+    gauge(
+        "xen_vm_memory_static_min_bytes",
+        "vm, vm_uuid",
+        "bytes",
+        "Static minimum memory of the VM, in bytes (VM record memory_static_min).",
     ),
     gauge(
         "xen_vm_memory_target",
@@ -952,6 +1102,12 @@ static SPECS: &[Spec] = &[
         VM,
         "nodes",
         "NUMA nodes the VM's memory is spread over, a count (RRD numa_nodes, average over the step).",
+    ),
+    gauge(
+        "xen_vm_power_state",
+        "vm, vm_uuid, state",
+        "",
+        "Always 1; the state label is the VM's power state: running, halted, paused or suspended (VM record power_state). Templates and snapshots are not exported.",
     ),
     gauge(
         "xen_vm_runnable_any",
@@ -1000,6 +1156,12 @@ static SPECS: &[Spec] = &[
         VM,
         "fraction 0–1",
         "Fraction of time some vCPUs of the VM were running while the others were blocked (RRD runstate_partial_run, average over the step).",
+    ),
+    gauge(
+        "xen_vm_start_time_seconds",
+        "vm, vm_uuid",
+        "seconds",
+        "When the running VM's domain started, in seconds since the Unix epoch (VM_metrics record start_time); absent when the VM is not running.",
     ),
     gauge(
         "xen_vm_vbd_avgqu_sz",
@@ -1084,6 +1246,12 @@ static SPECS: &[Spec] = &[
         VM_VBD,
         "μs",
         "Write latency of the virtual disk, in μs (RRD vbd_<dev>_write_latency, average over the step).",
+    ),
+    gauge(
+        "xen_vm_vcpus",
+        "vm, vm_uuid",
+        "",
+        "Virtual CPUs of the VM: the running domain's count, or VCPUs_at_startup when it is not running.",
     ),
     gauge(
         "xen_vm_vif_rx",

@@ -130,6 +130,9 @@ struct Session {
 pub struct Client {
     rpc_http: reqwest::Client,
     rrd_http: reqwest::Client,
+    /// `event.from` long polls park a request for up to a minute: they get their own
+    /// connection so that they never queue scrape-time calls behind them.
+    event_http: reqwest::Client,
     endpoint: Endpoint,
     master: RwLock<Endpoint>,
     user: String,
@@ -155,6 +158,15 @@ impl Client {
             .map_err(|e| format!("HTTP client setup failed: {e}"))?;
         // xcp-rrdd closes the connection after each /rrd_updates reply although it says
         // keep-alive; reusing such a connection fails sporadically, so never pool them.
+        let event_http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls.clone())
+            .connect_timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("HTTP client setup failed: {e}"))?;
         let rrd_http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(config.timeout)
@@ -166,6 +178,7 @@ impl Client {
         Ok(Client {
             rpc_http,
             rrd_http,
+            event_http,
             endpoint: config.endpoint.clone(),
             master: RwLock::new(config.endpoint.clone()),
             user: config.user.clone(),
@@ -301,19 +314,30 @@ impl Client {
         method: &str,
         params: &[Value],
     ) -> Result<Decoded<T>, Error> {
+        self.rpc_on(&self.rpc_http, self.timeout, target, method, params)
+            .await
+    }
+
+    async fn rpc_on<T: DeserializeOwned>(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        target: &Endpoint,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Decoded<T>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = rpc::encode_request(method, params, id);
         let url = format!("{}/jsonrpc", target.base_url());
-        let response = self
-            .rpc_http
+        let response = http
             .post(url)
             .header("content-type", "application/json")
             .header("accept", "application/json")
-            .timeout(self.timeout)
+            .timeout(timeout)
             .body(body)
             .send()
             .await
-            .map_err(|e| Error::from_reqwest(e, self.timeout))?;
+            .map_err(|e| Error::from_reqwest(e, timeout))?;
         let status = response.status().as_u16();
         if status != 200 {
             return Err(Error::Http { status });
@@ -321,7 +345,7 @@ impl Client {
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| Error::from_reqwest(e, self.timeout))?;
+            .map_err(|e| Error::from_reqwest(e, timeout))?;
         rpc::decode_response(&bytes).map_err(Error::Decode)
     }
 
@@ -365,6 +389,51 @@ impl Client {
         class: &str,
     ) -> Result<records::Records<R>, Error> {
         self.call(&format!("{class}.get_all_records"), &[]).await
+    }
+
+    /// `event.from(classes, token, wait)`: the changes to objects of `classes` since `token`
+    /// (every object, as `add`, for an empty token), waiting up to `wait` seconds for one.
+    /// Unlike [`Client::call`] a `SESSION_INVALID` is returned, after logging in again, since
+    /// the caller must then re-read everything; the HTTP timeout is `wait` plus the request
+    /// timeout.
+    pub async fn event_from(
+        &self,
+        classes: &[&str],
+        token: &str,
+        wait: Duration,
+    ) -> Result<records::EventBatch, Error> {
+        let session = self.session().await?;
+        let params = [
+            Value::from(&*session.id),
+            Value::from(classes.to_vec()),
+            Value::from(token),
+            Value::from(wait.as_secs_f64()),
+        ];
+        let master = self.master();
+        match self
+            .rpc_on(
+                &self.event_http,
+                wait + self.timeout,
+                &master,
+                "event.from",
+                &params,
+            )
+            .await?
+        {
+            Decoded::Ok(batch) => Ok(batch),
+            Decoded::Failure(f) => {
+                if f.code == "SESSION_INVALID" || f.code == "HOST_IS_SLAVE" {
+                    if f.code == "HOST_IS_SLAVE"
+                        && let Some(address) = f.params.first()
+                    {
+                        *self.master.write().unwrap_or_else(|e| e.into_inner()) =
+                            self.endpoint.with_host(address);
+                    }
+                    self.relogin(&session).await?;
+                }
+                Err(Error::Api(f))
+            }
+        }
     }
 
     /// Fetches the `/rrd_updates` body of the host at `host`: its own RRD and those of the VMs

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 pub type Records<R> = HashMap<String, R>;
 
 /// `host` record fields.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Host {
     /// Host UUID (the `host:<uuid>` of its RRD legend).
@@ -18,10 +18,44 @@ pub struct Host {
     pub name_label: String,
     /// Management address other clients connect to (IP or name).
     pub address: String,
+    /// False while the host is in maintenance mode (disabled for new VMs).
+    pub enabled: bool,
+    /// Storage multipathing switched on (field since XenServer 7.x; older hosts only have
+    /// `other_config["multipathing"]`).
+    pub multipathing: Option<bool>,
+    /// Only the keys the exporter reads.
+    #[serde(deserialize_with = "host_other_config")]
+    pub other_config: HashMap<String, String>,
+    /// `product_version`, `product_brand`, `xen`, ...
+    #[serde(deserialize_with = "software_version")]
+    pub software_version: HashMap<String, String>,
+    /// `modelname`, `cpu_count`, ...
+    #[serde(deserialize_with = "cpu_info")]
+    pub cpu_info: HashMap<String, String>,
+    /// References of the physical CPUs.
+    #[serde(rename = "host_CPUs")]
+    pub host_cpus: Vec<String>,
+    /// Reference of its `host_metrics`.
+    pub metrics: String,
+}
+
+const HOST_OTHER_CONFIG: &[&str] = &["multipathing"];
+const SOFTWARE_VERSION: &[&str] = &["product_version", "product_brand", "xen"];
+const CPU_INFO: &[&str] = &["modelname", "cpu_count"];
+
+/// `host_metrics` record fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct HostMetrics {
+    /// The pool master hears from the host (heartbeat).
+    pub live: bool,
+    /// Bytes.
+    #[serde(deserialize_with = "int")]
+    pub memory_total: i64,
 }
 
 /// `VM` record fields.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Vm {
     /// VM UUID.
@@ -38,10 +72,53 @@ pub struct Vm {
     pub power_state: String,
     /// Host reference or `OpaqueRef:NULL`.
     pub resident_on: String,
+    /// `hvm`, `pv`, `pvh`, `pv_in_pvh` (since XenServer 7.5; empty before).
+    pub domain_type: String,
+    /// vCPUs at boot.
+    #[serde(rename = "VCPUs_at_startup", deserialize_with = "int")]
+    pub vcpus_at_startup: i64,
+    /// Bytes.
+    #[serde(deserialize_with = "int")]
+    pub memory_static_max: i64,
+    /// Bytes.
+    #[serde(deserialize_with = "int")]
+    pub memory_static_min: i64,
+    /// Bytes.
+    #[serde(deserialize_with = "int")]
+    pub memory_dynamic_max: i64,
+    /// Bytes.
+    #[serde(deserialize_with = "int")]
+    pub memory_dynamic_min: i64,
+    /// Reference of its `VM_metrics`.
+    pub metrics: String,
+    /// Reference of its `VM_guest_metrics` (`OpaqueRef:NULL` without guest tools).
+    pub guest_metrics: String,
 }
 
+/// `VM_metrics` record fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct VmMetrics {
+    /// vCPUs the running domain has now.
+    #[serde(rename = "VCPUs_number", deserialize_with = "int")]
+    pub vcpus_number: i64,
+    /// When the domain was started: XAPI's `19700101T00:00:00Z` form.
+    pub start_time: String,
+}
+
+/// `VM_guest_metrics` record fields.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct VmGuestMetrics {
+    /// `name`, `distro`, ... as the guest agent reports them.
+    #[serde(deserialize_with = "os_version")]
+    pub os_version: HashMap<String, String>,
+}
+
+const OS_VERSION: &[&str] = &["name"];
+
 /// `SR` record fields.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Sr {
     /// SR UUID.
@@ -53,6 +130,8 @@ pub struct Sr {
     pub sr_type: String,
     /// `user`, `iso`, `disk` or empty.
     pub content_type: String,
+    /// Reachable from every host of the pool.
+    pub shared: bool,
     /// Bytes.
     #[serde(deserialize_with = "int")]
     pub physical_size: i64,
@@ -62,10 +141,63 @@ pub struct Sr {
     /// Bytes.
     #[serde(deserialize_with = "int")]
     pub virtual_allocation: i64,
+    /// References of its VDIs.
+    #[serde(rename = "VDIs")]
+    pub vdis: Vec<String>,
+}
+
+/// `PBD` record fields: how one host reaches one SR.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Pbd {
+    /// PBD UUID.
+    pub uuid: String,
+    /// Host reference.
+    pub host: String,
+    /// SR reference.
+    #[serde(rename = "SR")]
+    pub sr: String,
+    /// Plugged.
+    pub currently_attached: bool,
+    /// Only the target keys: `device_config` also holds CHAP credentials, which must never
+    /// be kept, logged or exported.
+    #[serde(deserialize_with = "pbd_device_config")]
+    pub device_config: HashMap<String, String>,
+    /// `multipathed` and the `mpath-<SCSIid>` path counts storage manager writes.
+    #[serde(deserialize_with = "pbd_other_config")]
+    pub other_config: HashMap<String, String>,
+}
+
+const PBD_DEVICE_CONFIG: &[&str] = &[
+    "target",
+    "targetIQN",
+    "port",
+    "SCSIid",
+    "server",
+    "serverpath",
+];
+
+/// `PIF` record fields: a host's network interface (physical, bond or VLAN).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Pif {
+    /// PIF UUID.
+    pub uuid: String,
+    /// Interface name (`eth0`, `bond0`): the `pif` label of the RRD's `pif_<device>_*`.
+    pub device: String,
+    /// Host reference.
+    pub host: String,
+    /// VLAN tag; -1 for an untagged interface.
+    #[serde(rename = "VLAN", deserialize_with = "int")]
+    pub vlan: i64,
+    /// Plugged.
+    pub currently_attached: bool,
+    /// Carries the host's management traffic.
+    pub management: bool,
 }
 
 /// `pool` record fields.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Pool {
     /// Pool UUID.
@@ -74,6 +206,91 @@ pub struct Pool {
     pub name_label: String,
     /// Reference of the master host.
     pub master: String,
+    /// High availability switched on.
+    pub ha_enabled: bool,
+    /// Reference of the default SR (`OpaqueRef:NULL` when none).
+    #[serde(rename = "default_SR")]
+    pub default_sr: String,
+}
+
+fn host_other_config<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| HOST_OTHER_CONFIG.contains(&k))
+}
+
+fn software_version<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| SOFTWARE_VERSION.contains(&k))
+}
+
+fn cpu_info<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| CPU_INFO.contains(&k))
+}
+
+fn os_version<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| OS_VERSION.contains(&k))
+}
+
+/// Only the target keys: `device_config` also holds CHAP credentials, which must never be
+/// kept, logged or exported.
+fn pbd_device_config<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| {
+        PBD_DEVICE_CONFIG.contains(&k) && !k.to_ascii_lowercase().contains("secret")
+    })
+}
+
+fn pbd_other_config<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| k == "multipathed" || k.starts_with("mpath-"))
+}
+
+/// A string map reduced to the keys `keep` accepts, so that nothing else (secrets in
+/// particular) is ever held. Non-string values are skipped rather than failing the record.
+fn pick<'de, D: Deserializer<'de>>(
+    d: D,
+    keep: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, String>, D::Error> {
+    let all = Option::<HashMap<String, serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(all
+        .into_iter()
+        .filter(|(k, _)| keep(k))
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One `event.from` answer.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EventBatch {
+    /// Changes, oldest first, coalesced per object.
+    pub events: Vec<Event>,
+    /// Live objects per (lower-case) class, for every class.
+    #[serde(deserialize_with = "int_map")]
+    pub valid_ref_counts: HashMap<String, i64>,
+    /// Where the next call continues.
+    pub token: String,
+}
+
+/// One change of one object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Event {
+    /// Lower-case class name (`vm`, `host`, ...).
+    pub class: String,
+    /// `add`, `mod` or `del`.
+    pub operation: String,
+    /// The object's reference.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The whole record after the change; absent for `del`. Kept raw and decoded by class.
+    pub snapshot: Option<Box<serde_json::value::RawValue>>,
+}
+
+fn int_map<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, i64>, D::Error> {
+    #[derive(Deserialize)]
+    struct Int(#[serde(deserialize_with = "int")] i64);
+    let map = Option::<HashMap<String, Int>>::deserialize(d)?.unwrap_or_default();
+    Ok(map.into_iter().map(|(k, Int(v))| (k, v)).collect())
 }
 
 /// Reads an int64 that XML-RPC-era tooling may have turned into a string.

@@ -1,0 +1,690 @@
+//! The pool's inventory: names, identities and state of hosts, VMs, SRs, PBDs and PIFs, held
+//! between scrapes so that a scrape resolves a UUID with a map lookup and reads state without
+//! any API call. [`store`] holds the raw records, [`live`] keeps them current by following
+//! `event.from`, and this file derives the immutable snapshot scrapes read.
+
+pub mod live;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::xapi::records;
+
+use store::Store;
+
+/// A host as the scrape needs it.
+#[derive(Debug, Clone)]
+pub struct HostEntry {
+    /// Host UUID.
+    pub uuid: Arc<str>,
+    /// Display name.
+    pub name: Arc<str>,
+    /// `host.address`: where its `/rrd_updates` is served.
+    pub address: String,
+}
+
+/// A VM as the scrape needs it.
+#[derive(Debug, Clone)]
+pub struct VmEntry {
+    /// VM UUID.
+    pub uuid: Arc<str>,
+    /// Display name.
+    pub name: Arc<str>,
+}
+
+/// An SR as the scrape needs it.
+#[derive(Debug, Clone)]
+pub struct SrEntry {
+    /// SR UUID.
+    pub uuid: Arc<str>,
+    /// Display name.
+    pub name: Arc<str>,
+    /// Driver type (`type` label).
+    pub sr_type: Arc<str>,
+    /// Content type (`content_type` label).
+    pub content_type: Arc<str>,
+    /// Reachable from every host.
+    pub shared: bool,
+    /// Bytes.
+    pub physical_size: i64,
+    /// Bytes.
+    pub physical_utilisation: i64,
+    /// Bytes.
+    pub virtual_allocation: i64,
+    /// Number of VDIs.
+    pub vdis: usize,
+}
+
+/// SRs by UUID and by the 8-character prefix that host data sources carry.
+#[derive(Debug, Clone, Default)]
+pub struct SrIndex {
+    /// Every SR, sorted by UUID.
+    pub srs: Vec<SrEntry>,
+    by_uuid: HashMap<Arc<str>, usize>,
+    by_prefix: HashMap<String, Vec<usize>>,
+}
+
+impl SrIndex {
+    /// Indexes SR records.
+    pub fn new<'a>(records: impl IntoIterator<Item = &'a records::Sr>) -> SrIndex {
+        let mut srs: Vec<SrEntry> = records
+            .into_iter()
+            .filter(|r| !r.uuid.is_empty())
+            .map(|r| SrEntry {
+                uuid: Arc::from(r.uuid.as_str()),
+                name: Arc::from(r.name_label.as_str()),
+                sr_type: Arc::from(r.sr_type.as_str()),
+                content_type: Arc::from(r.content_type.as_str()),
+                shared: r.shared,
+                physical_size: r.physical_size,
+                physical_utilisation: r.physical_utilisation,
+                virtual_allocation: r.virtual_allocation,
+                vdis: r.vdis.len(),
+            })
+            .collect();
+        srs.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+        let mut by_uuid = HashMap::with_capacity(srs.len());
+        let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::with_capacity(srs.len());
+        for (i, sr) in srs.iter().enumerate() {
+            by_uuid.insert(sr.uuid.clone(), i);
+            if let Some(prefix) = sr.uuid.get(..8) {
+                by_prefix.entry(prefix.to_string()).or_default().push(i);
+            }
+        }
+        SrIndex {
+            srs,
+            by_uuid,
+            by_prefix,
+        }
+    }
+
+    /// The SR with this full UUID.
+    pub fn by_uuid(&self, uuid: &str) -> Option<&SrEntry> {
+        self.by_uuid.get(uuid).map(|&i| &self.srs[i])
+    }
+
+    /// The one SR whose UUID starts with `prefix`; `None` when none or several do.
+    pub fn by_prefix(&self, prefix: &str) -> Option<&SrEntry> {
+        match self.by_prefix.get(prefix).map(Vec::as_slice) {
+            Some([only]) => Some(&self.srs[*only]),
+            _ => None,
+        }
+    }
+}
+
+/// A name and UUID pair, as labels carry them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Named {
+    /// Display name.
+    pub name: Arc<str>,
+    /// UUID.
+    pub uuid: Arc<str>,
+}
+
+/// The pool object.
+#[derive(Debug, Clone)]
+pub struct PoolState {
+    /// Pool name and UUID.
+    pub pool: Named,
+    /// The master host, if its record is known.
+    pub master: Option<Named>,
+    /// High availability on.
+    pub ha_enabled: bool,
+    /// The default SR, if one is set and known.
+    pub default_sr: Option<Named>,
+}
+
+/// A host's state.
+#[derive(Debug, Clone)]
+pub struct HostState {
+    /// Name, UUID, address.
+    pub host: HostEntry,
+    /// Not in maintenance mode.
+    pub enabled: bool,
+    /// From `host_metrics.live`; `None` when its metrics record is missing.
+    pub live: Option<bool>,
+    /// Bytes, from `host_metrics`.
+    pub memory_total: Option<i64>,
+    /// Physical CPUs (`host_CPUs`, else `cpu_info.cpu_count`).
+    pub cpu_count: usize,
+    /// `cpu_info.modelname`.
+    pub cpu_model: Arc<str>,
+    /// `software_version.product_brand` (XCP-ng, XenServer, ...).
+    pub product_brand: Arc<str>,
+    /// `software_version.product_version`.
+    pub product_version: Arc<str>,
+    /// `software_version.xen`.
+    pub xen_version: Arc<str>,
+    /// Storage multipathing on.
+    pub multipathing: bool,
+    /// Guests (control domains excluded) running on it.
+    pub running_vms: usize,
+}
+
+/// A VM's state (templates and snapshots are not VMs).
+#[derive(Debug, Clone)]
+pub struct VmState {
+    /// Name and UUID.
+    pub vm: Named,
+    /// `running`, `halted`, `paused`, `suspended` (XAPI's power state, lower-cased).
+    pub power_state: Arc<str>,
+    /// The host it runs on; `None` when halted or suspended.
+    pub resident_on: Option<Named>,
+    /// A host's dom0 (or a driver domain).
+    pub is_control_domain: bool,
+    /// `hvm`, `pv`, `pvh`, `pv_in_pvh`; empty before XenServer 7.5.
+    pub domain_type: Arc<str>,
+    /// `os_version.name` from the guest agent; empty without one.
+    pub os_name: Arc<str>,
+    /// vCPUs now (running) or at start-up (otherwise).
+    pub vcpus: i64,
+    /// Bytes.
+    pub memory_static_max: i64,
+    /// Bytes.
+    pub memory_static_min: i64,
+    /// Bytes.
+    pub memory_dynamic_max: i64,
+    /// Bytes.
+    pub memory_dynamic_min: i64,
+    /// Unix seconds the running domain started; `None` when not running or unknown.
+    pub start_time: Option<i64>,
+}
+
+/// What a PBD's `device_config` says about where the SR lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageTarget {
+    /// iSCSI (`target` may list several portals, comma-separated).
+    Iscsi {
+        /// Portal address(es).
+        target: Arc<str>,
+        /// Target IQN.
+        iqn: Arc<str>,
+        /// TCP port (3260 when not given).
+        port: Arc<str>,
+    },
+    /// NFS.
+    Nfs {
+        /// Server name or address.
+        server: Arc<str>,
+        /// Exported path.
+        path: Arc<str>,
+    },
+    /// Fibre Channel / HBA LUN.
+    Fc {
+        /// SCSI ID of the LUN.
+        scsi_id: Arc<str>,
+    },
+    /// Local or anything else.
+    Other,
+}
+
+/// One LUN's multipath path counts on one PBD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathCount {
+    /// SCSI ID of the LUN.
+    pub scsi_id: Arc<str>,
+    /// Paths up now.
+    pub active: u32,
+    /// Most paths ever seen.
+    pub max: u32,
+}
+
+/// A PBD: one host's connection to one SR.
+#[derive(Debug, Clone)]
+pub struct PbdState {
+    /// The SR (name, UUID).
+    pub sr: Named,
+    /// The SR's driver type.
+    pub sr_type: Arc<str>,
+    /// The host (name, UUID).
+    pub host: Named,
+    /// Plugged.
+    pub attached: bool,
+    /// `other_config["multipathed"]`: multipath active on this PBD.
+    pub multipathed: bool,
+    /// `other_config["mpath-<SCSIid>"]` entries.
+    pub paths: Vec<PathCount>,
+    /// From `device_config`.
+    pub target: StorageTarget,
+}
+
+/// A host network interface.
+#[derive(Debug, Clone)]
+pub struct PifState {
+    /// The host (name, UUID).
+    pub host: Named,
+    /// `eth0`, `bond0`, ...
+    pub device: Arc<str>,
+    /// VLAN tag, `None` for untagged.
+    pub vlan: Option<i64>,
+    /// Plugged.
+    pub attached: bool,
+    /// Carries management traffic.
+    pub management: bool,
+}
+
+/// What XAPI records say beyond names: the source of the state families.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// The pool, if its record is known.
+    pub pool: Option<PoolState>,
+    /// Every host.
+    pub hosts: Vec<HostState>,
+    /// Every VM, templates and snapshots excluded.
+    pub vms: Vec<VmState>,
+    /// Every PBD whose SR and host are known.
+    pub pbds: Vec<PbdState>,
+    /// Every PIF whose host is known.
+    pub pifs: Vec<PifState>,
+}
+
+/// One consistent view of the pool.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Hosts sorted by name, then UUID.
+    pub hosts: Vec<HostEntry>,
+    hosts_by_uuid: HashMap<Arc<str>, usize>,
+    vms_by_uuid: HashMap<Arc<str>, VmEntry>,
+    /// UUID of the pool master.
+    pub master_uuid: Option<Arc<str>>,
+    /// SRs.
+    pub srs: Arc<SrIndex>,
+    /// Everything else the records say.
+    pub state: State,
+}
+
+impl Inventory {
+    /// Builds an inventory from the main record classes only (no metrics records, PBDs or
+    /// PIFs): what the original exporter read.
+    pub fn new(
+        pools: records::Records<records::Pool>,
+        hosts: records::Records<records::Host>,
+        vms: records::Records<records::Vm>,
+        srs: records::Records<records::Sr>,
+    ) -> Inventory {
+        Inventory::from_store(&Store {
+            pools,
+            hosts,
+            vms,
+            srs,
+            ..Store::default()
+        })
+    }
+
+    /// Derives the snapshot from every record table.
+    pub fn from_store(store: &Store) -> Inventory {
+        let named_host = |reference: &str| {
+            store.hosts.get(reference).map(|h| Named {
+                name: Arc::from(h.name_label.as_str()),
+                uuid: Arc::from(h.uuid.as_str()),
+            })
+        };
+        let pool_record = store.pools.values().next();
+        let master_uuid = pool_record
+            .and_then(|p| store.hosts.get(&p.master))
+            .map(|h| Arc::from(h.uuid.as_str()));
+        let mut host_list: Vec<HostEntry> = store
+            .hosts
+            .values()
+            .filter(|h| !h.uuid.is_empty())
+            .map(|h| HostEntry {
+                uuid: Arc::from(h.uuid.as_str()),
+                name: Arc::from(h.name_label.as_str()),
+                address: h.address.clone(),
+            })
+            .collect();
+        host_list.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.uuid.cmp(&b.uuid)));
+        let hosts_by_uuid = host_list
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.uuid.clone(), i))
+            .collect();
+        // Templates and snapshots have no RRD and no state worth exporting.
+        let is_vm = |v: &&records::Vm| !v.is_a_template && !v.is_a_snapshot && !v.uuid.is_empty();
+        let vms_by_uuid = store
+            .vms
+            .values()
+            .filter(is_vm)
+            .map(|v| {
+                let uuid: Arc<str> = Arc::from(v.uuid.as_str());
+                (
+                    uuid.clone(),
+                    VmEntry {
+                        uuid,
+                        name: Arc::from(v.name_label.as_str()),
+                    },
+                )
+            })
+            .collect();
+        let srs = Arc::new(SrIndex::new(store.srs.values()));
+
+        let mut running: HashMap<&str, usize> = HashMap::new();
+        for vm in store.vms.values().filter(is_vm) {
+            if !vm.is_control_domain && vm.power_state.eq_ignore_ascii_case("running") {
+                *running.entry(vm.resident_on.as_str()).or_default() += 1;
+            }
+        }
+        let hosts = store
+            .hosts
+            .iter()
+            .filter(|(_, h)| !h.uuid.is_empty())
+            .map(|(reference, h)| {
+                let metrics = store.host_metrics.get(&h.metrics);
+                let text = |map: &HashMap<String, String>, key: &str| {
+                    Arc::from(map.get(key).map_or("", String::as_str))
+                };
+                HostState {
+                    host: HostEntry {
+                        uuid: Arc::from(h.uuid.as_str()),
+                        name: Arc::from(h.name_label.as_str()),
+                        address: h.address.clone(),
+                    },
+                    enabled: h.enabled,
+                    live: metrics.map(|m| m.live),
+                    memory_total: metrics.map(|m| m.memory_total).filter(|m| *m > 0),
+                    cpu_count: if h.host_cpus.is_empty() {
+                        h.cpu_info
+                            .get("cpu_count")
+                            .and_then(|c| c.trim().parse().ok())
+                            .unwrap_or(0)
+                    } else {
+                        h.host_cpus.len()
+                    },
+                    cpu_model: text(&h.cpu_info, "modelname"),
+                    product_brand: text(&h.software_version, "product_brand"),
+                    product_version: text(&h.software_version, "product_version"),
+                    xen_version: text(&h.software_version, "xen"),
+                    multipathing: h.multipathing.unwrap_or_else(|| {
+                        h.other_config
+                            .get("multipathing")
+                            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+                    }),
+                    running_vms: running.get(reference.as_str()).copied().unwrap_or(0),
+                }
+            })
+            .collect();
+        let vms = store
+            .vms
+            .values()
+            .filter(is_vm)
+            .map(|v| {
+                let power_state = v.power_state.to_ascii_lowercase();
+                let resident_on = named_host(&v.resident_on);
+                let metrics = store.vm_metrics.get(&v.metrics);
+                let live = matches!(power_state.as_str(), "running" | "paused");
+                VmState {
+                    vm: Named {
+                        name: Arc::from(v.name_label.as_str()),
+                        uuid: Arc::from(v.uuid.as_str()),
+                    },
+                    resident_on,
+                    is_control_domain: v.is_control_domain,
+                    domain_type: Arc::from(v.domain_type.as_str()),
+                    os_name: Arc::from(
+                        store
+                            .vm_guest_metrics
+                            .get(&v.guest_metrics)
+                            .and_then(|g| g.os_version.get("name"))
+                            .map_or("", String::as_str),
+                    ),
+                    vcpus: metrics
+                        .map(|m| m.vcpus_number)
+                        .filter(|n| live && *n > 0)
+                        .unwrap_or(v.vcpus_at_startup),
+                    memory_static_max: v.memory_static_max,
+                    memory_static_min: v.memory_static_min,
+                    memory_dynamic_max: v.memory_dynamic_max,
+                    memory_dynamic_min: v.memory_dynamic_min,
+                    start_time: metrics
+                        .and_then(|m| parse_xapi_time(&m.start_time))
+                        .filter(|t| live && *t > 0),
+                    power_state: Arc::from(power_state),
+                }
+            })
+            .collect();
+        let pbds = store
+            .pbds
+            .values()
+            .filter_map(|p| {
+                let sr = store.srs.get(&p.sr)?;
+                let host = named_host(&p.host)?;
+                let mut paths: Vec<PathCount> = p
+                    .other_config
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let scsi_id = k.strip_prefix("mpath-")?;
+                        let (active, max) = parse_path_counts(v)?;
+                        Some(PathCount {
+                            scsi_id: Arc::from(scsi_id),
+                            active,
+                            max,
+                        })
+                    })
+                    .collect();
+                paths.sort_by(|a, b| a.scsi_id.cmp(&b.scsi_id));
+                Some(PbdState {
+                    sr: Named {
+                        name: Arc::from(sr.name_label.as_str()),
+                        uuid: Arc::from(sr.uuid.as_str()),
+                    },
+                    sr_type: Arc::from(sr.sr_type.as_str()),
+                    host,
+                    attached: p.currently_attached,
+                    multipathed: p
+                        .other_config
+                        .get("multipathed")
+                        .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                    paths,
+                    target: storage_target(&p.device_config),
+                })
+            })
+            .collect();
+        let pifs = store
+            .pifs
+            .values()
+            .filter_map(|p| {
+                Some(PifState {
+                    host: named_host(&p.host)?,
+                    device: Arc::from(p.device.as_str()),
+                    vlan: (p.vlan >= 0).then_some(p.vlan),
+                    attached: p.currently_attached,
+                    management: p.management,
+                })
+            })
+            .collect();
+        let pool = pool_record.map(|p| PoolState {
+            pool: Named {
+                name: Arc::from(p.name_label.as_str()),
+                uuid: Arc::from(p.uuid.as_str()),
+            },
+            master: named_host(&p.master),
+            ha_enabled: p.ha_enabled,
+            default_sr: store.srs.get(&p.default_sr).map(|s| Named {
+                name: Arc::from(s.name_label.as_str()),
+                uuid: Arc::from(s.uuid.as_str()),
+            }),
+        });
+        Inventory {
+            hosts: host_list,
+            hosts_by_uuid,
+            vms_by_uuid,
+            master_uuid,
+            srs,
+            state: State {
+                pool,
+                hosts,
+                vms,
+                pbds,
+                pifs,
+            },
+        }
+    }
+
+    /// The host with this UUID.
+    pub fn host(&self, uuid: &str) -> Option<&HostEntry> {
+        self.hosts_by_uuid.get(uuid).map(|&i| &self.hosts[i])
+    }
+
+    /// The VM with this UUID.
+    pub fn vm(&self, uuid: &str) -> Option<&VmEntry> {
+        self.vms_by_uuid.get(uuid)
+    }
+
+    /// The host whose `address` is `address` (case-insensitive, brackets ignored).
+    pub fn host_by_address(&self, address: &str) -> Option<&HostEntry> {
+        let address = address.trim_start_matches('[').trim_end_matches(']');
+        self.hosts
+            .iter()
+            .find(|h| h.address.eq_ignore_ascii_case(address))
+    }
+
+    /// Number of VMs known (templates and snapshots excluded).
+    pub fn vm_count(&self) -> usize {
+        self.vms_by_uuid.len()
+    }
+}
+
+/// Where the SR behind a PBD lives, from the target keys of its `device_config`.
+fn storage_target(config: &HashMap<String, String>) -> StorageTarget {
+    let get = |k: &str| config.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    if let (Some(target), Some(iqn)) = (get("target"), get("targetIQN")) {
+        return StorageTarget::Iscsi {
+            target: Arc::from(target),
+            iqn: Arc::from(iqn),
+            port: Arc::from(get("port").unwrap_or("3260")),
+        };
+    }
+    if let (Some(server), Some(path)) = (get("server"), get("serverpath")) {
+        return StorageTarget::Nfs {
+            server: Arc::from(server),
+            path: Arc::from(path),
+        };
+    }
+    if let Some(scsi_id) = get("SCSIid") {
+        return StorageTarget::Fc {
+            scsi_id: Arc::from(scsi_id),
+        };
+    }
+    StorageTarget::Other
+}
+
+/// Storage manager's `"[active, max]"` path counts.
+pub fn parse_path_counts(text: &str) -> Option<(u32, u32)> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    let (active, max) = inner.split_once(',')?;
+    Some((active.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+/// XAPI's date-time, `YYYYMMDDTHH:MM:SSZ` (also with dashes, fractions or no `Z`), as Unix
+/// seconds; `None` for anything else.
+pub fn parse_xapi_time(text: &str) -> Option<i64> {
+    let text = text.trim().trim_end_matches('Z');
+    let (date, time) = text.split_once('T')?;
+    let date: String = date.chars().filter(|c| *c != '-').collect();
+    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let year: i64 = date[..4].parse().ok()?;
+    let month: i64 = date[4..6].parse().ok()?;
+    let day: i64 = date[6..].parse().ok()?;
+    let time = time.split(['.', '+']).next()?;
+    let mut parts = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian), after H. Hinnant's algorithm.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xapi_times_and_path_counts() {
+        assert_eq!(parse_xapi_time("19700101T00:00:00Z"), Some(0));
+        assert_eq!(parse_xapi_time("20261126T06:47:42Z"), Some(1_795_675_662));
+        assert_eq!(
+            parse_xapi_time("2026-11-26T06:47:42.123Z"),
+            Some(1_795_675_662)
+        );
+        assert_eq!(parse_xapi_time("20000229T12:00:00Z"), Some(951_825_600));
+        assert_eq!(parse_xapi_time("yesterday"), None);
+        assert_eq!(parse_xapi_time("20261326T06:47:42Z"), None);
+        assert_eq!(parse_path_counts("[2, 4]"), Some((2, 4)));
+        assert_eq!(parse_path_counts(" [4,4] "), Some((4, 4)));
+        assert_eq!(parse_path_counts("[a, 4]"), None);
+        assert_eq!(parse_path_counts("2/4"), None);
+    }
+
+    fn sr(uuid: &str) -> records::Sr {
+        records::Sr {
+            uuid: uuid.into(),
+            name_label: format!("SR {uuid}"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn sr_prefix_resolves_only_when_unique() {
+        let mut records = records::Records::new();
+        records.insert("a".into(), sr("aaaaaaaa-1111-4000-8000-000000000001"));
+        records.insert("b".into(), sr("bbbbbbbb-1111-4000-8000-000000000001"));
+        records.insert("c".into(), sr("bbbbbbbb-2222-4000-8000-000000000002"));
+        let index = SrIndex::new(records.values());
+        assert_eq!(
+            &*index.by_prefix("aaaaaaaa").unwrap().uuid,
+            "aaaaaaaa-1111-4000-8000-000000000001"
+        );
+        assert!(index.by_prefix("bbbbbbbb").is_none());
+        assert!(index.by_prefix("cccccccc").is_none());
+        assert!(
+            index
+                .by_uuid("bbbbbbbb-2222-4000-8000-000000000002")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn templates_and_snapshots_are_not_vms() {
+        let mut vms = records::Records::new();
+        vms.insert(
+            "1".into(),
+            records::Vm {
+                uuid: "t".into(),
+                is_a_template: true,
+                ..Default::default()
+            },
+        );
+        vms.insert(
+            "2".into(),
+            records::Vm {
+                uuid: "v".into(),
+                name_label: "web".into(),
+                ..Default::default()
+            },
+        );
+        let inv = Inventory::new(
+            Default::default(),
+            Default::default(),
+            vms,
+            Default::default(),
+        );
+        assert!(inv.vm("t").is_none());
+        assert_eq!(&*inv.vm("v").unwrap().name, "web");
+    }
+}

@@ -1,0 +1,199 @@
+//! The raw record tables the inventory is derived from, keyed by object reference, and how an
+//! `event.from` change is applied to them. Pure: no I/O.
+
+use crate::xapi::records::{
+    Event, Host, HostMetrics, Pbd, Pif, Pool, Records, Sr, Vm, VmGuestMetrics, VmMetrics,
+};
+
+/// The classes the inventory follows, as `event.from` names them.
+pub const CLASSES: &[&str] = &[
+    "pool",
+    "host",
+    "host_metrics",
+    "vm",
+    "vm_metrics",
+    "vm_guest_metrics",
+    "sr",
+    "pbd",
+    "pif",
+];
+
+/// Every record of every followed class, reduced to the fields the exporter reads.
+#[derive(Debug, Clone, Default)]
+pub struct Store {
+    /// `pool` (one).
+    pub pools: Records<Pool>,
+    /// `host`.
+    pub hosts: Records<Host>,
+    /// `host_metrics`.
+    pub host_metrics: Records<HostMetrics>,
+    /// `VM`, templates and snapshots included.
+    pub vms: Records<Vm>,
+    /// `VM_metrics`.
+    pub vm_metrics: Records<VmMetrics>,
+    /// `VM_guest_metrics`.
+    pub vm_guest_metrics: Records<VmGuestMetrics>,
+    /// `SR`.
+    pub srs: Records<Sr>,
+    /// `PBD`.
+    pub pbds: Records<Pbd>,
+    /// `PIF`.
+    pub pifs: Records<Pif>,
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// `add`/`mod` without a snapshot, or one that does not decode as that class.
+    #[error("malformed {class} snapshot for {reference}: {detail}")]
+    Snapshot {
+        /// Event class.
+        class: String,
+        /// Object reference.
+        reference: String,
+        /// Decoder message.
+        detail: String,
+    },
+}
+
+impl Store {
+    /// Applies one change; returns whether anything the exporter reads changed, so that a
+    /// flood of irrelevant updates (guest agents refresh their metrics every minute) does
+    /// not rebuild the inventory. Classes the store does not follow are ignored.
+    pub fn apply(&mut self, event: &Event) -> Result<bool, ApplyError> {
+        match event.class.to_ascii_lowercase().as_str() {
+            "pool" => apply_to(&mut self.pools, event),
+            "host" => apply_to(&mut self.hosts, event),
+            "host_metrics" => apply_to(&mut self.host_metrics, event),
+            "vm" => apply_to(&mut self.vms, event),
+            "vm_metrics" => apply_to(&mut self.vm_metrics, event),
+            "vm_guest_metrics" => apply_to(&mut self.vm_guest_metrics, event),
+            "sr" => apply_to(&mut self.srs, event),
+            "pbd" => apply_to(&mut self.pbds, event),
+            "pif" => apply_to(&mut self.pifs, event),
+            _ => Ok(false),
+        }
+    }
+}
+
+fn apply_to<R>(table: &mut Records<R>, event: &Event) -> Result<bool, ApplyError>
+where
+    R: serde::de::DeserializeOwned + PartialEq,
+{
+    if event.operation == "del" {
+        return Ok(table.remove(&event.reference).is_some());
+    }
+    let malformed = |detail: String| ApplyError::Snapshot {
+        class: event.class.clone(),
+        reference: event.reference.clone(),
+        detail,
+    };
+    let raw = event
+        .snapshot
+        .as_ref()
+        .ok_or_else(|| malformed(format!("{} event without snapshot", event.operation)))?;
+    let record: R = serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
+    if table.get(&event.reference) == Some(&record) {
+        return Ok(false);
+    }
+    table.insert(event.reference.clone(), record);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(class: &str, operation: &str, reference: &str, snapshot: Option<&str>) -> Event {
+        Event {
+            class: class.into(),
+            operation: operation.into(),
+            reference: reference.into(),
+            snapshot: snapshot.map(|s| serde_json::value::RawValue::from_string(s.into()).unwrap()),
+        }
+    }
+
+    #[test]
+    fn add_mod_del_and_irrelevant_changes() {
+        let mut store = Store::default();
+        let add = event(
+            "VM",
+            "add",
+            "OpaqueRef:1",
+            Some(r#"{"uuid":"u1","name_label":"web","power_state":"Running","other_config":{}}"#),
+        );
+        assert_eq!(store.apply(&add), Ok(true));
+        assert_eq!(store.vms["OpaqueRef:1"].name_label, "web");
+        // A field the exporter does not keep changed: nothing to rebuild.
+        let same = event(
+            "vm",
+            "mod",
+            "OpaqueRef:1",
+            Some(r#"{"uuid":"u1","name_label":"web","power_state":"Running","tags":["x"]}"#),
+        );
+        assert_eq!(store.apply(&same), Ok(false));
+        let renamed = event(
+            "vm",
+            "mod",
+            "OpaqueRef:1",
+            Some(r#"{"uuid":"u1","name_label":"db","power_state":"Running"}"#),
+        );
+        assert_eq!(store.apply(&renamed), Ok(true));
+        assert_eq!(store.vms["OpaqueRef:1"].name_label, "db");
+        assert_eq!(
+            store.apply(&event("vm", "del", "OpaqueRef:1", None)),
+            Ok(true)
+        );
+        assert!(store.vms.is_empty());
+        assert_eq!(
+            store.apply(&event("vm", "del", "OpaqueRef:1", None)),
+            Ok(false)
+        );
+        assert_eq!(
+            store.apply(&event("message", "add", "OpaqueRef:m", Some("{}"))),
+            Ok(false)
+        );
+    }
+
+    #[test]
+    fn a_bad_snapshot_is_an_error_not_a_panic() {
+        let mut store = Store::default();
+        assert!(
+            store
+                .apply(&event("sr", "add", "OpaqueRef:s", None))
+                .is_err()
+        );
+        assert!(
+            store
+                .apply(&event("sr", "mod", "OpaqueRef:s", Some(r#"{"uuid": 5}"#)))
+                .is_err()
+        );
+        assert!(store.srs.is_empty());
+    }
+
+    #[test]
+    fn pbd_secrets_are_never_kept() {
+        let mut store = Store::default();
+        let add = event(
+            "pbd",
+            "add",
+            "OpaqueRef:p",
+            Some(
+                r#"{"uuid":"p","host":"OpaqueRef:h","SR":"OpaqueRef:s","currently_attached":true,
+                "device_config":{"target":"10.0.0.1","targetIQN":"iqn.x","port":"3260","SCSIid":"36a",
+                "chapuser":"u","chappassword":"hunter2","chappassword_secret":"OpaqueRef:sec"},
+                "other_config":{"multipathed":"true","mpath-36a":"[2, 4]","iscsi_sessions":"2"}}"#,
+            ),
+        );
+        assert_eq!(store.apply(&add), Ok(true));
+        let pbd = &store.pbds["OpaqueRef:p"];
+        let debug = format!("{pbd:?}");
+        assert!(
+            !debug.contains("hunter2") && !debug.contains("chap"),
+            "{debug}"
+        );
+        assert_eq!(pbd.device_config["targetIQN"], "iqn.x");
+        assert_eq!(pbd.other_config["mpath-36a"], "[2, 4]");
+        assert!(!pbd.other_config.contains_key("iscsi_sessions"));
+    }
+}
