@@ -9,4 +9,5 @@ mod golden;
 mod harness;
 mod http;
 mod scrape;
+mod state;
 mod tidy;

@@ -71,7 +71,7 @@ const LAYERS: &[(&str, &[&str])] = &[
         "src/xapi/",
         &["inventory", "collect", "metrics", "server", "sim"],
     ),
-    ("src/inventory.rs", &["collect", "metrics", "server", "sim"]),
+    ("src/inventory/", &["collect", "metrics", "server", "sim"]),
     (
         "src/metrics/",
         &["config", "xapi", "inventory", "collect", "server", "sim"],
