@@ -206,14 +206,17 @@ async fn json_rpc_login_records_logout() {
     assert_eq!(mi["error"]["message"], "RBAC_PERMISSION_DENIED");
 
     let pbds = call(&c, &base, "PBD.get_all_records", json!([session])).await;
-    let mpath = pbds["result"]
+    let mpaths: Vec<String> = pbds["result"]
         .as_object()
         .expect("pbds")
         .values()
         .filter_map(|p| p["other_config"].as_object())
         .flat_map(|o| o.iter())
-        .find(|(k, _)| k.starts_with("mpath-"));
-    assert_eq!(mpath.map(|(_, v)| v.clone()), Some(json!("[2, 2]")));
+        .filter(|(k, _)| k.starts_with("mpath-"))
+        .filter_map(|(_, v)| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(mpaths.len(), 4, "iSCSI and FC PBDs on 2 hosts: {mpaths:?}");
+    assert!(mpaths.iter().all(|v| v == "[2, 2]" || v == "[4, 4]"));
     let srs = call(&c, &base, "SR.get_all_records", json!([session])).await;
     let types: Vec<&str> = srs["result"]
         .as_object()
@@ -221,7 +224,7 @@ async fn json_rpc_login_records_logout() {
         .values()
         .filter_map(|s| s["type"].as_str())
         .collect();
-    for ty in ["ext", "udev", "nfs", "lvmoiscsi", "iso"] {
+    for ty in ["ext", "udev", "nfs", "lvmoiscsi", "lvmohba", "iso"] {
         assert!(types.contains(&ty), "{ty} in {types:?}");
     }
     for class in [
@@ -551,8 +554,8 @@ async fn rrd_updates_current_generation() {
             .iter()
             .filter(|l| l.starts_with(&format!("AVERAGE:host:{host0}:iops_read_")))
             .count(),
-        3,
-        "ext, nfs, iSCSI"
+        4,
+        "ext, nfs, iSCSI, FC"
     );
     assert_eq!(
         legend

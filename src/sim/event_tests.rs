@@ -1,0 +1,2 @@
+//! Loopback tests of event.from, event.inject, the event-stream faults and the runtime
+//! mutators.
