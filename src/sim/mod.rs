@@ -2,11 +2,14 @@
 //! loopback address and speaks XAPI's wire formats (JSON-RPC, XML-RPC, `/rrd_updates` in
 //! three generations, stunnel-like TLS). Shares no types with the client modules.
 //!
-//! Layout: `model` holds the pool, `records` turns it into XenAPI records, `rpc`
-//! dispatches methods, `rrd` renders `/rrd_updates`, `server` is the HTTP/TLS front,
-//! `state` the shared mutable state (sessions, counters, faults).
+//! Layout: `model` holds the pool and `mutate` its runtime changes, `records` turns it into
+//! XenAPI records, `events` derives `event.from` from record changes, `rpc` dispatches
+//! methods, `rrd` renders `/rrd_updates`, `server` is the HTTP/TLS front, `state` the
+//! shared mutable state (sessions, counters, faults).
 
+mod events;
 mod model;
+mod mutate;
 mod numfmt;
 mod records;
 mod rng;
@@ -17,6 +20,8 @@ mod state;
 mod tls;
 mod wire;
 
+#[cfg(test)]
+mod event_tests;
 #[cfg(test)]
 mod tests;
 
@@ -162,9 +167,16 @@ pub enum HostFault {
 pub struct PoolView {
     pub pool_uuid: String,
     pub pool_name: String,
+    /// Host index of the pool master.
+    pub master: usize,
+    pub ha_enabled: bool,
+    /// UUID of `pool.default_SR`.
+    pub default_sr: String,
     pub hosts: Vec<HostView>,
     pub vms: Vec<VmView>,
+    /// Every SR, including one hidden with [`Sim::hide_sr`].
     pub srs: Vec<SrView>,
+    pub pbds: Vec<PbdView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +184,22 @@ pub struct HostView {
     pub uuid: String,
     pub name: String,
     pub address: String,
+    /// `host.enabled` (false = maintenance mode).
+    pub enabled: bool,
+    /// `host_metrics.live`.
+    pub live: bool,
+    /// `host_metrics.memory_total`, bytes.
+    pub memory_total: i64,
+    /// `host.cpu_info["cpu_count"]` (also the number of `host_CPUs`).
+    pub cpu_count: usize,
+    /// `host.cpu_info["modelname"]`.
+    pub cpu_model: String,
+    /// `host.software_version["product_version"]`, which depends on the [`Generation`].
+    pub product_version: String,
+    /// `host.software_version["xen"]`.
+    pub xen_version: String,
+    /// `host.multipathing` (and `other_config["multipathing"]`).
+    pub multipathing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,10 +208,26 @@ pub struct VmView {
     pub name: String,
     /// Host index.
     pub resident_on: Option<usize>,
+    /// `Running`, `Halted`, `Paused` or `Suspended`.
     pub power_state: String,
     pub is_control_domain: bool,
     pub is_a_template: bool,
     pub is_a_snapshot: bool,
+    /// `VCPUs_max` = `VCPUs_at_startup` (and `VM_metrics.VCPUs_number` while it has a
+    /// domain).
+    pub vcpus: usize,
+    pub memory_static_max: i64,
+    pub memory_static_min: i64,
+    /// Also `VM_metrics.memory_actual` while it has a domain.
+    pub memory_dynamic_max: i64,
+    pub memory_dynamic_min: i64,
+    /// `VM_metrics.start_time`, epoch seconds (0 = never started).
+    pub start_time: i64,
+    /// `hvm`, `pv`, `pvh` or `pv_in_pvh`.
+    pub domain_type: String,
+    /// `VM_guest_metrics.os_version["name"]`; `None` without guest metrics (no agent, or
+    /// no domain).
+    pub os_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +240,26 @@ pub struct SrView {
     pub physical_utilisation: i64,
     pub virtual_allocation: i64,
     pub shared: bool,
+    /// Length of `SR.VDIs`.
+    pub vdis: usize,
+    pub sm_config: Vec<(String, String)>,
+}
+
+/// One PBD. Initially: the NFS SR's carry `server`, `serverpath`, `nfsversion`; the iSCSI
+/// SR's (`lvmoiscsi`) carry `target`, `targetIQN`, `port`, `SCSIid`, `multihomelist`,
+/// `chapuser`, `chappassword_secret` (a Secret's UUID, never a password) and in
+/// `other_config` `mpath-<SCSIid>` = `"[2, 2]"`, `multipathed`, `iscsi_sessions`; the FC
+/// SR's (`lvmohba`) carry `SCSIid` and `mpath-<SCSIid>` = `"[4, 4]"`, `multipathed`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PbdView {
+    pub uuid: String,
+    pub sr_uuid: String,
+    /// Host index.
+    pub host: usize,
+    /// `currently_attached`.
+    pub attached: bool,
+    pub device_config: Vec<(String, String)>,
+    pub other_config: Vec<(String, String)>,
 }
 
 /// What clients did to the simulator.
@@ -360,9 +424,13 @@ impl Sim {
     pub fn view(&self) -> PoolView {
         let st = self.shared().lock();
         let m = &st.model;
+        let sv = records::software_version(self.shared().config.generation);
         PoolView {
             pool_uuid: m.pool.id.uuid.clone(),
             pool_name: m.pool.name.clone(),
+            master: m.pool.master,
+            ha_enabled: m.pool.ha_enabled,
+            default_sr: m.srs[m.pool.default_sr].id.uuid.clone(),
             hosts: m
                 .hosts
                 .iter()
@@ -370,6 +438,14 @@ impl Sim {
                     uuid: h.id.uuid.clone(),
                     name: h.name.clone(),
                     address: h.address.clone(),
+                    enabled: h.enabled,
+                    live: h.live,
+                    memory_total: h.memory_total,
+                    cpu_count: h.pcpus,
+                    cpu_model: records::CPU_MODEL.to_string(),
+                    product_version: sv.product.to_string(),
+                    xen_version: sv.xen.to_string(),
+                    multipathing: h.multipathing,
                 })
                 .collect(),
             vms: m
@@ -383,12 +459,24 @@ impl Sim {
                     is_control_domain: v.is_control_domain(),
                     is_a_template: v.is_template(),
                     is_a_snapshot: v.is_snapshot(),
+                    vcpus: v.vcpus,
+                    memory_static_max: v.memory_static_max,
+                    memory_static_min: v.memory_static_min,
+                    memory_dynamic_max: v.memory_dynamic_max,
+                    memory_dynamic_min: v.memory_dynamic_min,
+                    start_time: v.start_time,
+                    domain_type: v.domain_type.to_string(),
+                    os_name: v
+                        .guest_metrics
+                        .as_ref()
+                        .map(|_| records::os_version(&v.os).name.to_string()),
                 })
                 .collect(),
             srs: m
                 .srs
                 .iter()
-                .map(|s| SrView {
+                .enumerate()
+                .map(|(i, s)| SrView {
                     uuid: s.id.uuid.clone(),
                     name: s.name.clone(),
                     sr_type: s.sr_type.clone(),
@@ -397,6 +485,20 @@ impl Sim {
                     physical_utilisation: s.physical_utilisation,
                     virtual_allocation: s.virtual_allocation,
                     shared: s.shared,
+                    vdis: m.vdis.iter().filter(|d| d.sr == i).count(),
+                    sm_config: s.sm_config.clone(),
+                })
+                .collect(),
+            pbds: m
+                .pbds
+                .iter()
+                .map(|p| PbdView {
+                    uuid: p.id.uuid.clone(),
+                    sr_uuid: m.srs[p.sr].id.uuid.clone(),
+                    host: p.host,
+                    attached: p.attached,
+                    device_config: p.device_config.clone(),
+                    other_config: p.other_config.clone(),
                 })
                 .collect(),
         }
@@ -415,9 +517,11 @@ impl Sim {
         };
     }
 
-    /// Destroys every session, as a toolstack restart does.
+    /// Destroys every session, as a toolstack restart does; blocked `event.from` calls of
+    /// those sessions return `SESSION_INVALID` at once.
     pub fn invalidate_sessions(&self) {
         self.shared().lock().sessions.clear();
+        self.shared().wake();
     }
 
     /// Number of live sessions (what the master's `pool_session_count` reports).
@@ -435,20 +539,90 @@ impl Sim {
 
     /// Renames the VM with that UUID (no effect if there is none).
     pub fn set_vm_name(&self, vm_uuid: &str, name: &str) {
-        self.shared().lock().model.set_vm_name(vm_uuid, name);
+        self.shared().mutate(|m, _| m.set_vm_name(vm_uuid, name));
     }
 
     /// Starts a new running guest on `host`, as if created or migrated in after the exporter
     /// read the inventory; returns its UUID (`None` if the host has no local SR).
     pub fn start_vm(&self, host: usize) -> Option<String> {
-        let now = self.now();
-        self.shared().lock().model.start_guest(host, now)
+        self.shared().mutate(|m, now| m.start_guest(host, now))
     }
 
     /// Hides an SR from `SR.get_all_records` while the hosts keep reporting its I/O data
     /// sources (a forgotten SR with live tapdisks); returns false for an unknown UUID.
+    /// `event.from` reports it deleted.
     pub fn hide_sr(&self, sr_uuid: &str) -> bool {
-        self.shared().lock().model.hide_sr(sr_uuid)
+        self.shared().mutate(|m, _| m.hide_sr(sr_uuid))
+    }
+
+    /// Sets `PBD.currently_attached` of `host`'s PBD of that SR (which also decides whether
+    /// the host reports the SR's I/O data sources); false if there is no such PBD.
+    pub fn set_pbd_attached(&self, sr_uuid: &str, host: usize, attached: bool) -> bool {
+        self.shared()
+            .mutate(|m, _| m.set_pbd_attached(sr_uuid, host, attached))
+    }
+
+    /// Sets `other_config["mpath-<SCSIid>"] = "[active, max]"` on `host`'s PBD of that SR,
+    /// with the SCSIid of the PBD's `device_config`; false if there is no such PBD or it
+    /// has no SCSIid (NFS, local SRs).
+    pub fn set_multipath_paths(&self, sr_uuid: &str, host: usize, active: u32, max: u32) -> bool {
+        self.shared()
+            .mutate(|m, _| m.set_multipath_paths(sr_uuid, host, active, max))
+    }
+
+    /// Destroys a VM with its metrics, guest metrics, VIFs and VBDs (its VDIs stay); its
+    /// RRD leaves its host's `/rrd_updates`. False for unknown UUIDs and control domains.
+    pub fn remove_vm(&self, vm_uuid: &str) -> bool {
+        self.shared().mutate(|m, _| m.remove_vm(vm_uuid))
+    }
+
+    /// Live-migrates a running or paused VM to `host`: `resident_on` and its RRD move. False
+    /// for unknown UUIDs or hosts, control domains and VMs without a domain.
+    pub fn migrate_vm(&self, vm_uuid: &str, host: usize) -> bool {
+        self.shared().mutate(|m, _| m.migrate_vm(vm_uuid, host))
+    }
+
+    /// Sets a guest's power state: `Running`, `Halted`, `Paused` or `Suspended`. Halted and
+    /// Suspended drop residency, RRD and guest metrics; Paused keeps them; Running (or
+    /// Paused) from no domain starts it on its affinity host, else where it last ran, else
+    /// the master, with a new domid and start time. False for unknown states or UUIDs,
+    /// templates, snapshots and control domains.
+    pub fn set_vm_power_state(&self, vm_uuid: &str, state: &str) -> bool {
+        let Some(power) = model::Power::parse(state) else {
+            return false;
+        };
+        self.shared()
+            .mutate(|m, now| m.set_power_state(vm_uuid, power, now))
+    }
+
+    /// Sets `host.enabled` (false = maintenance mode); no effect on a bad index.
+    pub fn set_host_enabled(&self, host: usize, enabled: bool) {
+        self.shared()
+            .mutate(|m, _| m.set_host_enabled(host, enabled));
+    }
+
+    /// Sets `host_metrics.live`; no effect on a bad index.
+    pub fn set_host_live(&self, host: usize, live: bool) {
+        self.shared()
+            .mutate(|m, now| m.set_host_live(host, live, now));
+    }
+
+    /// Sets `host.multipathing` and its mirror `other_config["multipathing"]`; no effect on
+    /// a bad index.
+    pub fn set_host_multipathing(&self, host: usize, on: bool) {
+        self.shared()
+            .mutate(|m, _| m.set_host_multipathing(host, on));
+    }
+
+    /// The next `event.from` call (any session) fails once with `EVENTS_LOST`.
+    pub fn lose_events(&self) {
+        self.shared().lock().events.lose_next = true;
+    }
+
+    /// Every `event.from` call blocked now loses its connection without an HTTP response,
+    /// as with a network cut or a restarted xapi; later calls work normally.
+    pub fn drop_event_streams(&self) {
+        self.shared().cut_event_streams();
     }
 
     /// Newest row (largest t) of the last successful `/rrd_updates` reply of that host;

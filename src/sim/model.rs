@@ -16,7 +16,7 @@ pub(super) struct Id {
 }
 
 impl Id {
-    fn new(seed: u64, class: &str, n: u64) -> Self {
+    pub(super) fn new(seed: u64, class: &str, n: u64) -> Self {
         Id {
             uuid: uuid(seed, class, n),
             opaque_ref: format!("OpaqueRef:{}", uuid(seed, &format!("ref/{class}"), n)),
@@ -33,6 +33,7 @@ pub(super) struct Pool {
     pub(super) master: usize,
     /// Index into `Model::srs` of the default SR.
     pub(super) default_sr: usize,
+    pub(super) ha_enabled: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub(super) struct Host {
     pub(super) name: String,
     pub(super) address: String,
     pub(super) pcpus: usize,
+    /// One `host_cpu` object per physical CPU.
+    pub(super) cpus: Vec<Id>,
     /// Physical memory in bytes.
     pub(super) memory_total: i64,
     /// Seconds (0–4) by which this host's 5 s RRD update lags a multiple of 5.
@@ -49,12 +52,23 @@ pub(super) struct Host {
     pub(super) cpu_speed_mhz: f64,
     pub(super) iqn: String,
     pub(super) boot_time: i64,
+    /// `host.enabled`; false = maintenance mode.
+    pub(super) enabled: bool,
+    /// `host_metrics.live`: the master still hears this host's heartbeat.
+    pub(super) live: bool,
+    /// `host.multipathing`, mirrored in `other_config["multipathing"]` as xapi does.
+    pub(super) multipathing: bool,
+    /// `host_metrics.last_updated`: a stored time, so that records do not change by
+    /// themselves and `event.from` reports only real changes.
+    pub(super) metrics_updated: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Power {
     Running,
     Halted,
+    Paused,
+    Suspended,
 }
 
 impl Power {
@@ -62,6 +76,18 @@ impl Power {
         match self {
             Power::Running => "Running",
             Power::Halted => "Halted",
+            Power::Paused => "Paused",
+            Power::Suspended => "Suspended",
+        }
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Power> {
+        match s {
+            "Running" => Some(Power::Running),
+            "Halted" => Some(Power::Halted),
+            "Paused" => Some(Power::Paused),
+            "Suspended" => Some(Power::Suspended),
+            _ => None,
         }
     }
 }
@@ -120,7 +146,17 @@ pub(super) struct Vm {
     pub(super) snapshot_of: Option<String>,
     pub(super) snapshot_time: i64,
     pub(super) start_time: i64,
+    /// `VM_metrics.install_time`, fixed at creation.
+    pub(super) install_time: i64,
+    /// `VM_guest_metrics.last_updated`.
+    pub(super) guest_updated: i64,
     pub(super) is_default_template: bool,
+    /// `hvm`, `pv`, `pvh` or `pv_in_pvh`.
+    pub(super) domain_type: &'static str,
+    /// Runs a guest agent, so it gets guest metrics whenever it has a domain.
+    pub(super) has_agent: bool,
+    /// Where it last ran, so that a restart lands there again.
+    pub(super) last_host: Option<usize>,
 }
 
 impl Vm {
@@ -133,9 +169,9 @@ impl Vm {
     pub(super) fn is_snapshot(&self) -> bool {
         self.kind == VmKind::Snapshot
     }
-    /// Has a live domain whose RRD sits on `resident_on`.
-    pub(super) fn is_running(&self) -> bool {
-        self.power == Power::Running && self.resident_on.is_some()
+    /// Has a live domain (running or paused) whose RRD sits on `resident_on`.
+    pub(super) fn has_domain(&self) -> bool {
+        matches!(self.power, Power::Running | Power::Paused) && self.resident_on.is_some()
     }
 }
 
@@ -286,6 +322,8 @@ const OS_TEMPLATES: &[&str] = &[
 ];
 
 const GIB: i64 = 1 << 30;
+/// How long before their first start the initial VMs were installed.
+const INSTALLED_BEFORE_START: i64 = 86_400 * 30;
 
 impl Model {
     /// Builds the initial pool. `addresses[i]` is host i's management IP.
@@ -306,11 +344,18 @@ impl Model {
                     name,
                     address: addresses.get(i).cloned().unwrap_or_default(),
                     pcpus: cfg.pcpus.max(1),
+                    cpus: (0..cfg.pcpus.max(1))
+                        .map(|c| Id::new(seed, "host_cpu", (n << 16) | c as u64))
+                        .collect(),
                     memory_total,
                     rrd_phase: rng.range_i64(0, 4),
                     cpu_speed_mhz: 2394.374,
                     iqn: format!("iqn.2024-01.invalid.lab:{:08x}", rng.next_u64() as u32),
                     boot_time: now - 86_400 * 7 - rng.range_i64(0, 86_400),
+                    enabled: true,
+                    live: true,
+                    multipathing: true,
+                    metrics_updated: now,
                 }
             })
             .collect();
@@ -518,6 +563,10 @@ impl Model {
                         "multihomelist",
                         "san01.lab.invalid:3260,san02.lab.invalid:3260",
                     ),
+                    ("chapuser", "xcp-ng-pool"),
+                    // xapi moves `*password` keys into Secret objects and keeps the
+                    // secret's UUID under `*password_secret` (xapi_secret.ml).
+                    ("chappassword_secret", &uuid(seed, "secret/chap", h as u64)),
                 ]),
                 kv(&[
                     (&format!("mpath-{scsi_id}"), "[2, 2]"),
@@ -534,6 +583,45 @@ impl Model {
                     ("type", "nfs_iso"),
                 ]),
                 Vec::new(),
+            );
+        }
+        // The Fibre Channel SR comes last so that every older identity stays put.
+        let hba = srs.len();
+        let mut hba_rng = SplitMix::for_purpose(seed, "hba");
+        let hba_scsi_id = format!("3600a098038314e6f6d{:013x}", hba_rng.next_u64() >> 12);
+        {
+            let size = 16 * 1024 * GIB;
+            let used = size / 100 * hba_rng.range_i64(20, 50);
+            srs.push(Sr {
+                id: Id::new(seed, "SR", hba as u64),
+                name: "FC SAN".into(),
+                description: "Hardware HBA SR [fc-array01 LUN 3]".into(),
+                sr_type: "lvmohba".into(),
+                hidden: false,
+                content_type: "user".into(),
+                shared: true,
+                physical_size: size,
+                physical_utilisation: used,
+                virtual_allocation: used,
+                sm_config: kv(&[
+                    ("allocation", "thick"),
+                    ("use_vhd", "true"),
+                    ("multipathable", "true"),
+                    ("devserial", &format!("scsi-{hba_scsi_id}")),
+                ]),
+                other_config: Vec::new(),
+            });
+        }
+        for h in 0..hosts.len() {
+            add_pbd(
+                &mut pbds,
+                h,
+                hba,
+                kv(&[("SCSIid", &hba_scsi_id)]),
+                kv(&[
+                    ("multipathed", "true"),
+                    (&format!("mpath-{hba_scsi_id}"), "[4, 4]"),
+                ]),
             );
         }
 
@@ -560,6 +648,7 @@ impl Model {
             name: "lab-pool".into(),
             master: 0,
             default_sr: nfs,
+            ha_enabled: false,
         };
 
         let mut model = Model {
@@ -600,10 +689,21 @@ impl Model {
         if let Some(g) = first_guest {
             model.add_snapshot(g, now);
         }
+        // Last, so that VDI indices (and the locations derived from them) stay put.
+        model.vdis.push(Vdi {
+            id: Id::new(seed, "VDI/hba", 0),
+            name: "archive".into(),
+            sr: hba,
+            virtual_size: 2 * 1024 * GIB,
+            physical_utilisation: 2 * 1024 * GIB,
+            is_snapshot: false,
+            snapshot_of: None,
+            is_iso: false,
+        });
         model
     }
 
-    fn serial(&mut self) -> u64 {
+    pub(super) fn serial(&mut self) -> u64 {
         let n = self.next_serial;
         self.next_serial += 1;
         n
@@ -639,9 +739,13 @@ impl Model {
             snapshot_of: None,
             snapshot_time: 0,
             start_time: host.boot_time + 30,
+            install_time: host.boot_time + 30 - INSTALLED_BEFORE_START,
+            guest_updated: now,
             is_default_template: false,
+            domain_type: "pv",
+            has_agent: false,
+            last_host: Some(h),
         };
-        let _ = now;
         self.vms.push(vm);
     }
 
@@ -676,7 +780,12 @@ impl Model {
             snapshot_of: None,
             snapshot_time: 0,
             start_time: 0,
+            install_time: 0,
+            guest_updated: 0,
             is_default_template: true,
+            domain_type: "hvm",
+            has_agent: false,
+            last_host: None,
         };
         self.vms.push(vm);
     }
@@ -755,11 +864,24 @@ impl Model {
         } else {
             -1
         };
+        let start_time = if running {
+            now - 3_600 * (1 + rng.range_i64(0, 240))
+        } else {
+            0
+        };
+        // Some guests have no guest agent, as in real pools.
+        let has_agent = g % 5 != 4;
+        // Mostly HVM, with the PV-ish modes Linux guests can use mixed in.
+        let domain_type = match g % 6 {
+            _ if os.starts_with("Windows") => "hvm",
+            1 => "pvh",
+            3 => "pv_in_pvh",
+            _ => "hvm",
+        };
         let vm = Vm {
             id: Id::new(seed, "VM", n),
             metrics: Id::new(seed, "VM_metrics", n),
-            // Some running guests have no guest agent, as in real pools.
-            guest_metrics: (running && g % 5 != 4).then(|| Id::new(seed, "VM_guest_metrics", n)),
+            guest_metrics: (running && has_agent).then(|| Id::new(seed, "VM_guest_metrics", n)),
             name,
             description: String::new(),
             kind: VmKind::Guest,
@@ -786,12 +908,17 @@ impl Model {
             },
             snapshot_of: None,
             snapshot_time: 0,
-            start_time: if running {
-                now - 3_600 * (1 + rng.range_i64(0, 240))
+            start_time,
+            install_time: if running {
+                start_time - INSTALLED_BEFORE_START
             } else {
                 0
             },
+            guest_updated: now,
             is_default_template: false,
+            domain_type,
+            has_agent,
+            last_host: host,
         };
         self.vms.push(vm);
         self.vms.len() - 1
@@ -877,6 +1004,9 @@ impl Model {
             snapshot_of: Some(src.id.opaque_ref.clone()),
             snapshot_time: now - 86_400 * 3,
             start_time: 0,
+            install_time: 0,
+            has_agent: false,
+            last_host: None,
             tags: Vec::new(),
             ..src
         });
@@ -921,11 +1051,11 @@ impl Model {
         }
     }
 
-    /// Running VMs (dom0 included) whose RRDs live on host `h`.
+    /// VMs with a domain (dom0 included) whose RRDs live on host `h`.
     pub(super) fn resident_running(&self, h: usize) -> impl Iterator<Item = &Vm> {
         self.vms
             .iter()
-            .filter(move |v| v.is_running() && v.resident_on == Some(h))
+            .filter(move |v| v.has_domain() && v.resident_on == Some(h))
     }
 
     /// SRs with an attached PBD on host `h`, in SR order.

@@ -2,14 +2,13 @@
 //! `get_all` and `get_record`, with the field set and types of a real XCP-ng pool.
 
 use super::Generation;
-use super::model::{Host, Model, NULL_REF, Pif, Vm, VmKind, refs_where};
+use super::model::{Host, Model, NULL_REF, Pif, Power, Vm, VmKind, refs_where};
 use super::wire::V;
 
-/// What records need besides the model.
+/// What records need besides the model. Deliberately not the clock: records are a pure
+/// function of the model, so `event.from` can diff them to find what changed.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RecordCtx {
-    /// Pool clock, epoch seconds.
-    pub(super) now: i64,
     pub(super) generation: Generation,
 }
 
@@ -18,12 +17,14 @@ pub(super) const CLASSES: &[&str] = &[
     "pool",
     "host",
     "host_metrics",
+    "host_cpu",
     "VM",
     "VM_metrics",
     "VM_guest_metrics",
     "SR",
     "PBD",
     "PIF",
+    "PIF_metrics",
     "VDI",
     "VBD",
     "VIF",
@@ -43,7 +44,13 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
         "host_metrics" => model
             .hosts
             .iter()
-            .map(|host| (host.metrics.opaque_ref.clone(), host_metrics(host, ctx)))
+            .map(|host| (host.metrics.opaque_ref.clone(), host_metrics(host)))
+            .collect(),
+        "host_cpu" => model
+            .hosts
+            .iter()
+            .flat_map(|host| host.cpus.iter().enumerate().map(move |(n, c)| (host, n, c)))
+            .map(|(host, n, c)| (c.opaque_ref.clone(), host_cpu(host, n, &c.uuid)))
             .collect(),
         "VM" => model
             .vms
@@ -53,18 +60,15 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
         "VM_metrics" => model
             .vms
             .iter()
-            .map(|vm| (vm.metrics.opaque_ref.clone(), vm_metrics(model, vm, ctx)))
+            .map(|vm| (vm.metrics.opaque_ref.clone(), vm_metrics(model, vm)))
             .collect(),
         "VM_guest_metrics" => model
             .vms
             .iter()
             .filter_map(|vm| {
-                vm.guest_metrics.as_ref().map(|gm| {
-                    (
-                        gm.opaque_ref.clone(),
-                        guest_metrics(model, vm, &gm.uuid, ctx),
-                    )
-                })
+                vm.guest_metrics
+                    .as_ref()
+                    .map(|gm| (gm.opaque_ref.clone(), guest_metrics(vm, &gm.uuid)))
             })
             .collect(),
         "SR" => (0..model.srs.len())
@@ -90,6 +94,11 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
             .iter()
             .map(|p| (p.id.opaque_ref.clone(), pif_record(model, p)))
             .collect(),
+        "PIF_metrics" => model
+            .pifs
+            .iter()
+            .map(|p| (p.metrics.opaque_ref.clone(), pif_metrics(model, p)))
+            .collect(),
         "VDI" => (0..model.vdis.len())
             .map(|d| (model.vdis[d].id.opaque_ref.clone(), vdi_record(model, d)))
             .collect(),
@@ -101,7 +110,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                 let rec = R::new(&b.id.uuid)
                     .strs(
                         "allowed_operations",
-                        if vm.is_running() {
+                        if vm.has_domain() {
                             &["attach", "unplug"][..]
                         } else {
                             &["attach"][..]
@@ -112,7 +121,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                     .s("VDI", b.vdi.as_deref().unwrap_or(NULL_REF))
                     .s(
                         "device",
-                        if vm.is_running() {
+                        if vm.has_domain() {
                             b.device.as_str()
                         } else {
                             ""
@@ -126,7 +135,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                     .b("storage_lock", false)
                     .b("empty", b.vdi.is_none())
                     .m("other_config", V::Map(Vec::new()))
-                    .b("currently_attached", vm.is_running())
+                    .b("currently_attached", vm.has_domain())
                     .i("status_code", 0)
                     .s("status_detail", "")
                     .m("runtime_properties", V::Map(Vec::new()))
@@ -153,7 +162,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                     .s("MAC", &f.mac)
                     .i("MTU", net.mtu)
                     .m("other_config", V::Map(Vec::new()))
-                    .b("currently_attached", vm.is_running())
+                    .b("currently_attached", vm.has_domain())
                     .i("status_code", 0)
                     .s("status_detail", "")
                     .m("runtime_properties", V::Map(Vec::new()))
@@ -289,19 +298,20 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-struct SoftwareVersion {
+/// `host.software_version` of one xapi generation.
+pub(super) struct SoftwareVersion {
     brand: &'static str,
-    product: &'static str,
+    pub(super) product: &'static str,
     product_text: &'static str,
     platform: &'static str,
     xapi: &'static str,
     xapi_build: &'static str,
-    xen: &'static str,
+    pub(super) xen: &'static str,
     date: &'static str,
     api_minor: i64,
 }
 
-fn software_version(g: Generation) -> SoftwareVersion {
+pub(super) fn software_version(g: Generation) -> SoftwareVersion {
     match g {
         Generation::Legacy => SoftwareVersion {
             brand: "XCP-ng",
@@ -358,7 +368,7 @@ fn pool(model: &Model) -> V {
                 ("memory-ratio-pv", "0.25"),
             ],
         )
-        .b("ha_enabled", false)
+        .b("ha_enabled", p.ha_enabled)
         .m("ha_configuration", V::Map(Vec::new()))
         .strs("ha_statefiles", &[])
         .i("ha_host_failures_to_tolerate", 0)
@@ -457,7 +467,7 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .i("API_version_minor", sv.api_minor)
         .s("API_version_vendor", "XenSource")
         .m("API_version_vendor_implementation", V::Map(Vec::new()))
-        .b("enabled", true)
+        .b("enabled", host.enabled)
         .kv(
             "software_version",
             &[
@@ -487,7 +497,7 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
                 ("agent_start_time", &format!("{}.", host.boot_time + 40)),
                 ("boot_time", &format!("{}.", host.boot_time)),
                 ("iscsi_iqn", &host.iqn),
-                ("multipathing", "true"),
+                ("multipathing", if host.multipathing { "true" } else { "false" }),
                 ("multipathhandle", "dmp"),
             ],
         )
@@ -504,7 +514,7 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .strs("patches", &[])
         .strs("updates", &[])
         .m("PBDs", V::strings(pbds))
-        .strs("host_CPUs", &[])
+        .m("host_CPUs", V::strings(host.cpus.iter().map(|c| c.opaque_ref.clone())))
         .kv(
             "cpu_info",
             &[
@@ -514,7 +524,7 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
                 ("nr_nodes", sockets),
                 ("vendor", "GenuineIntel"),
                 ("speed", &format!("{:.3}", host.cpu_speed_mhz)),
-                ("modelname", "Intel(R) Xeon(R) Silver 4214R CPU @ 2.40GHz"),
+                ("modelname", CPU_MODEL),
                 ("family", "6"),
                 ("model", "85"),
                 ("stepping", "7"),
@@ -565,7 +575,7 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .strs("updates_requiring_reboot", &[])
         .strs("features", &[])
         .s("iscsi_iqn", &host.iqn)
-        .b("multipathing", true)
+        .b("multipathing", host.multipathing)
         .s("uefi_certificates", "")
         .strs("certificates", &[])
         .strs("editions", &["xcp-ng"])
@@ -581,19 +591,72 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .v()
 }
 
-fn host_metrics(host: &Host, ctx: RecordCtx) -> V {
+fn host_metrics(host: &Host) -> V {
     R::new(&host.metrics.uuid)
         .i("memory_total", host.memory_total)
-        .b("live", true)
-        .d("last_updated", ctx.now)
+        .b("live", host.live)
+        .d("last_updated", host.metrics_updated)
+        .m("other_config", V::Map(Vec::new()))
+        .v()
+}
+
+/// The CPU every simulated host has (also in `host.cpu_info`).
+pub(super) const CPU_MODEL: &str = "Intel(R) Xeon(R) Silver 4214R CPU @ 2.40GHz";
+
+fn host_cpu(host: &Host, n: usize, uuid: &str) -> V {
+    R::new(uuid)
+        .s("host", &host.id.opaque_ref)
+        .i("number", n as i64)
+        .s("vendor", "GenuineIntel")
+        .i("speed", host.cpu_speed_mhz as i64)
+        .s("modelname", CPU_MODEL)
+        .i("family", 6)
+        .i("model", 85)
+        .s("stepping", "7")
+        .s("flags", "fpu de tsc msr pae mce cx8 apic sep mca cmov pat clflush acpi mmx fxsr sse sse2 ht syscall nx lm")
+        .s("features", "1fcbfbff-f7fa3223-2d93fbff-00000523-0000000f")
+        // Removed from the datamodel's meaning long ago: xapi leaves it at 0.
+        .f("utilisation", 0.0)
+        .m("other_config", V::Map(Vec::new()))
+        .v()
+}
+
+fn pif_metrics(model: &Model, p: &Pif) -> V {
+    let (vendor, device, speed) = if p.physical {
+        (
+            "Intel Corporation",
+            "Ethernet Controller X710 for 10GbE SFP+",
+            10_000,
+        )
+    } else {
+        // A bond reports the sum of its members.
+        ("", "", 20_000)
+    };
+    R::new(&p.metrics.uuid)
+        .b("carrier", true)
+        .s("vendor_id", if p.physical { "8086" } else { "" })
+        .s("vendor_name", vendor)
+        .s("device_id", if p.physical { "1572" } else { "" })
+        .s("device_name", device)
+        .i("speed", speed)
+        .b("duplex", true)
+        .s(
+            "pci_bus_path",
+            if p.physical {
+                format!("0000:3b:00.{}", p.device.trim_start_matches("eth"))
+            } else {
+                String::new()
+            },
+        )
+        .d("last_updated", model.hosts[p.host].boot_time + 60)
         .m("other_config", V::Map(Vec::new()))
         .v()
 }
 
 fn vm_record(model: &Model, vm: &Vm) -> V {
     let host_ref = |h: Option<usize>| h.map_or(NULL_REF, |h| model.hosts[h].id.opaque_ref.as_str());
-    let running = vm.is_running();
-    let allowed: &[&str] = match (vm.kind, running) {
+    let running = vm.has_domain();
+    let allowed: &[&str] = match (vm.kind, vm.power) {
         (VmKind::ControlDomain, _) => &["changing_dynamic_range", "changing_static_range"],
         (VmKind::Template, _) => &[
             "changing_dynamic_range",
@@ -616,7 +679,7 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
             "revert",
             "destroy",
         ],
-        (VmKind::Guest, true) => &[
+        (VmKind::Guest, Power::Running) => &[
             "changing_dynamic_range",
             "migrate_send",
             "pool_migrate",
@@ -631,7 +694,18 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
             "snapshot",
             "export",
         ],
-        (VmKind::Guest, false) => &[
+        (VmKind::Guest, Power::Paused) => &[
+            "changing_dynamic_range",
+            "unpause",
+            "hard_reboot",
+            "hard_shutdown",
+            "snapshot",
+            "export",
+        ],
+        (VmKind::Guest, Power::Suspended) => {
+            &["resume", "resume_on", "hard_shutdown", "snapshot", "export"]
+        }
+        (VmKind::Guest, Power::Halted) => &[
             "changing_dynamic_range",
             "changing_static_range",
             "changing_shadow_memory",
@@ -673,7 +747,6 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
             ("import_task".into(), NULL_REF.into()),
         ],
     };
-    let domain_type = if dom0 { "pv" } else { "hvm" };
     R::new(&vm.id.uuid)
         .strs("allowed_operations", allowed)
         .m("current_operations", V::Map(Vec::new()))
@@ -823,7 +896,7 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
         .b("has_vendor_device", false)
         .b("requires_reboot", false)
         .s("reference_label", "")
-        .s("domain_type", domain_type)
+        .s("domain_type", vm.domain_type)
         .m("NVRAM", V::Map(Vec::new()))
         .strs("pending_guidances", &[])
         .strs("pending_guidances_recommended", &[])
@@ -831,8 +904,8 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
         .v()
 }
 
-fn vm_metrics(model: &Model, vm: &Vm, ctx: RecordCtx) -> V {
-    let running = vm.is_running();
+fn vm_metrics(model: &Model, vm: &Vm) -> V {
+    let running = vm.has_domain();
     let pcpus = vm.resident_on.map_or(1, |h| model.hosts[h].pcpus.max(1));
     let vcpus_cpu: Vec<(String, V)> = if running {
         (0..vm.vcpus)
@@ -857,21 +930,18 @@ fn vm_metrics(model: &Model, vm: &Vm, ctx: RecordCtx) -> V {
         .strs("VCPUs_flags", &[])
         .strs("state", &[])
         .d("start_time", vm.start_time)
-        .d(
-            "install_time",
-            vm.start_time.min(ctx.now) - if running { 86_400 * 30 } else { 0 },
-        )
+        .d("install_time", vm.install_time)
         .d("last_updated", 0)
         .m("other_config", V::Map(Vec::new()))
-        .b("hvm", running && !vm.is_control_domain())
+        .b("hvm", running && vm.domain_type == "hvm")
         .b("nested_virt", false)
         .b("nomigrate", false)
         .s(
             "current_domain_type",
-            match (running, vm.is_control_domain()) {
-                (false, _) => "unspecified",
-                (true, true) => "pv",
-                (true, false) => "hvm",
+            if running {
+                vm.domain_type
+            } else {
+                "unspecified"
             },
         )
         .s("numa_optimised", "false")
@@ -880,34 +950,120 @@ fn vm_metrics(model: &Model, vm: &Vm, ctx: RecordCtx) -> V {
         .v()
 }
 
-fn guest_metrics(model: &Model, vm: &Vm, uuid: &str, ctx: RecordCtx) -> V {
-    let windows = vm.os.starts_with("Windows");
-    let h = vm.resident_on.unwrap_or(0);
+/// What a guest agent reports in `VM_guest_metrics.os_version`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OsVersion {
+    /// Pretty name (`PRETTY_NAME` on Linux; `caption|windir|boot device` on Windows).
+    pub(super) name: &'static str,
+    pub(super) distro: &'static str,
+    pub(super) major: &'static str,
+    pub(super) minor: &'static str,
+    pub(super) uname: &'static str,
+}
+
+/// The `os_version` a guest installed from template `os` reports.
+pub(super) fn os_version(os: &str) -> OsVersion {
+    let v = |name, distro, major, minor, uname| OsVersion {
+        name,
+        distro,
+        major,
+        minor,
+        uname,
+    };
+    match os {
+        s if s.starts_with("Debian") => v(
+            "Debian GNU/Linux 12 (bookworm)",
+            "debian",
+            "12",
+            "8",
+            "6.1.0-28-amd64",
+        ),
+        s if s.starts_with("Ubuntu") => v(
+            "Ubuntu 24.04.1 LTS",
+            "ubuntu",
+            "24",
+            "04",
+            "6.8.0-49-generic",
+        ),
+        s if s.starts_with("Rocky") => v(
+            "Rocky Linux 9.5 (Blue Onyx)",
+            "rocky",
+            "9",
+            "5",
+            "5.14.0-503.14.1.el9_5.x86_64",
+        ),
+        s if s.starts_with("AlmaLinux") => v(
+            "AlmaLinux 9.5 (Teal Serval)",
+            "almalinux",
+            "9",
+            "5",
+            "5.14.0-503.11.1.el9_5.x86_64",
+        ),
+        s if s.starts_with("CentOS") => v(
+            "CentOS Stream 9",
+            "centos",
+            "9",
+            "0",
+            "5.14.0-547.el9.x86_64",
+        ),
+        s if s.starts_with("Oracle") => v(
+            "Oracle Linux Server 9.5",
+            "oracle",
+            "9",
+            "5",
+            "5.15.0-302.167.6.el9uek.x86_64",
+        ),
+        s if s.starts_with("SUSE") => v(
+            "SUSE Linux Enterprise Server 15 SP5",
+            "sles",
+            "15",
+            "5",
+            "5.14.21-150500.55.83-default",
+        ),
+        s if s.starts_with("Windows Server 2022") => v(
+            "Microsoft Windows Server 2022 Standard|C:\\Windows|\\Device\\Harddisk0\\Partition2",
+            "windows",
+            "10",
+            "0",
+            "",
+        ),
+        s if s.starts_with("Windows 11") => v(
+            "Microsoft Windows 11 Pro|C:\\Windows|\\Device\\Harddisk0\\Partition3",
+            "windows",
+            "10",
+            "0",
+            "",
+        ),
+        s if s.starts_with("Windows") => v(
+            "Microsoft Windows 10 Pro|C:\\Windows|\\Device\\Harddisk0\\Partition2",
+            "windows",
+            "10",
+            "0",
+            "",
+        ),
+        _ => v("Linux", "linux", "", "", "6.1.0"),
+    }
+}
+
+fn guest_metrics(vm: &Vm, uuid: &str) -> V {
+    // Addresses follow the VM, not the host or domid: migration keeps them.
+    let x = super::rng::hash_str(0, &vm.id.uuid);
     let ip = format!(
         "10.{}.{}.{}",
-        10 + h % 200,
-        (vm.domid.max(0) / 250) % 250,
-        10 + vm.domid.max(0) % 240
+        10 + x % 200,
+        (x >> 8) % 250,
+        10 + (x >> 16) % 240
     );
-    let (distro, major, minor, uname) = if windows {
-        ("windows", "10", "0", "")
-    } else if vm.os.starts_with("Ubuntu") {
-        ("ubuntu", "24", "04", "6.8.0-49-generic")
-    } else if vm.os.starts_with("Debian") {
-        ("debian", "12", "8", "6.1.0-28-amd64")
-    } else {
-        ("rhel", "9", "5", "5.14.0-503.14.1.el9_5.x86_64")
-    };
-    let _ = model;
+    let os = os_version(&vm.os);
     R::new(uuid)
         .kv(
             "os_version",
             &[
-                ("name", &vm.os),
-                ("uname", uname),
-                ("distro", distro),
-                ("major", major),
-                ("minor", minor),
+                ("name", os.name),
+                ("uname", os.uname),
+                ("distro", os.distro),
+                ("major", os.major),
+                ("minor", os.minor),
             ],
         )
         .m("netbios_name", V::Map(Vec::new()))
@@ -935,7 +1091,7 @@ fn guest_metrics(model: &Model, vm: &Vm, uuid: &str, ctx: RecordCtx) -> V {
                 ("platform-feature-multiprocessor-suspend", "1"),
             ],
         )
-        .d("last_updated", ctx.now)
+        .d("last_updated", vm.guest_updated)
         .m("other_config", V::Map(Vec::new()))
         .b("live", true)
         .s("can_use_hotplug_vbd", "yes")

@@ -1,6 +1,7 @@
 //! XenAPI method dispatch, independent of the transport: roles (master vs member), sessions,
 //! parameter counts, and the read-only methods an exporter uses.
 
+use super::events::{self, Outcome};
 use super::records::{self, RecordCtx, iso8601};
 use super::state::Shared;
 use super::wire::V;
@@ -8,7 +9,7 @@ use super::wire::V;
 /// An XenAPI error: `ErrorDescription` = code then parameters.
 pub(super) type XenError = Vec<String>;
 
-fn err(code: &str, params: &[&str]) -> XenError {
+pub(super) fn err(code: &str, params: &[&str]) -> XenError {
     std::iter::once(code)
         .chain(params.iter().copied())
         .map(str::to_string)
@@ -22,18 +23,21 @@ fn count_mismatch(method: &str, expected: usize, got: usize) -> XenError {
     )
 }
 
-/// Runs one RPC on host `host`.
-pub(super) fn dispatch(
-    shared: &Shared,
-    host: usize,
-    method: &str,
-    params: &[V],
-) -> Result<V, XenError> {
+/// Runs one RPC on host `host`; only `event.from` ever waits.
+pub(super) async fn call(shared: &Shared, host: usize, method: &str, params: &[V]) -> Outcome {
     shared.lock().count_rpc(method);
     // Members refuse everything, before any credential check (so at no delay).
     if host != 0 {
-        return Err(err("HOST_IS_SLAVE", &[&shared.master_address()]));
+        return Outcome::Reply(Err(err("HOST_IS_SLAVE", &[&shared.master_address()])));
     }
+    match method {
+        "event.from" => events::from(shared, params).await,
+        _ => Outcome::Reply(dispatch(shared, method, params)),
+    }
+}
+
+/// The master's non-blocking methods.
+fn dispatch(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> {
     let idle = shared.config.session_idle_timeout;
     match method {
         "session.login_with_password" => {
@@ -71,8 +75,12 @@ pub(super) fn dispatch(
             }
             st.destroy_session(r);
             st.counters.logouts += 1;
+            drop(st);
+            // Its blocked event.from calls must end with SESSION_INVALID.
+            shared.wake();
             Ok(V::str(""))
         }
+        "event.inject" => events::inject(shared, params),
         "host.get_servertime" | "host.get_management_interface" | "session.get_this_host" => {
             expect_count(method, params, 2)?;
             check_session(shared, params)?;
@@ -120,7 +128,6 @@ fn class_method(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenErr
     expect_count(method, params, arity)?;
     check_session(shared, params)?;
     let ctx = RecordCtx {
-        now: shared.now(),
         generation: shared.config.generation,
     };
     let st = shared.lock();
@@ -151,7 +158,7 @@ fn class_method(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenErr
     }
 }
 
-fn expect_count(method: &str, params: &[V], n: usize) -> Result<(), XenError> {
+pub(super) fn expect_count(method: &str, params: &[V], n: usize) -> Result<(), XenError> {
     if params.len() == n {
         Ok(())
     } else {
@@ -159,7 +166,7 @@ fn expect_count(method: &str, params: &[V], n: usize) -> Result<(), XenError> {
     }
 }
 
-fn session_param(params: &[V]) -> Result<&str, XenError> {
+pub(super) fn session_param(params: &[V]) -> Result<&str, XenError> {
     match params.first() {
         Some(V::Str(s)) => Ok(s),
         Some(other) => {
@@ -171,7 +178,7 @@ fn session_param(params: &[V]) -> Result<&str, XenError> {
     }
 }
 
-fn check_session(shared: &Shared, params: &[V]) -> Result<(), XenError> {
+pub(super) fn check_session(shared: &Shared, params: &[V]) -> Result<(), XenError> {
     let r = session_param(params)?;
     if shared
         .lock()

@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use super::HostFault;
+use super::events::Outcome;
 use super::rpc;
 use super::rrd::{self, RenderCtx, RrdError, RrdQuery};
 use super::state::Shared;
@@ -206,12 +207,14 @@ async fn handle(
                     ));
                 }
             };
-            if path == "/jsonrpc" {
-                json_rpc(&shared, host, &bytes, &parts.headers)
+            let reply = if path == "/jsonrpc" {
+                json_rpc(&shared, host, &bytes, &parts.headers).await
             } else {
                 // xapi sends every other POST path to the XML-RPC handler.
-                xml_rpc(&shared, host, &bytes, &parts.headers)
-            }
+                xml_rpc(&shared, host, &bytes, &parts.headers).await
+            };
+            // A service error makes hyper drop the connection without writing a response.
+            reply.ok_or_else(|| std::io::Error::other("simulated event stream cut"))?
         }
         _ => error_page(StatusCode::NOT_FOUND, path),
     };
@@ -289,8 +292,14 @@ fn add_thumbprint_header(
     }
 }
 
-fn json_rpc(shared: &Shared, host: usize, body: &[u8], headers: &HeaderMap) -> Response<Body> {
-    let bad = |why: &str| error_page(StatusCode::INTERNAL_SERVER_ERROR, why);
+/// `None` = close the connection without a response.
+async fn json_rpc(
+    shared: &Shared,
+    host: usize,
+    body: &[u8],
+    headers: &HeaderMap,
+) -> Option<Response<Body>> {
+    let bad = |why: &str| Some(error_page(StatusCode::INTERNAL_SERVER_ERROR, why));
     let Ok(req) = serde_json::from_slice::<serde_json::Value>(body) else {
         return bad("JSON-RPC request is not valid JSON");
     };
@@ -311,7 +320,9 @@ fn json_rpc(shared: &Shared, host: usize, body: &[u8], headers: &HeaderMap) -> R
         None if v2 => Vec::new(),
         _ => return bad("JSON-RPC request without a params array"),
     };
-    let outcome = rpc::dispatch(shared, host, method, &params);
+    let Outcome::Reply(outcome) = rpc::call(shared, host, method, &params).await else {
+        return None;
+    };
     let id_text = id.to_string();
     let mut out = String::with_capacity(256);
     match (&outcome, v2) {
@@ -343,16 +354,27 @@ fn json_rpc(shared: &Shared, host: usize, body: &[u8], headers: &HeaderMap) -> R
     if let Err(e) = &outcome {
         add_thumbprint_header(shared, e, headers, &mut resp);
     }
-    resp
+    Some(resp)
 }
 
-fn xml_rpc(shared: &Shared, host: usize, body: &[u8], headers: &HeaderMap) -> Response<Body> {
-    let text = String::from_utf8_lossy(body);
-    let (method, params) = match wire::parse_method_call(&text) {
-        Ok(x) => x,
-        Err(why) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &why),
+/// `None` = close the connection without a response.
+async fn xml_rpc(
+    shared: &Shared,
+    host: usize,
+    body: &[u8],
+    headers: &HeaderMap,
+) -> Option<Response<Body>> {
+    let (method, params) = {
+        // Not held across the await below: the future must stay Send.
+        let text = String::from_utf8_lossy(body);
+        match wire::parse_method_call(&text) {
+            Ok(x) => x,
+            Err(why) => return Some(error_page(StatusCode::INTERNAL_SERVER_ERROR, &why)),
+        }
     };
-    let outcome = rpc::dispatch(shared, host, &method, &params);
+    let Outcome::Reply(outcome) = rpc::call(shared, host, &method, &params).await else {
+        return None;
+    };
     let out = match &outcome {
         Ok(v) => wire::xml_success(v),
         Err(e) => wire::xml_failure(e),
@@ -363,7 +385,7 @@ fn xml_rpc(shared: &Shared, host: usize, body: &[u8], headers: &HeaderMap) -> Re
     if let Err(e) = &outcome {
         add_thumbprint_header(shared, e, headers, &mut resp);
     }
-    resp
+    Some(resp)
 }
 
 /// Decodes `k=v&k2=v2` the way xapi's http-lib does (`+` is a space, `%XX` a byte).

@@ -1,5 +1,6 @@
-//! State shared by every host of one simulator: configuration, addresses, TLS material, and
-//! behind one mutex the model, the session table, counters, faults and RRD layout caches.
+//! State shared by every host of one simulator: configuration, addresses, TLS material, the
+//! wake-up channels of blocked `event.from` calls, and behind one mutex the model, the event
+//! log, the session table, counters, faults and RRD layout caches.
 //!
 //! The mutex is never held across an `.await`, so `Sim` methods work from sync test code.
 
@@ -8,7 +9,11 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::watch;
+
+use super::events::EventLog;
 use super::model::Model;
+use super::records::RecordCtx;
 use super::rrd::{HostLayout, NewestRow, build_layout};
 use super::tls::TlsMaterial;
 use super::{Clock, Counters, HostFault, SimConfig};
@@ -27,6 +32,11 @@ pub(super) struct Shared {
     pub(super) addresses: Vec<Ipv4Addr>,
     pub(super) port: u16,
     pub(super) tls: Option<TlsMaterial>,
+    /// Ticks when the model or the session table changed: blocked `event.from` calls look
+    /// again.
+    pub(super) changes: watch::Sender<u64>,
+    /// Ticks when every blocked `event.from` must lose its connection.
+    pub(super) cuts: watch::Sender<u64>,
     state: Mutex<State>,
 }
 
@@ -39,6 +49,7 @@ pub(super) struct Session {
 #[derive(Debug)]
 pub(super) struct State {
     pub(super) model: Model,
+    pub(super) events: EventLog,
     pub(super) sessions: HashMap<String, Session>,
     session_serial: u64,
     pub(super) counters: Counters,
@@ -61,6 +72,9 @@ impl Shared {
         let model = Model::new(&config, &ips, now);
         let state = State {
             model,
+            events: EventLog::new(RecordCtx {
+                generation: config.generation,
+            }),
             sessions: HashMap::new(),
             session_serial: 0,
             counters: Counters {
@@ -77,8 +91,33 @@ impl Shared {
             addresses,
             port,
             tls,
+            changes: watch::Sender::new(0),
+            cuts: watch::Sender::new(0),
             state: Mutex::new(state),
         }
+    }
+
+    /// Wakes blocked `event.from` calls so that they look at the model and sessions again.
+    pub(super) fn wake(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Aborts every blocked `event.from` call.
+    pub(super) fn cut_event_streams(&self) {
+        self.cuts.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Applies a model mutation, records its events and wakes `event.from` waiters; `f`
+    /// gets the pool clock.
+    pub(super) fn mutate<R>(&self, f: impl FnOnce(&mut Model, i64) -> R) -> R {
+        let now = self.now();
+        let mut st = self.lock();
+        let r = f(&mut st.model, now);
+        let State { model, events, .. } = &mut *st;
+        if events.commit(model) {
+            self.wake();
+        }
+        r
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {

@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use super::*;
 
 /// 2026-01-01T00:00:07Z, the fixtures' frozen time.
-const T: i64 = 1_767_225_607;
+pub(super) const T: i64 = 1_767_225_607;
 
-fn frozen(generation: Generation) -> SimConfig {
+pub(super) fn frozen(generation: Generation) -> SimConfig {
     SimConfig {
         generation,
         clock: Clock::Frozen(T),
@@ -39,7 +39,7 @@ fn client_config(
         .with_no_client_auth()
 }
 
-fn client(sim: &Sim) -> reqwest::Client {
+pub(super) fn client(sim: &Sim) -> reqwest::Client {
     client_with(sim, &[&rustls::version::TLS13, &rustls::version::TLS12])
 }
 
@@ -56,7 +56,7 @@ fn client_with(
 }
 
 /// A client for `tls: false` simulators (reqwest still needs a TLS configuration).
-fn plain_client() -> reqwest::Client {
+pub(super) fn plain_client() -> reqwest::Client {
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -72,7 +72,7 @@ fn plain_client() -> reqwest::Client {
         .expect("client builds")
 }
 
-async fn post(
+pub(super) async fn post(
     c: &reqwest::Client,
     url: String,
     body: String,
@@ -89,7 +89,7 @@ async fn post(
 }
 
 /// A JSON-RPC 2.0 call; returns the whole reply object.
-async fn call(c: &reqwest::Client, base: &str, method: &str, params: Value) -> Value {
+pub(super) async fn call(c: &reqwest::Client, base: &str, method: &str, params: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 7}).to_string();
     let (status, headers, text) = post(c, format!("{base}/jsonrpc"), body).await;
     assert_eq!(status, 200, "{text}");
@@ -100,7 +100,7 @@ async fn call(c: &reqwest::Client, base: &str, method: &str, params: Value) -> V
     serde_json::from_str(&text).expect("JSON-RPC reply is JSON")
 }
 
-async fn login(c: &reqwest::Client, sim: &Sim) -> String {
+pub(super) async fn login(c: &reqwest::Client, sim: &Sim) -> String {
     let r = call(
         c,
         &sim.master_url(),
@@ -111,7 +111,10 @@ async fn login(c: &reqwest::Client, sim: &Sim) -> String {
     r["result"].as_str().expect("login succeeds").to_string()
 }
 
-async fn get(c: &reqwest::Client, url: String) -> (u16, reqwest::header::HeaderMap, String) {
+pub(super) async fn get(
+    c: &reqwest::Client,
+    url: String,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let r = c.get(url).send().await.expect("request is answered");
     let status = r.status().as_u16();
     let headers = r.headers().clone();
@@ -206,14 +209,17 @@ async fn json_rpc_login_records_logout() {
     assert_eq!(mi["error"]["message"], "RBAC_PERMISSION_DENIED");
 
     let pbds = call(&c, &base, "PBD.get_all_records", json!([session])).await;
-    let mpath = pbds["result"]
+    let mpaths: Vec<String> = pbds["result"]
         .as_object()
         .expect("pbds")
         .values()
         .filter_map(|p| p["other_config"].as_object())
         .flat_map(|o| o.iter())
-        .find(|(k, _)| k.starts_with("mpath-"));
-    assert_eq!(mpath.map(|(_, v)| v.clone()), Some(json!("[2, 2]")));
+        .filter(|(k, _)| k.starts_with("mpath-"))
+        .filter_map(|(_, v)| v.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(mpaths.len(), 4, "iSCSI and FC PBDs on 2 hosts: {mpaths:?}");
+    assert!(mpaths.iter().all(|v| v == "[2, 2]" || v == "[4, 4]"));
     let srs = call(&c, &base, "SR.get_all_records", json!([session])).await;
     let types: Vec<&str> = srs["result"]
         .as_object()
@@ -221,7 +227,7 @@ async fn json_rpc_login_records_logout() {
         .values()
         .filter_map(|s| s["type"].as_str())
         .collect();
-    for ty in ["ext", "udev", "nfs", "lvmoiscsi", "iso"] {
+    for ty in ["ext", "udev", "nfs", "lvmoiscsi", "lvmohba", "iso"] {
         assert!(types.contains(&ty), "{ty} in {types:?}");
     }
     for class in [
@@ -444,7 +450,7 @@ async fn invalidated_sessions_are_rejected() {
     sim.shutdown().await;
 }
 
-fn rrd_url(sim: &Sim, host: usize, session: &str, query: &str) -> String {
+pub(super) fn rrd_url(sim: &Sim, host: usize, session: &str, query: &str) -> String {
     format!(
         "{}/rrd_updates?session_id={session}&{query}",
         sim.host_url(host)
@@ -551,8 +557,8 @@ async fn rrd_updates_current_generation() {
             .iter()
             .filter(|l| l.starts_with(&format!("AVERAGE:host:{host0}:iops_read_")))
             .count(),
-        3,
-        "ext, nfs, iSCSI"
+        4,
+        "ext, nfs, iSCSI, FC"
     );
     assert_eq!(
         legend

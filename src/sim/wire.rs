@@ -17,9 +17,7 @@ pub(super) enum V {
     Array(Vec<V>),
     /// Struct or map, in insertion order.
     Map(Vec<(String, V)>),
-    /// The only typed int XAPI emits (`event.from`'s `valid_ref_counts`); kept for
-    /// `event.from`, which is not served yet.
-    #[allow(dead_code)]
+    /// The only typed int XAPI emits (`event.from`'s `valid_ref_counts`).
     I32(i32),
 }
 
