@@ -35,7 +35,6 @@ pub struct Pool {
     halt_on_no_uuid: bool,
     timeout: Duration,
     host_errors: Mutex<BTreeMap<HostErrorKey, u64>>,
-    collector_errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Host mode: the identity of the configured host, learned from its own RRD.
     identity: Mutex<Option<HostEntry>>,
 }
@@ -89,7 +88,6 @@ impl Pool {
             halt_on_no_uuid: config.halt_on_no_uuid,
             timeout: config.timeout,
             host_errors: Mutex::new(BTreeMap::new()),
-            collector_errors: Mutex::new(BTreeMap::new()),
             identity: Mutex::new(None),
         })
     }
@@ -110,23 +108,14 @@ impl Pool {
         self.client.logout().await;
     }
 
-    fn count_collector_error(&self, source: &'static str, reason: &'static str) {
-        *self
-            .collector_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((source, reason))
-            .or_default() += 1;
-    }
-
     /// Runs one collection and returns its families, sorted and free of duplicates.
     pub async fn scrape(self: &Arc<Self>) -> Vec<Family> {
         let started = Instant::now();
         let deadline = started + self.timeout;
         let inventory = self.inventory.get(deadline).await;
         if inventory.is_none() {
-            tracing::warn!("No inventory yet: XAPI has not answered the first full read");
-            self.count_collector_error("inventory", "unavailable");
+            // The inventory task logs and counts why (source "inventory").
+            tracing::debug!("No inventory yet: scraping without names");
         }
         let targets = self.targets(inventory.as_deref());
 
@@ -347,17 +336,7 @@ impl Pool {
                 },
             );
         }
-        let mut collector_errors = self
-            .collector_errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        collector_errors.extend(
-            self.inventory
-                .errors()
-                .into_iter()
-                .map(|(reason, count)| (("events", reason), count)),
-        );
+        let collector_errors = self.inventory.errors();
         for ((source, reason), count) in collector_errors {
             out.push(
                 "xen_collector_errors_total".into(),

@@ -25,10 +25,19 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::fro
 #[derive(Debug)]
 pub struct Live {
     client: Arc<Client>,
-    current: watch::Sender<Option<Arc<Inventory>>>,
-    /// Stream failures by bounded reason.
-    errors: Mutex<BTreeMap<&'static str, u64>>,
+    current: watch::Sender<Published>,
+    /// Failures by (source, bounded reason): `inventory` for full reads, `events` for
+    /// breaks of the stream.
+    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     wait: Duration,
+}
+
+/// What scrapes see: the latest snapshot, and whether a full read has failed yet (so that a
+/// scrape does not wait for a first snapshot that is not coming).
+#[derive(Debug, Default, Clone)]
+struct Published {
+    inventory: Option<Arc<Inventory>>,
+    failed: bool,
 }
 
 impl Live {
@@ -37,7 +46,7 @@ impl Live {
     pub fn new(client: Arc<Client>, wait: Duration) -> Live {
         Live {
             client,
-            current: watch::Sender::new(None),
+            current: watch::Sender::new(Published::default()),
             errors: Mutex::new(BTreeMap::new()),
             wait,
         }
@@ -45,31 +54,33 @@ impl Live {
 
     /// The current snapshot, if a full read ever succeeded.
     pub fn snapshot(&self) -> Option<Arc<Inventory>> {
-        self.current.borrow().clone()
+        self.current.borrow().inventory.clone()
     }
 
-    /// The current snapshot, waiting until `deadline` for the first one.
+    /// The current snapshot. Before the first one, waits until `deadline` for it, unless a
+    /// full read has already failed (XAPI down, bad credentials): then there is nothing to
+    /// wait for and the scrape goes on without one.
     pub async fn get(&self, deadline: Instant) -> Option<Arc<Inventory>> {
         let mut rx = self.current.subscribe();
-        let first = tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await;
-        match first {
-            Ok(Ok(current)) => current.clone(),
+        let ready = |p: &Published| p.inventory.is_some() || p.failed;
+        match tokio::time::timeout_at(deadline, rx.wait_for(ready)).await {
+            Ok(Ok(published)) => published.inventory.clone(),
             _ => self.snapshot(),
         }
     }
 
-    /// Stream failures so far, by reason.
-    pub fn errors(&self) -> Vec<(&'static str, u64)> {
+    /// Failures so far, by (source, reason).
+    pub fn errors(&self) -> Vec<((&'static str, &'static str), u64)> {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
         errors.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
-    fn count(&self, reason: &'static str) {
+    fn count(&self, source: &'static str, reason: &'static str) {
         *self
             .errors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(reason)
+            .entry((source, reason))
             .or_default() += 1;
     }
 
@@ -82,7 +93,10 @@ impl Live {
             pbds = inventory.state.pbds.len(),
             "Inventory updated"
         );
-        self.current.send_replace(Some(Arc::new(inventory)));
+        self.current.send_replace(Published {
+            inventory: Some(Arc::new(inventory)),
+            failed: false,
+        });
     }
 
     /// Follows the pool forever (cancel the future to stop): full read, then events, and a
@@ -96,11 +110,12 @@ impl Live {
                     backoff = BACKOFF.0;
                     let error = self.follow(&mut store, token).await;
                     let reason = stream_reason(&error);
-                    self.count(reason);
+                    self.count("events", reason);
                     tracing::warn!(reason, %error, "XAPI event stream lost; reading the inventory again");
                 }
                 Err(error) => {
-                    self.count(stream_reason(&error));
+                    self.count("inventory", stream_reason(&error));
+                    self.current.send_modify(|p| p.failed = true);
                     tracing::warn!(reason = error.reason(), %error, retry_in = ?backoff, "Cannot read the inventory from XAPI");
                 }
             }
@@ -162,7 +177,7 @@ impl Live {
                     Ok(c) => changed |= c,
                     Err(error) => {
                         // One bad record must not freeze the inventory: skip it, say so.
-                        self.count("bad_record");
+                        self.count("events", "bad_record");
                         tracing::warn!(%error, "Ignoring an event XAPI sent");
                     }
                 }

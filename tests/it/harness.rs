@@ -309,3 +309,28 @@ pub(crate) fn parse_sample(line: &str) -> Series {
         value,
     }
 }
+
+/// Families derived from XAPI records rather than from `/rrd_updates`.
+pub(crate) fn is_record_family(name: &str) -> bool {
+    matches!(
+        name,
+        "xen_host_info"
+            | "xen_host_enabled"
+            | "xen_host_live"
+            | "xen_host_memory_total_bytes"
+            | "xen_host_cpus"
+            | "xen_host_running_vms"
+            | "xen_host_multipath_enabled"
+            | "xen_host_pif_attached"
+            | "xen_vm_power_state"
+            | "xen_vm_info"
+            | "xen_vm_vcpus"
+            | "xen_vm_memory_static_max_bytes"
+            | "xen_vm_memory_static_min_bytes"
+            | "xen_vm_memory_dynamic_max_bytes"
+            | "xen_vm_memory_dynamic_min_bytes"
+            | "xen_vm_start_time_seconds"
+            | "xen_pbd_attached"
+    ) || name.starts_with("xen_pool_")
+        || name.starts_with("xen_sr_")
+}

@@ -147,6 +147,7 @@ fn assert_matches_served(env: &TestEnv, scrape: &Scrape, hosts: &[usize]) {
         .iter()
         .filter(|s| {
             (s.name.starts_with("xen_host_") || s.name.starts_with("xen_vm_"))
+                && !crate::harness::is_record_family(&s.name)
                 && !matches!(
                     s.name.as_str(),
                     "xen_host_up"

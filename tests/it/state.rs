@@ -114,7 +114,11 @@ async fn lost_multipath_paths_show_as_active_below_max() {
     let paths = |s: &Scrape, family: &str| {
         s.value(
             family,
-            &[("sr_uuid", &sr), ("host_uuid", &host), ("scsi_id", &scsi_id)],
+            &[
+                ("sr_uuid", &sr),
+                ("host_uuid", &host),
+                ("scsi_id", &scsi_id),
+            ],
         )
     };
     let before = env.scrape().await;
@@ -134,7 +138,11 @@ async fn lost_multipath_paths_show_as_active_below_max() {
     assert_eq!(
         after.value(
             "xen_sr_multipath_paths",
-            &[("sr_uuid", &sr), ("host_uuid", &other), ("scsi_id", &scsi_id)]
+            &[
+                ("sr_uuid", &sr),
+                ("host_uuid", &other),
+                ("scsi_id", &scsi_id)
+            ]
         ),
         Some(4.0)
     );
@@ -284,10 +292,7 @@ async fn vm_state_covers_halted_vms_and_dom0_and_skips_templates_and_snapshots()
         match vm.resident_on {
             Some(h) => {
                 assert_eq!(info.labels["host_uuid"], view.hosts[h].uuid);
-                assert_eq!(
-                    one("xen_vm_start_time_seconds"),
-                    Some(vm.start_time as f64)
-                );
+                assert_eq!(one("xen_vm_start_time_seconds"), Some(vm.start_time as f64));
             }
             None => {
                 halted += 1;
@@ -413,13 +418,10 @@ async fn renamed_added_removed_and_migrated_vms_show_at_the_next_scrape_without_
         })
         .cloned()
         .collect();
-    let renamed = guests[0].clone();
-    let removed = guests[1].clone();
-    let migrated = guests
-        .iter()
-        .find(|v| v.resident_on == Some(0) && v.uuid != renamed.uuid && v.uuid != removed.uuid)
-        .unwrap()
-        .clone();
+    let on = |h: usize| guests.iter().filter(move |v| v.resident_on == Some(h));
+    let migrated = on(0).next().unwrap().clone();
+    let renamed = on(0).nth(1).unwrap().clone();
+    let removed = on(1).next().unwrap().clone();
     env.scrape().await;
 
     env.sim.set_vm_name(&renamed.uuid, "renamed \"vm\"");
@@ -444,8 +446,14 @@ async fn renamed_added_removed_and_migrated_vms_show_at_the_next_scrape_without_
             .map(|s| s.labels["vm"].clone())
             .collect()
     };
-    assert_eq!(names(&renamed.uuid), BTreeSet::from(["renamed \"vm\"".to_string()]));
-    assert!(series_of_vm(&scrape, &removed.uuid).is_empty(), "removed VM");
+    assert_eq!(
+        names(&renamed.uuid),
+        BTreeSet::from(["renamed \"vm\"".to_string()])
+    );
+    assert!(
+        series_of_vm(&scrape, &removed.uuid).is_empty(),
+        "removed VM"
+    );
     assert_eq!(names(&added), BTreeSet::from([added_name]));
     assert!(
         series_of_vm(&scrape, &added)
@@ -460,9 +468,8 @@ async fn renamed_added_removed_and_migrated_vms_show_at_the_next_scrape_without_
         .collect();
     assert_eq!(hosts_of_migrated, BTreeSet::from([new_host.as_str()]));
     // No RPC was needed to learn any of it: events brought it before the scrape.
-    let rpc: Vec<&str> = env
-        .sim
-        .counters()
+    let counters = env.sim.counters();
+    let rpc: Vec<&str> = counters
         .rpc
         .keys()
         .map(String::as_str)
