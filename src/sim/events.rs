@@ -301,7 +301,7 @@ impl EventLog {
             return None;
         }
         found.sort();
-        let snapshots = self.snapshots(model, &found);
+        let mut snapshots = self.snapshots(model, &found);
         let events = found
             .into_iter()
             .map(|(g, c, op, r)| {
@@ -311,7 +311,7 @@ impl EventLog {
                     ("class".to_string(), V::Str(event_class(c))),
                     ("operation".to_string(), V::str(op)),
                 ];
-                let snapshot = snapshots.get(&(c, r.clone())).cloned();
+                let snapshot = snapshots.remove(&(c, r.clone()));
                 ev.push(("ref".to_string(), V::Str(r)));
                 if let Some(s) = snapshot {
                     ev.push(("snapshot".to_string(), s));
