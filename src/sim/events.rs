@@ -8,8 +8,10 @@
 //! is only built once somebody calls `event.from` or `event.inject`.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{DefaultHasher, Hasher};
+use std::hash::Hasher;
 use std::time::{Duration, Instant};
+
+use rustc_hash::FxHasher;
 
 use super::model::Model;
 use super::records::{self, CLASSES, RecordCtx};
@@ -104,11 +106,56 @@ fn parse_token(t: &str) -> Option<u64> {
     Some(db.max(0) as u64)
 }
 
-fn fingerprint(v: &V, buf: &mut String) -> u64 {
-    buf.clear();
-    v.write_json(buf);
-    let mut h = DefaultHasher::new();
-    h.write(buf.as_bytes());
+/// A content hash of a record. Any single changed value changes it (each step of the
+/// hasher is a bijection); a collision between two versions of one record is negligible.
+fn fingerprint(v: &V) -> u64 {
+    // Length first, so that adjacent strings cannot trade bytes.
+    fn text(h: &mut FxHasher, s: &str) {
+        h.write_usize(s.len());
+        h.write(s.as_bytes());
+    }
+    fn walk(v: &V, h: &mut FxHasher) {
+        match v {
+            V::Str(s) => {
+                h.write_u8(0);
+                text(h, s);
+            }
+            V::DateTime(s) => {
+                h.write_u8(1);
+                text(h, s);
+            }
+            V::Int(i) => {
+                h.write_u8(2);
+                h.write_i64(*i);
+            }
+            V::I32(i) => {
+                h.write_u8(3);
+                h.write_i32(*i);
+            }
+            V::Bool(b) => h.write_u8(4 + u8::from(*b)),
+            V::Float(f) => {
+                h.write_u8(6);
+                h.write_u64(f.to_bits());
+            }
+            V::Array(items) => {
+                h.write_u8(7);
+                h.write_usize(items.len());
+                for item in items {
+                    walk(item, h);
+                }
+            }
+            V::Map(members) => {
+                h.write_u8(8);
+                h.write_usize(members.len());
+                for (k, item) in members {
+                    text(h, k);
+                    walk(item, h);
+                }
+            }
+        }
+    }
+    let mut h = FxHasher::default();
+    walk(v, &mut h);
     h.finish()
 }
 
@@ -158,14 +205,13 @@ impl EventLog {
     /// Stamps every added or changed object with `generation` and buries removed ones.
     fn diff(&mut self, model: &Model, generation: u64) -> bool {
         let mut changed = false;
-        let mut buf = String::with_capacity(8192);
         for (c, class) in CLASSES.iter().enumerate() {
             let recs = records::records(model, class, self.ctx).unwrap_or_default();
             let live = &mut self.live[c];
             let mut present: HashSet<&str> = HashSet::with_capacity(recs.len());
             for (r, rec) in &recs {
                 present.insert(r.as_str());
-                let fp = fingerprint(rec, &mut buf);
+                let fp = fingerprint(rec);
                 match live.get_mut(r) {
                     Some(s) if s.fingerprint == fp => {}
                     Some(s) => {
@@ -255,7 +301,7 @@ impl EventLog {
             return None;
         }
         found.sort();
-        let snapshots = self.snapshots(model, &found);
+        let mut snapshots = self.snapshots(model, &found);
         let events = found
             .into_iter()
             .map(|(g, c, op, r)| {
@@ -265,7 +311,7 @@ impl EventLog {
                     ("class".to_string(), V::Str(event_class(c))),
                     ("operation".to_string(), V::str(op)),
                 ];
-                let snapshot = snapshots.get(&(c, r.clone())).cloned();
+                let snapshot = snapshots.remove(&(c, r.clone()));
                 ev.push(("ref".to_string(), V::Str(r)));
                 if let Some(s) = snapshot {
                     ev.push(("snapshot".to_string(), s));

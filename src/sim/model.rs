@@ -252,7 +252,7 @@ pub(super) struct Model {
     pub(super) networks: Vec<Network>,
     pub(super) pifs: Vec<Pif>,
     pub(super) vdis: Vec<Vdi>,
-    /// Bumped on every change; the future `event.from` token counts these.
+    /// Bumped on every change, so that the event log rebuilds records only after one.
     pub(super) generation: u64,
     /// Bumped when RRD layouts (which VMs run where, their devices) may have changed.
     pub(super) rrd_epoch: u64,

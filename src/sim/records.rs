@@ -1,6 +1,8 @@
 //! XenAPI object records built from the model: the payloads of `<class>.get_all_records`,
 //! `get_all` and `get_record`, with the field set and types of a real XCP-ng pool.
 
+use std::collections::HashMap;
+
 use super::Generation;
 use super::model::{Host, Model, NULL_REF, Pif, Power, Vm, VmKind, refs_where};
 use super::wire::V;
@@ -52,11 +54,22 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
             .flat_map(|host| host.cpus.iter().enumerate().map(move |(n, c)| (host, n, c)))
             .map(|(host, n, c)| (c.opaque_ref.clone(), host_cpu(host, n, &c.uuid)))
             .collect(),
-        "VM" => model
-            .vms
-            .iter()
-            .map(|vm| (vm.id.opaque_ref.clone(), vm_record(model, vm)))
-            .collect(),
+        "VM" => {
+            let snapshots = by_key(model.vms.iter().filter_map(|v| {
+                v.snapshot_of
+                    .as_deref()
+                    .map(|of| (of, v.id.opaque_ref.clone()))
+            }));
+            model
+                .vms
+                .iter()
+                .map(|vm| {
+                    let snaps = snapshots.get(vm.id.opaque_ref.as_str());
+                    let rec = vm_record(model, vm, snaps.map_or(&[][..], Vec::as_slice));
+                    (vm.id.opaque_ref.clone(), rec)
+                })
+                .collect()
+        }
         "VM_metrics" => model
             .vms
             .iter()
@@ -99,9 +112,28 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
             .iter()
             .map(|p| (p.metrics.opaque_ref.clone(), pif_metrics(model, p)))
             .collect(),
-        "VDI" => (0..model.vdis.len())
-            .map(|d| (model.vdis[d].id.opaque_ref.clone(), vdi_record(model, d)))
-            .collect(),
+        "VDI" => {
+            let vbds = by_key(model.vms.iter().flat_map(|vm| {
+                vm.vbds
+                    .iter()
+                    .filter_map(|b| b.vdi.as_deref().map(|d| (d, b.id.opaque_ref.clone())))
+            }));
+            let snapshots = by_key(model.vdis.iter().filter_map(|d| {
+                d.snapshot_of
+                    .as_deref()
+                    .map(|of| (of, d.id.opaque_ref.clone()))
+            }));
+            (0..model.vdis.len())
+                .map(|d| {
+                    let r = model.vdis[d].id.opaque_ref.as_str();
+                    let list = |m: &HashMap<&str, Vec<String>>| {
+                        m.get(r).map_or(&[][..], Vec::as_slice).to_vec()
+                    };
+                    let rec = vdi_record(model, d, list(&vbds), list(&snapshots));
+                    (r.to_string(), rec)
+                })
+                .collect()
+        }
         "VBD" => model
             .vms
             .iter()
@@ -219,6 +251,16 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
         _ => return None,
     };
     Some(out)
+}
+
+/// Groups values by key, keeping their order: the reverse side of one-way relations,
+/// computed once per class instead of once per record.
+fn by_key<'a>(pairs: impl Iterator<Item = (&'a str, String)>) -> HashMap<&'a str, Vec<String>> {
+    let mut out: HashMap<&str, Vec<String>> = HashMap::new();
+    for (k, v) in pairs {
+        out.entry(k).or_default().push(v);
+    }
+    out
 }
 
 /// Record builder keeping XAPI's field order.
@@ -653,7 +695,7 @@ fn pif_metrics(model: &Model, p: &Pif) -> V {
         .v()
 }
 
-fn vm_record(model: &Model, vm: &Vm) -> V {
+fn vm_record(model: &Model, vm: &Vm, snapshots: &[String]) -> V {
     let host_ref = |h: Option<usize>| h.map_or(NULL_REF, |h| model.hosts[h].id.opaque_ref.as_str());
     let running = vm.has_domain();
     let allowed: &[&str] = match (vm.kind, vm.power) {
@@ -721,9 +763,6 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
         ],
     };
     let dom0 = vm.is_control_domain();
-    let snapshots: Vec<String> = refs_where(&model.vms, |s| {
-        s.snapshot_of.as_deref() == Some(vm.id.opaque_ref.as_str())
-    });
     let other_config: Vec<(String, String)> = match vm.kind {
         VmKind::ControlDomain => vec![
             ("storage_driver_domain".into(), NULL_REF.into()),
@@ -869,7 +908,7 @@ fn vm_record(model: &Model, vm: &Vm) -> V {
         .s("ha_restart_priority", "")
         .b("is_a_snapshot", vm.is_snapshot())
         .s("snapshot_of", vm.snapshot_of.as_deref().unwrap_or(NULL_REF))
-        .m("snapshots", V::strings(snapshots))
+        .m("snapshots", V::strings(snapshots.iter().cloned()))
         .d("snapshot_time", vm.snapshot_time)
         .s("transportable_snapshot_id", "")
         .m("blobs", V::Map(Vec::new()))
@@ -1216,18 +1255,8 @@ fn pif_record(model: &Model, p: &Pif) -> V {
         .v()
 }
 
-fn vdi_record(model: &Model, d: usize) -> V {
+fn vdi_record(model: &Model, d: usize, vbds: Vec<String>, snapshots: Vec<String>) -> V {
     let vdi = &model.vdis[d];
-    let vbds: Vec<String> = model
-        .vms
-        .iter()
-        .flat_map(|vm| vm.vbds.iter())
-        .filter(|b| b.vdi.as_deref() == Some(vdi.id.opaque_ref.as_str()))
-        .map(|b| b.id.opaque_ref.clone())
-        .collect();
-    let snapshots: Vec<String> = refs_where(&model.vdis, |s| {
-        s.snapshot_of.as_deref() == Some(vdi.id.opaque_ref.as_str())
-    });
     R::new(&vdi.id.uuid)
         .s("name_label", &vdi.name)
         .s(
