@@ -47,14 +47,17 @@ fn pbd_config<'a>(view: &'a PoolView, sr: &str, host: usize, key: &str) -> &'a s
 }
 
 /// Waits (bounded) until the simulator has served `method` more than `before` times.
-async fn wait_for_calls(env: &TestEnv, method: &str, before: u64) {
-    for _ in 0..200 {
+async fn wait_for_calls(env: &TestEnv, method: &str, before: u64, why: &str) {
+    for _ in 0..400 {
         if env.sim.counters().rpc.get(method).copied().unwrap_or(0) > before {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{method} was never called again");
+    panic!(
+        "{why}: {method} was never called again: {:?}",
+        env.sim.counters().rpc
+    );
 }
 
 fn series_of_vm<'a>(scrape: &'a Scrape, uuid: &str) -> Vec<&'a crate::harness::Series> {
@@ -493,13 +496,8 @@ async fn a_lost_event_stream_recovers_by_itself() {
     let expected_series = env.scrape().await.series.len();
 
     for (round, break_stream) in ["session", "connection", "events_lost"].iter().enumerate() {
-        let reads = env
-            .sim
-            .counters()
-            .rpc
-            .get("VM.get_all_records")
-            .copied()
-            .unwrap_or(0);
+        let calls = |method: &str| env.sim.counters().rpc.get(method).copied().unwrap_or(0);
+        let (reads, polls) = (calls("VM.get_all_records"), calls("event.from"));
         match *break_stream {
             "session" => env.sim.invalidate_sessions(),
             "connection" => env.sim.drop_event_streams(),
@@ -508,7 +506,14 @@ async fn a_lost_event_stream_recovers_by_itself() {
         // Wake the parked long poll, so that the next call meets the fault now rather than
         // after its 30 s wait.
         env.sim.set_vm_name(&vm.uuid, &format!("wake {round}"));
-        wait_for_calls(&env, "VM.get_all_records", reads).await;
+        if *break_stream == "connection" {
+            // A cut connection is either re-tried on a new one with the same token (the HTTP
+            // client does that for a request that got no response byte) or ends in a full
+            // re-read: both keep the inventory whole, so wait for either.
+            wait_for_calls(&env, "event.from", polls, break_stream).await;
+        } else {
+            wait_for_calls(&env, "VM.get_all_records", reads, break_stream).await;
+        }
         let name = format!("after {break_stream} {round}");
         env.sim.set_vm_name(&vm.uuid, &name);
         tokio::time::sleep(EVENT_DELIVERY).await;
@@ -531,13 +536,15 @@ async fn a_lost_event_stream_recovers_by_itself() {
             n + n / 20 >= expected_series,
             "{break_stream}: {n} series vs {expected_series}"
         );
-        assert!(
-            scrape
-                .all("xen_collector_errors_total")
-                .iter()
-                .any(|s| s.labels["source"] == "events"),
-            "{break_stream}: the break is counted"
-        );
+        if *break_stream != "connection" {
+            assert!(
+                scrape
+                    .all("xen_collector_errors_total")
+                    .iter()
+                    .any(|s| s.labels["source"] == "events"),
+                "{break_stream}: the break is counted"
+            );
+        }
     }
     env.stop().await.shutdown().await;
 }
