@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+pub mod file;
+
 /// The raw command line, each option also readable from the environment variable the original
 /// Python exporter used. Values are kept as strings so that validation can name the variable
 /// and the accepted values itself.
@@ -304,8 +306,13 @@ pub struct TlsConfig {
 /// Everything needed to collect one pool.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Where to log in first (XEN_HOST).
+    /// The pool's name in `--config.file` (the `/probe` target and `pool` label); the
+    /// environment-variable setup names its one pool after `XEN_HOST`.
+    pub name: String,
+    /// Where to log in first (XEN_HOST, or the first of `hosts` in the file).
     pub endpoint: Endpoint,
+    /// Other members to ask for the master when it stops answering (the rest of `hosts`).
+    pub members: Vec<Endpoint>,
     /// XAPI user name.
     pub user: String,
     /// XAPI password.
@@ -482,6 +489,8 @@ impl Config {
         };
         Ok(Config {
             pool: PoolConfig {
+                name: endpoint.host.clone(),
+                members: Vec::new(),
                 endpoint,
                 user: cli.xen_user.trim().to_string(),
                 password,

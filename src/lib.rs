@@ -74,8 +74,10 @@ pub async fn run(
 /// Used by `--demo`, the integration tests and the benchmarks.
 pub fn simulator_pool(sim: &sim::Sim, mode: Mode, timeout: Duration) -> PoolConfig {
     PoolConfig {
+        name: "sim".into(),
         endpoint: Endpoint::parse(&sim.master_url())
             .expect("the simulator's URL is a valid endpoint"),
+        members: Vec::new(),
         user: sim.username().to_string(),
         password: Secret::new(sim.password()),
         tls: TlsConfig {
