@@ -349,8 +349,9 @@ impl Sim {
     }
 
     /// `https://127.A.B.1:PORT` (`http://` without TLS).
+    /// URL of the current pool master (host 0 until [`Sim::set_master`]).
     pub fn master_url(&self) -> String {
-        self.host_url(0)
+        self.host_url(self.shared().master())
     }
 
     pub fn host_url(&self, host: usize) -> String {
@@ -593,6 +594,20 @@ impl Sim {
         };
         self.shared()
             .mutate(|m, now| m.set_power_state(vm_uuid, power, now))
+    }
+
+    /// Makes `host` the pool master, as `pool.designate_new_master` or an emergency
+    /// transition does: the old master answers `HOST_IS_SLAVE` from now on, the pool record
+    /// names the new one, and every session is gone (xapi restarts on both). No effect on a
+    /// bad index.
+    pub fn set_master(&self, host: usize) {
+        let shared = self.shared();
+        shared.mutate(|m, _| {
+            if host < m.hosts.len() {
+                m.pool.master = host;
+            }
+        });
+        shared.lock().sessions.clear();
     }
 
     /// Sets `host.enabled` (false = maintenance mode); no effect on a bad index.

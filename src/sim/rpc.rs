@@ -27,7 +27,7 @@ fn count_mismatch(method: &str, expected: usize, got: usize) -> XenError {
 pub(super) async fn call(shared: &Shared, host: usize, method: &str, params: &[V]) -> Outcome {
     shared.lock().count_rpc(method);
     // Members refuse everything, before any credential check (so at no delay).
-    if host != 0 {
+    if host != shared.master() {
         return Outcome::Reply(Err(err("HOST_IS_SLAVE", &[&shared.master_address()])));
     }
     match method {

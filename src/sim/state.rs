@@ -135,7 +135,12 @@ impl Shared {
     }
 
     pub(super) fn master_address(&self) -> String {
-        self.addresses[0].to_string()
+        self.addresses[self.master()].to_string()
+    }
+
+    /// Index of the current pool master.
+    pub(super) fn master(&self) -> usize {
+        self.lock().model.pool.master
     }
 }
 
