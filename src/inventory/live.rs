@@ -150,6 +150,7 @@ impl Live {
             client.all_records("PBD"),
             client.all_records("PIF"),
         )?;
+        client.learn_members(hosts.values().map(|h: &records::Host| h.address.clone()));
         let store = Store {
             pools,
             hosts,

@@ -7,6 +7,7 @@ pub mod rpc;
 pub mod rrd;
 pub mod tls;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -142,6 +143,25 @@ pub struct Client {
     login_lock: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     logged_in_once: AtomicBool,
+    /// Other members to ask for the master: configured ones, then those the inventory knows.
+    members: RwLock<Vec<Endpoint>>,
+    /// Logins that landed on a different master than the previous session's.
+    failovers: AtomicU64,
+    /// Requests by (kind, outcome): count and seconds spent.
+    stats: Mutex<BTreeMap<(&'static str, &'static str), (u64, f64)>>,
+}
+
+/// What one kind of XAPI request cost so far, for the exporter's own metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestStats {
+    /// `login`, `logout`, `call`, `event`, `rrd`.
+    pub kind: &'static str,
+    /// `ok` or a bounded error reason.
+    pub outcome: &'static str,
+    /// Requests.
+    pub count: u64,
+    /// Seconds spent in them.
+    pub seconds: f64,
 }
 
 impl Client {
@@ -188,6 +208,9 @@ impl Client {
             login_lock: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             logged_in_once: AtomicBool::new(false),
+            members: RwLock::new(config.members.clone()),
+            failovers: AtomicU64::new(0),
+            stats: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -208,6 +231,48 @@ impl Client {
     /// and port.
     pub fn member(&self, address: &str) -> Endpoint {
         self.endpoint.with_host(address)
+    }
+
+    /// Adds pool members (their `host.address`, reached like XEN_HOST) to ask for the master
+    /// should it stop answering; the configured ones stay first.
+    pub fn learn_members(&self, addresses: impl IntoIterator<Item = String>) {
+        let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
+        for address in addresses {
+            let endpoint = self.endpoint.with_host(&address);
+            if endpoint != self.endpoint && !members.contains(&endpoint) {
+                members.push(endpoint);
+            }
+        }
+    }
+
+    /// Times the session moved to a new master.
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Request counts and durations so far.
+    pub fn request_stats(&self) -> Vec<RequestStats> {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats
+            .iter()
+            .map(|(&(kind, outcome), &(count, seconds))| RequestStats {
+                kind,
+                outcome,
+                count,
+                seconds,
+            })
+            .collect()
+    }
+
+    fn record<T>(&self, kind: &'static str, started: Instant, result: &Result<T, Error>) {
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = stats.entry((kind, outcome)).or_default();
+        entry.0 += 1;
+        entry.1 += started.elapsed().as_secs_f64();
     }
 
     /// Whether a login has ever succeeded (readiness).
@@ -251,11 +316,50 @@ impl Client {
         self.login().await
     }
 
+    /// Like [`Client::relogin`], after the master failed to answer: the other members are
+    /// asked first.
+    async fn relogin_elsewhere(&self, stale: &Session) -> Result<Session, Error> {
+        let _guard = self.login_lock.lock().await;
+        if let Some(session) = self.current_session()
+            && session.generation != stale.generation
+        {
+            return Ok(session);
+        }
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if state.generation == stale.generation {
+                state.session = None;
+            }
+        }
+        self.login_from(true).await
+    }
+
     /// Logs in, following `HOST_IS_SLAVE` to the master. Callers hold `login_lock`.
     async fn login(&self) -> Result<Session, Error> {
-        let mut candidates = vec![self.master()];
-        if candidates[0] != self.endpoint {
-            candidates.push(self.endpoint.clone());
+        self.login_from(false).await
+    }
+
+    /// Logs in, trying the last known master first, or last when it just failed
+    /// (`master_failed`), then the configured endpoint and every other known member: any of
+    /// them names the master with `HOST_IS_SLAVE`, or is the master now.
+    async fn login_from(&self, master_failed: bool) -> Result<Session, Error> {
+        let previous = self.master();
+        let mut candidates = vec![previous.clone(), self.endpoint.clone()];
+        candidates.extend(
+            self.members
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned(),
+        );
+        let mut seen = Vec::with_capacity(candidates.len());
+        candidates.retain(|c| {
+            let new = !seen.contains(c);
+            seen.push(c.clone());
+            new
+        });
+        if master_failed {
+            candidates.rotate_left(1);
         }
         let mut last_error = None;
         'candidates: for start in candidates {
@@ -279,7 +383,11 @@ impl Client {
                             state.generation
                         };
                         *self.master.write().unwrap_or_else(|e| e.into_inner()) = target.clone();
-                        self.logged_in_once.store(true, Ordering::Relaxed);
+                        if self.logged_in_once.swap(true, Ordering::Relaxed) && target != previous
+                        {
+                            self.failovers.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(from = %previous, to = %target, "The pool master changed; following it");
+                        }
                         tracing::info!(master = %target, user = %self.user, "Logged in to XAPI");
                         return Ok(Session {
                             id: Arc::from(session.as_str()),
@@ -326,6 +434,33 @@ impl Client {
         method: &str,
         params: &[Value],
     ) -> Result<Decoded<T>, Error> {
+        let started = Instant::now();
+        let result = self
+            .rpc_unrecorded(http, timeout, target, method, params)
+            .await;
+        let kind = match method {
+            "session.login_with_password" => "login",
+            "session.logout" => "logout",
+            "event.from" => "event",
+            _ => "call",
+        };
+        let outcome = match &result {
+            Ok(Decoded::Failure(f)) => Err(Error::Api(f.clone())),
+            Ok(Decoded::Ok(_)) => Ok(()),
+            Err(e) => Err(e.clone()),
+        };
+        self.record(kind, started, &outcome);
+        result
+    }
+
+    async fn rpc_unrecorded<T: DeserializeOwned>(
+        &self,
+        http: &reqwest::Client,
+        timeout: Duration,
+        target: &Endpoint,
+        method: &str,
+        params: &[Value],
+    ) -> Result<Decoded<T>, Error> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = rpc::encode_request(method, params, id);
         let url = format!("{}/jsonrpc", target.base_url());
@@ -362,7 +497,16 @@ impl Client {
             full.push(Value::from(&*session.id));
             full.extend_from_slice(params);
             let master = self.master();
-            match self.rpc::<T>(&master, method, &full).await? {
+            let reply = match self.rpc::<T>(&master, method, &full).await {
+                Ok(reply) => reply,
+                Err(error) if attempt == 0 && master_unreachable(&error) => {
+                    tracing::warn!(master = %master, %error, "The pool master does not answer; asking the other members who the master is");
+                    session = self.relogin_elsewhere(&session).await?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match reply {
                 Decoded::Ok(value) => return Ok(value),
                 Decoded::Failure(f)
                     if attempt == 0
@@ -440,6 +584,17 @@ impl Client {
     /// resident on it, a few 5-second rows ending at the host's latest update. Answers by
     /// `deadline` or fails with [`Error::Timeout`].
     pub async fn rrd_updates(&self, host: &Endpoint, deadline: Instant) -> Result<Vec<u8>, Error> {
+        let started = Instant::now();
+        let result = self.rrd_updates_unrecorded(host, deadline).await;
+        self.record("rrd", started, &result);
+        result
+    }
+
+    async fn rrd_updates_unrecorded(
+        &self,
+        host: &Endpoint,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, Error> {
         let mut session = self.session().await?;
         for attempt in 0..2 {
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -495,6 +650,15 @@ impl Client {
             Err(error) => tracing::warn!(%error, "XAPI logout failed"),
         }
     }
+}
+
+/// Errors that mean the master itself is gone (down, rebooting, demoted and unreachable), as
+/// opposed to a refused request: worth asking the other members.
+fn master_unreachable(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Connect(_) | Error::Timeout(_) | Error::Transport(_) | Error::Http { status: 502..=504 }
+    )
 }
 
 async fn read_body(mut response: reqwest::Response, timeout: Duration) -> Result<Vec<u8>, Error> {
