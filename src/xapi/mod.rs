@@ -148,8 +148,11 @@ pub struct Client {
     /// Logins that landed on a different master than the previous session's.
     failovers: AtomicU64,
     /// Requests by (kind, outcome): count and seconds spent.
-    stats: Mutex<BTreeMap<(&'static str, &'static str), (u64, f64)>>,
+    stats: Mutex<BTreeMap<StatsKey, (u64, f64)>>,
 }
+
+/// (kind, outcome) of a request.
+type StatsKey = (&'static str, &'static str);
 
 /// What one kind of XAPI request cost so far, for the exporter's own metrics.
 #[derive(Debug, Clone, PartialEq)]
