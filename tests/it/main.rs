@@ -10,3 +10,4 @@ mod harness;
 mod http;
 mod scrape;
 mod tidy;
+mod web;
