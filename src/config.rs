@@ -81,8 +81,10 @@ pub struct Cli {
     /// Web configuration file in the format shared by Prometheus exporters (exporter-toolkit):
     /// TLS, client certificates, basic authentication, extra response headers, rate limit.
     /// Re-read, with the certificate files it names, when they change.
+    // A string, not a path, so that an empty value reaches validation (exit 64) instead of
+    // clap's generic error.
     #[arg(long = "web.config.file", env = "XEN_WEB_CONFIG_FILE")]
-    pub web_config_file: Option<PathBuf>,
+    pub web_config_file: Option<String>,
 
     /// Most /metrics requests served at once; more are answered 503 at once. 0: no limit.
     #[arg(
@@ -609,14 +611,14 @@ fn web_options(cli: &Cli, xen_timeout: Duration) -> Result<WebOptions, Error> {
     if cli
         .web_config_file
         .as_ref()
-        .is_some_and(|p| p.as_os_str().is_empty())
+        .is_some_and(|p| p.trim().is_empty())
     {
         return Err(Error(
             "XEN_WEB_CONFIG_FILE (--web.config.file) is empty; give the path of a web configuration file or leave it unset".into(),
         ));
     }
     Ok(WebOptions {
-        config_file: cli.web_config_file.clone(),
+        config_file: cli.web_config_file.as_ref().map(PathBuf::from),
         max_requests,
         read_header_timeout,
         request_timeout,
@@ -748,6 +750,7 @@ mod tests {
         assert!(err(&["--web.read-header-timeout", "0"]).starts_with("XEN_WEB_READ_HEADER"));
         assert!(err(&["--web.request-timeout", "nan"]).starts_with("XEN_WEB_REQUEST_TIMEOUT"));
         assert!(err(&["--scrape.min-interval=-2"]).starts_with("XEN_SCRAPE_MIN_INTERVAL"));
+        assert!(err(&["--web.config.file="]).starts_with("XEN_WEB_CONFIG_FILE"));
         let e = err(&["--xen.timeout", "30", "--web.request-timeout", "20"]);
         assert!(e.contains("XEN_TIMEOUT"), "{e}");
     }

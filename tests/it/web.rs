@@ -913,3 +913,24 @@ async fn the_rate_limit_answers_429() {
     assert_eq!(codes, [200, 200, 429, 429]);
     exporter.stop().await;
 }
+
+#[test]
+fn bad_limits_exit_64_naming_the_setting() {
+    for (var, value) in [
+        ("XEN_WEB_MAX_REQUESTS", "lots"),
+        ("XEN_WEB_READ_HEADER_TIMEOUT", "0"),
+        ("XEN_WEB_REQUEST_TIMEOUT", "5"),
+        ("XEN_SCRAPE_MIN_INTERVAL", "-1"),
+        ("XEN_WEB_CONFIG_FILE", ""),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_xen-exporter"))
+            .env_clear()
+            .env(var, value)
+            .arg("--config.check")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{var}={value}: {stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+    }
+}
