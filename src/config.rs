@@ -106,6 +106,45 @@ pub struct Cli {
     #[arg(long = "web.bind", env = "BIND", default_value = "0.0.0.0")]
     pub bind: String,
 
+    /// Web configuration file in the format shared by Prometheus exporters (exporter-toolkit):
+    /// TLS, client certificates, basic authentication, extra response headers, rate limit.
+    /// Re-read, with the certificate files it names, when they change.
+    // A string, not a path, so that an empty value reaches validation (exit 64) instead of
+    // clap's generic error.
+    #[arg(long = "web.config.file", env = "XEN_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<String>,
+
+    /// Most /metrics requests served at once; more are answered 503 at once. 0: no limit.
+    #[arg(
+        long = "web.max-requests",
+        env = "XEN_WEB_MAX_REQUESTS",
+        default_value = "40"
+    )]
+    pub web_max_requests: String,
+
+    /// Seconds a client may take for the TLS handshake and for the headers of a request, and
+    /// may stay idle between keep-alive requests, before its connection is closed.
+    #[arg(
+        long = "web.read-header-timeout",
+        env = "XEN_WEB_READ_HEADER_TIMEOUT",
+        default_value = "10"
+    )]
+    pub web_read_header_timeout: String,
+
+    /// Seconds from a request's headers to its response's headers, and the longest a client
+    /// may stop reading a response. Default: XEN_TIMEOUT + 10, at least 60.
+    #[arg(long = "web.request-timeout", env = "XEN_WEB_REQUEST_TIMEOUT")]
+    pub web_request_timeout: Option<String>,
+
+    /// Seconds: a scrape that arrives sooner than this after the last completed collection is
+    /// answered from that collection instead of asking XAPI again. 0: off.
+    #[arg(
+        long = "scrape.min-interval",
+        env = "XEN_SCRAPE_MIN_INTERVAL",
+        default_value = "0"
+    )]
+    pub scrape_min_interval: String,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(long = "log.level", env = "XEN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -350,6 +389,43 @@ impl Default for Collectors {
     }
 }
 
+/// How the HTTP side is protected and bounded: the `--web.*` and `--scrape.*` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebOptions {
+    /// `--web.config.file`; checked by the server module, which owns the format.
+    pub config_file: Option<PathBuf>,
+    /// Most `/metrics` requests in flight; 0 means no limit.
+    pub max_requests: usize,
+    /// TLS handshake, request headers and keep-alive idle time.
+    pub read_header_timeout: Duration,
+    /// Request headers to response headers, and the longest stall while a client reads a
+    /// response. `None`: derived from the pool's XAPI timeout (see [`WebOptions::request_timeout_for`]).
+    pub request_timeout: Option<Duration>,
+    /// A scrape sooner than this after the last completed collection reuses it; zero is off.
+    pub scrape_min_interval: Duration,
+}
+
+impl Default for WebOptions {
+    fn default() -> Self {
+        WebOptions {
+            config_file: None,
+            max_requests: 40,
+            read_header_timeout: Duration::from_secs(10),
+            request_timeout: None,
+            scrape_min_interval: Duration::ZERO,
+        }
+    }
+}
+
+impl WebOptions {
+    /// The request timeout in force for a pool whose XAPI requests time out after
+    /// `xen_timeout`: the configured one, or long enough for a whole collection.
+    pub fn request_timeout_for(&self, xen_timeout: Duration) -> Duration {
+        self.request_timeout
+            .unwrap_or_else(|| (xen_timeout + Duration::from_secs(10)).max(Duration::from_secs(60)))
+    }
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -357,6 +433,8 @@ pub struct Config {
     pub pool: PoolConfig,
     /// Where the metrics endpoint listens.
     pub listen: SocketAddr,
+    /// HTTP protection and limits.
+    pub web: WebOptions,
     /// Tracing filter directive.
     pub log_level: String,
     /// `--config.check`.
@@ -487,7 +565,9 @@ impl Config {
                 (Some(pem), Some(path.clone()))
             }
         };
+        let web = web_options(cli, timeout)?;
         Ok(Config {
+            web,
             pool: PoolConfig {
                 name: endpoint.host.clone(),
                 members: Vec::new(),
@@ -519,8 +599,27 @@ impl Config {
             (Some(f), true) => format!("verified against system roots and {}", f.display()),
             (None, true) => "verified against system roots".to_string(),
         };
+        let web = &self.web;
+        let web_lines = format!(
+            "  web.config.file    {}\n  web.max-requests   {}\n  web.read-header-timeout {:?}\n  web.request-timeout {:?}\n  scrape.min-interval {}\n",
+            web.config_file.as_ref().map_or_else(
+                || "(none: plain HTTP, no authentication)".to_string(),
+                |p| p.display().to_string()
+            ),
+            match web.max_requests {
+                0 => "unlimited".to_string(),
+                n => n.to_string(),
+            },
+            web.read_header_timeout,
+            web.request_timeout_for(pool.timeout),
+            if web.scrape_min_interval.is_zero() {
+                "off".to_string()
+            } else {
+                format!("{:?}", web.scrape_min_interval)
+            },
+        );
         format!(
-            "configuration OK\n  xen.host           {}\n  xen.user           {}\n  xen.password       {}\n  xen.mode           {}\n  xen.timeout        {:?}\n  xen.halt-on-no-uuid {}\n  collectors         pbd={} multipath={} storage-targets={}\n  tls                {}\n  listen             {}\n",
+            "configuration OK\n  xen.host           {}\n  xen.user           {}\n  xen.password       {}\n  xen.mode           {}\n  xen.timeout        {:?}\n  xen.halt-on-no-uuid {}\n  collectors         pbd={} multipath={} storage-targets={}\n  tls                {}\n  listen             {}\n{web_lines}",
             pool.endpoint,
             pool.user,
             if pool.password.expose().is_empty() {
@@ -540,6 +639,78 @@ impl Config {
             trust,
             self.listen,
         )
+    }
+}
+
+fn web_options(cli: &Cli, xen_timeout: Duration) -> Result<WebOptions, Error> {
+    let max_requests = match cli.web_max_requests.trim().parse::<usize>() {
+        Ok(n) if n <= 100_000 => n,
+        _ => {
+            return Err(Error(format!(
+                "XEN_WEB_MAX_REQUESTS (--web.max-requests) {:?} is not valid; give a whole number from 0 (no limit) to 100000, e.g. 40",
+                cli.web_max_requests
+            )));
+        }
+    };
+    let read_header_timeout = parse_seconds(
+        "XEN_WEB_READ_HEADER_TIMEOUT",
+        "--web.read-header-timeout",
+        &cli.web_read_header_timeout,
+        false,
+    )?;
+    let request_timeout = match &cli.web_request_timeout {
+        None => None,
+        Some(text) => {
+            let timeout = parse_seconds(
+                "XEN_WEB_REQUEST_TIMEOUT",
+                "--web.request-timeout",
+                text,
+                false,
+            )?;
+            // Shorter would cut every slow scrape off before its hosts time out.
+            if timeout <= xen_timeout {
+                return Err(Error(format!(
+                    "XEN_WEB_REQUEST_TIMEOUT (--web.request-timeout) {text:?} must be longer than XEN_TIMEOUT (--xen.timeout, {:?}) so that a scrape can finish; raise it or leave it unset",
+                    xen_timeout
+                )));
+            }
+            Some(timeout)
+        }
+    };
+    let scrape_min_interval = parse_seconds(
+        "XEN_SCRAPE_MIN_INTERVAL",
+        "--scrape.min-interval",
+        &cli.scrape_min_interval,
+        true,
+    )?;
+    if cli
+        .web_config_file
+        .as_ref()
+        .is_some_and(|p| p.trim().is_empty())
+    {
+        return Err(Error(
+            "XEN_WEB_CONFIG_FILE (--web.config.file) is empty; give the path of a web configuration file or leave it unset".into(),
+        ));
+    }
+    Ok(WebOptions {
+        config_file: cli.web_config_file.as_ref().map(PathBuf::from),
+        max_requests,
+        read_header_timeout,
+        request_timeout,
+        scrape_min_interval,
+    })
+}
+
+/// Seconds as a number, like XEN_TIMEOUT: above 0 (or 0 when `zero_ok`), at most an hour.
+fn parse_seconds(var: &str, flag: &str, text: &str, zero_ok: bool) -> Result<Duration, Error> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && (s > 0.0 || (zero_ok && s == 0.0)) && s <= 3600.0 => {
+            Ok(Duration::from_secs_f64(s))
+        }
+        _ => Err(Error(format!(
+            "{var} ({flag}) {text:?} is not valid; give seconds as a number {} and at most 3600, e.g. 10 or 2.5",
+            if zero_ok { "from 0 (off)" } else { "above 0" }
+        ))),
     }
 }
 
@@ -650,6 +821,36 @@ mod tests {
         assert!(err(&["--web.bind", "nowhere"]).starts_with("BIND"));
         let e = err(&["--xen.password-file", "/nonexistent/pw"]);
         assert!(e.starts_with("XEN_PASSWORD_FILE"), "{e}");
+        assert!(err(&["--web.max-requests=-1"]).starts_with("XEN_WEB_MAX_REQUESTS"));
+        assert!(err(&["--web.read-header-timeout", "0"]).starts_with("XEN_WEB_READ_HEADER"));
+        assert!(err(&["--web.request-timeout", "nan"]).starts_with("XEN_WEB_REQUEST_TIMEOUT"));
+        assert!(err(&["--scrape.min-interval=-2"]).starts_with("XEN_SCRAPE_MIN_INTERVAL"));
+        assert!(err(&["--web.config.file="]).starts_with("XEN_WEB_CONFIG_FILE"));
+        let e = err(&["--xen.timeout", "30", "--web.request-timeout", "20"]);
+        assert!(e.contains("XEN_TIMEOUT"), "{e}");
+    }
+
+    #[test]
+    fn web_defaults_follow_node_exporter_and_the_xapi_timeout() {
+        let c = Config::from_cli(&cli(&[]), &Env::default()).unwrap();
+        assert_eq!(c.web, WebOptions::default());
+        assert_eq!(c.web.max_requests, 40);
+        assert_eq!(
+            c.web.request_timeout_for(c.pool.timeout),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            c.web.request_timeout_for(Duration::from_secs(120)),
+            Duration::from_secs(130)
+        );
+        let c = Config::from_cli(
+            &cli(&["--scrape.min-interval", "15", "--web.max-requests", "0"]),
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(c.web.scrape_min_interval, Duration::from_secs(15));
+        assert_eq!(c.web.max_requests, 0);
+        assert!(c.summary().contains("unlimited"));
     }
 
     #[test]

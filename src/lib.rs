@@ -14,8 +14,8 @@
 //! - [`sim`]: a simulated XAPI pool for tests, benchmarks and `--demo`; shares no types with
 //!   [`xapi`].
 //!
-//! [`run`] wires one pool to an HTTP listener; `main.rs` only parses the configuration and
-//! calls it.
+//! [`run_with`] wires one pool to an HTTP listener with its protection and limits ([`run`]:
+//! the defaults); `main.rs` only parses the configuration and calls it.
 
 pub mod collect;
 pub mod config;
@@ -31,20 +31,56 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+pub use crate::config::WebOptions;
 use crate::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
 
 /// How long shutdown waits for the XAPI logout.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Exports the pool described by `pool` on `listener` until `shutdown` completes, then logs
-/// out of XAPI. The first login and inventory read start at once in the background, retried
-/// with back-off, so that `/-/ready` turns ready as soon as the pool answers; the inventory
-/// then follows XAPI's event stream.
+/// out of XAPI, with the default [`WebOptions`]: plain HTTP, no authentication, the default
+/// limits. See [`run_with`].
 pub async fn run(
     pool: PoolConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_with(pool, listener, WebOptions::default(), shutdown).await
+}
+
+/// Exports the pool described by `pool` on `listener`, protected and bounded by `web`, until
+/// `shutdown` completes, then logs out of XAPI. The first login and inventory read start at
+/// once in the background, retried with back-off, so that `/-/ready` turns ready as soon as
+/// the pool answers. An invalid web configuration file is an `InvalidInput` error.
+pub async fn run_with(
+    pool: PoolConfig,
+    listener: TcpListener,
+    web: WebOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let web_config = match &web.config_file {
+        None => server::web_config::WebConfig::default(),
+        Some(path) => server::web_config::WebConfig::load(path).map_err(|why| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("web configuration {}: {why}", path.display()),
+            )
+        })?,
+    };
+    for warning in web_config.warnings() {
+        tracing::warn!("Web configuration: {warning}");
+    }
+    if web.config_file.is_some() {
+        tracing::info!(
+            tls = web_config.tls_enabled(),
+            "Web configuration loaded; changes to it and to the files it names apply to new connections"
+        );
+    }
+    let limits = server::listen::Limits {
+        read_header_timeout: web.read_header_timeout,
+        request_timeout: web.request_timeout_for(pool.timeout),
+        max_requests: web.max_requests,
+    };
     let description = format!(
         "Exporting {} in {} mode.",
         pool.endpoint,
@@ -58,8 +94,17 @@ pub async fn run(
         let pool = pool.clone();
         async move { pool.follow_inventory().await }
     });
-    let state = server::State::new(pool.clone(), &description);
-    let served = server::serve(listener, server::router(state), shutdown).await;
+    let state =
+        server::State::with_min_interval(pool.clone(), &description, web.scrape_min_interval);
+    let served = server::listen::serve(
+        listener,
+        server::router(state),
+        web_config,
+        web.config_file.clone(),
+        limits,
+        shutdown,
+    )
+    .await;
     inventory.abort();
     if tokio::time::timeout(LOGOUT_TIMEOUT, pool.shutdown())
         .await

@@ -9,6 +9,7 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use xen_exporter::config::{Cli, Config, Env, Mode, PoolConfig};
+use xen_exporter::server::web_config::WebConfig;
 use xen_exporter::sim::{Sim, SimConfig};
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
@@ -35,10 +36,28 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Checked here rather than in Config::from_cli: the format belongs to the server module,
+    // which the configuration layer does not depend on.
+    let web = match &config.web.config_file {
+        None => None,
+        Some(path) => match WebConfig::load(path) {
+            Ok(web) => Some(web),
+            Err(problem) => {
+                eprintln!(
+                    "xen-exporter: invalid configuration: XEN_WEB_CONFIG_FILE (--web.config.file) {}: {problem}",
+                    path.display()
+                );
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+    };
     if config.check_only {
         #[allow(clippy::print_stdout)]
         {
             print!("{}", config.summary());
+            if let Some(web) = &web {
+                print!("{}", web.summary());
+            }
         }
         return ExitCode::SUCCESS;
     }
@@ -122,13 +141,19 @@ async fn serve(config: Config) -> ExitCode {
     };
     let address = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(%address, xen_host = %pool.endpoint, "Listening; metrics at /metrics");
+    if config.web.config_file.is_none() && !config.listen.ip().is_loopback() {
+        tracing::info!(
+            "No --web.config.file: /metrics is plain HTTP without authentication; see README, 'Protecting /metrics'"
+        );
+    }
     if sim.is_some() {
         tracing::info!(
             "Demo: a simulated pool is running on loopback; open http://{}/metrics",
             demo_address(address)
         );
     }
-    let result = xen_exporter::run(pool, listener, shutdown_signal()).await;
+    let result =
+        xen_exporter::run_with(pool, listener, config.web.clone(), shutdown_signal()).await;
     if let Some(sim) = sim {
         sim.shutdown().await;
     }

@@ -1,6 +1,16 @@
 //! The HTTP side: `/metrics` (text 0.0.4 or OpenMetrics, gzip when asked), a landing page,
 //! `/-/healthy` and `/-/ready`. Concurrent scrapes share one collection in flight. Never sees
 //! XAPI wire data: it calls [`crate::collect::Pool::scrape`] and the encoder.
+//!
+//! Protection and limits (TLS, basic auth, the web configuration file and its reloading,
+//! timeouts, the request cap) live in the submodules; [`listen::serve`] puts them together.
+
+mod auth;
+mod limits;
+pub mod listen;
+mod reload;
+mod tls;
+pub mod web_config;
 
 use std::future::Future;
 use std::io::Write;
@@ -22,6 +32,7 @@ use crate::metrics::encode::{self, Format};
 
 type Collection = Arc<Vec<Family>>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
+type LastCollection = Arc<Mutex<Option<(tokio::time::Instant, Collection)>>>;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -30,16 +41,31 @@ pub struct State {
     inflight: InFlight,
     next_generation: std::sync::atomic::AtomicU64,
     landing: String,
+    /// `--scrape.min-interval`, and the last completed collection when it is on.
+    min_interval: std::time::Duration,
+    last: LastCollection,
 }
 
 impl State {
     /// State for one pool; `description` is shown on the landing page (no secrets).
     pub fn new(pool: Arc<Pool>, description: &str) -> Arc<State> {
+        Self::with_min_interval(pool, description, std::time::Duration::ZERO)
+    }
+
+    /// [`State::new`], answering scrapes that come sooner than `min_interval` after the last
+    /// completed collection from that collection (zero: every scrape collects).
+    pub fn with_min_interval(
+        pool: Arc<Pool>,
+        description: &str,
+        min_interval: std::time::Duration,
+    ) -> Arc<State> {
         Arc::new(State {
             pool,
             inflight: Arc::new(Mutex::new(None)),
             next_generation: std::sync::atomic::AtomicU64::new(0),
             landing: landing_page(description),
+            min_interval,
+            last: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -47,6 +73,13 @@ impl State {
     /// collection runs in its own task, so a scraper that disconnects does not cancel it for
     /// the others, and it clears the in-flight slot itself when done.
     pub async fn collect(&self) -> Collection {
+        if !self.min_interval.is_zero()
+            && let Some((done, families)) =
+                self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+            && done.elapsed() < self.min_interval
+        {
+            return families.clone();
+        }
         let shared = {
             let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match slot.as_ref() {
@@ -57,8 +90,13 @@ impl State {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let pool = self.pool.clone();
                     let inflight = self.inflight.clone();
+                    let last = (!self.min_interval.is_zero()).then(|| self.last.clone());
                     let task = tokio::spawn(async move {
                         let families = Arc::new(pool.scrape().await);
+                        if let Some(last) = last {
+                            *last.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some((tokio::time::Instant::now(), families.clone()));
+                        }
                         let mut slot = inflight.lock().unwrap_or_else(|e| e.into_inner());
                         if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
                             *slot = None;

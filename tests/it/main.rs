@@ -11,3 +11,4 @@ mod http;
 mod scrape;
 mod state;
 mod tidy;
+mod web;
