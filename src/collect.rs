@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::{Collectors, Endpoint, Mode, PoolConfig};
@@ -28,8 +29,15 @@ use crate::xapi::{self, Client};
 /// A pool being exported: its client (and session), live inventory and error counters.
 #[derive(Debug)]
 pub struct Pool {
+    name: Arc<str>,
     client: Arc<Client>,
     inventory: Live,
+    /// The inventory task, once started.
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Shared by every pool of the process: caps concurrent `/rrd_updates` fetches.
+    fetch_limit: Option<Arc<Semaphore>>,
+    /// Unix time of the last collection that reached every host, and the last duration.
+    last_success: Mutex<Option<f64>>,
     collectors: Collectors,
     mode: Mode,
     halt_on_no_uuid: bool,
@@ -79,9 +87,22 @@ type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
 impl Pool {
     /// A pool from its configuration; no network traffic yet.
     pub fn new(config: &PoolConfig) -> Result<Pool, String> {
+        Self::with_fetch_limit(config, None)
+    }
+
+    /// [`Pool::new`], with `/rrd_updates` fetches capped by a semaphore shared with other
+    /// pools, so that many large pools scraped at once cannot exhaust sockets or memory.
+    pub fn with_fetch_limit(
+        config: &PoolConfig,
+        fetch_limit: Option<Arc<Semaphore>>,
+    ) -> Result<Pool, String> {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
+            name: Arc::from(config.name.as_str()),
             inventory: Live::new(client.clone(), EVENT_WAIT),
+            follower: Mutex::new(None),
+            fetch_limit,
+            last_success: Mutex::new(None),
             collectors: config.collectors,
             client,
             mode: config.mode,
@@ -97,21 +118,41 @@ impl Pool {
         self.client.has_logged_in()
     }
 
-    /// Logs in, reads the inventory and keeps it current by following XAPI's events, for
-    /// ever: drive it in a task of its own and abort that task to stop.
-    pub async fn follow_inventory(&self) {
-        self.inventory.run().await;
+    /// The pool's configured name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Ends the XAPI session.
+    /// Starts, once, the task that logs in, reads the inventory and keeps it current by
+    /// following XAPI's events; [`Pool::shutdown`] stops it.
+    pub fn start(self: &Arc<Self>) {
+        let mut follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
+        if follower.is_none() {
+            let pool = self.clone();
+            *follower = Some(tokio::spawn(async move { pool.inventory.run().await }));
+        }
+    }
+
+    /// Stops the inventory task and ends the XAPI session.
     pub async fn shutdown(&self) {
+        let follower = self
+            .follower
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = follower {
+            task.abort();
+        }
         self.client.logout().await;
     }
 
-    /// Runs one collection and returns its families, sorted and free of duplicates.
-    pub async fn scrape(self: &Arc<Self>) -> Vec<Family> {
+    /// Runs one collection within `timeout` (the pool's own timeout when `None` or longer)
+    /// and returns its families, sorted and free of duplicates.
+    pub async fn scrape(self: &Arc<Self>, timeout: Option<Duration>) -> Vec<Family> {
+        self.start();
         let started = Instant::now();
-        let deadline = started + self.timeout;
+        let timeout = timeout.map_or(self.timeout, |t| t.min(self.timeout));
+        let deadline = started + timeout;
         let inventory = self.inventory.get(deadline).await;
         if inventory.is_none() {
             // The inventory task logs and counts why (source "inventory").
@@ -148,23 +189,21 @@ impl Pool {
             push_sr_families(&mut out, &inventory.srs);
             state::push_families(&mut out, &inventory.state, &inventory.srs, self.collectors);
         }
+        let complete = inventory.is_some() && hosts.iter().all(|(_, r, _)| r.is_ok());
+        if complete {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+        }
+        self.push_own(&mut out);
         let mut parts = Vec::with_capacity(hosts.len());
         for (target, result, elapsed) in hosts {
             self.push_host(&mut out, &mut parts, &target, result, elapsed);
         }
         out.merge(parts);
         self.push_error_counters(&mut out);
-        out.push(
-            "xen_exporter_build_info".into(),
-            catalog::describe,
-            Sample {
-                labels: Labels::head(Arc::from(vec![Label::new(
-                    "version",
-                    env!("CARGO_PKG_VERSION"),
-                )])),
-                value: 1.0,
-            },
-        );
+        push_build_info(&mut out);
         out.push(
             "xen_collector_duration_seconds".into(),
             catalog::describe,
@@ -225,6 +264,18 @@ impl Pool {
         deadline: Instant,
         inventory: Option<Arc<Inventory>>,
     ) -> Result<HostSamples, HostFailure> {
+        let _permit = match &self.fetch_limit {
+            Some(limit) => Some(
+                tokio::time::timeout_at(deadline, limit.clone().acquire_owned())
+                    .await
+                    .map_err(|_| HostFailure::from(xapi::Error::Timeout(self.timeout)))?
+                    .map_err(|e| HostFailure {
+                        reason: "internal",
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
         let parsed = rrd::parse(&body).map_err(|e| HostFailure {
             reason: "parse",
@@ -316,6 +367,59 @@ impl Pool {
         );
     }
 
+    /// The pool's health as the exporter sees it, labelled with the pool's name: what
+    /// `/metrics` shows for every pool of a configuration file.
+    pub fn push_own(&self, out: &mut FamiliesBuilder) {
+        let pool = || vec![Label::new("pool", self.name.clone())];
+        let mut push = |family: &'static str, labels: Vec<Label>, value: f64| {
+            out.push(
+                Cow::Borrowed(family),
+                catalog::describe,
+                Sample {
+                    labels: Labels::head(Arc::from(labels)),
+                    value,
+                },
+            );
+        };
+        let up = if self.inventory.is_current() {
+            1.0
+        } else {
+            0.0
+        };
+        push("xen_pool_up", pool(), up);
+        #[allow(clippy::cast_precision_loss)]
+        push(
+            "xen_pool_master_failovers_total",
+            pool(),
+            self.client.failovers() as f64,
+        );
+        if let Some(at) = *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) {
+            push("xen_pool_last_success_timestamp_seconds", pool(), at);
+        }
+        let mut logins = 0;
+        for stat in self.client.request_stats() {
+            if stat.kind == "login" && stat.outcome == "ok" {
+                logins += stat.count;
+            }
+            let mut labels = pool();
+            labels.push(Label::new("kind", stat.kind));
+            labels.push(Label::new("outcome", stat.outcome));
+            #[allow(clippy::cast_precision_loss)]
+            push(
+                "xen_exporter_xapi_requests_total",
+                labels.clone(),
+                stat.count as f64,
+            );
+            push(
+                "xen_exporter_xapi_request_duration_seconds_total",
+                labels,
+                stat.seconds,
+            );
+        }
+        #[allow(clippy::cast_precision_loss)]
+        push("xen_exporter_xapi_logins_total", pool(), logins as f64);
+    }
+
     fn push_error_counters(&self, out: &mut FamiliesBuilder) {
         let host_errors = self
             .host_errors
@@ -351,6 +455,21 @@ impl Pool {
             );
         }
     }
+}
+
+/// `xen_exporter_build_info`.
+pub fn push_build_info(out: &mut FamiliesBuilder) {
+    out.push(
+        "xen_exporter_build_info".into(),
+        catalog::describe,
+        Sample {
+            labels: Labels::head(Arc::from(vec![Label::new(
+                "version",
+                env!("CARGO_PKG_VERSION"),
+            )])),
+            value: 1.0,
+        },
+    );
 }
 
 fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {

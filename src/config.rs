@@ -145,6 +145,28 @@ pub struct Cli {
     )]
     pub scrape_min_interval: String,
 
+    /// YAML file describing any number of pools (see README, 'Many pools'); each is then
+    /// scraped at /probe?target=<name> and the XEN_* pool settings are not used.
+    #[arg(long = "config.file", env = "XEN_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// Most /rrd_updates fetches in flight across every pool of the process (0: no limit).
+    #[arg(
+        long = "xen.max-concurrent-fetches",
+        env = "XEN_MAX_CONCURRENT_FETCHES",
+        default_value = "64"
+    )]
+    pub max_fetches: String,
+
+    /// Seconds subtracted from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds)
+    /// to get the collection deadline, so that the answer arrives before Prometheus gives up.
+    #[arg(
+        long = "scrape.timeout-offset",
+        env = "XEN_SCRAPE_TIMEOUT_OFFSET",
+        default_value = "0.5"
+    )]
+    pub timeout_offset: String,
+
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(long = "log.level", env = "XEN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -429,8 +451,15 @@ impl WebOptions {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The pool to collect (ignored by `--demo`, which builds its own).
+    /// The pool to collect (ignored by `--demo`, which builds its own, and with a
+    /// configuration file).
     pub pool: PoolConfig,
+    /// The pools of `--config.file`, when given.
+    pub file_pools: Option<Vec<PoolConfig>>,
+    /// Most `/rrd_updates` fetches in flight, all pools together (0: no limit).
+    pub max_fetches: usize,
+    /// Subtracted from Prometheus' scrape timeout for the collection deadline.
+    pub timeout_offset: Duration,
     /// Where the metrics endpoint listens.
     pub listen: SocketAddr,
     /// HTTP protection and limits.
@@ -566,8 +595,33 @@ impl Config {
             }
         };
         let web = web_options(cli, timeout)?;
+        let file_pools = match &cli.config_file {
+            None => None,
+            Some(path) => Some(file::load(path, env)?),
+        };
+        let max_fetches = match cli.max_fetches.trim().parse::<usize>() {
+            Ok(n) if n <= 100_000 => n,
+            _ => {
+                return Err(Error(format!(
+                    "XEN_MAX_CONCURRENT_FETCHES (--xen.max-concurrent-fetches) {:?} is not valid; give a whole number from 0 (no limit) to 100000, e.g. 64",
+                    cli.max_fetches
+                )));
+            }
+        };
+        let timeout_offset = match cli.timeout_offset.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && (0.0..=60.0).contains(&s) => Duration::from_secs_f64(s),
+            _ => {
+                return Err(Error(format!(
+                    "XEN_SCRAPE_TIMEOUT_OFFSET (--scrape.timeout-offset) {:?} is not valid; give seconds from 0 to 60, e.g. 0.5",
+                    cli.timeout_offset
+                )));
+            }
+        };
         Ok(Config {
             web,
+            file_pools,
+            max_fetches,
+            timeout_offset,
             pool: PoolConfig {
                 name: endpoint.host.clone(),
                 members: Vec::new(),
@@ -593,15 +647,17 @@ impl Config {
 
     /// A human-readable summary for `--config.check`, with secrets masked.
     pub fn summary(&self) -> String {
-        let pool = &self.pool;
-        let trust = match (&pool.tls.ca_file, pool.tls.verify) {
-            (_, false) => "verification OFF (XEN_SSL_VERIFY=false)".to_string(),
-            (Some(f), true) => format!("verified against system roots and {}", f.display()),
-            (None, true) => "verified against system roots".to_string(),
-        };
         let web = &self.web;
+        let longest = self
+            .file_pools
+            .iter()
+            .flatten()
+            .chain([&self.pool])
+            .map(|p| p.timeout)
+            .max()
+            .unwrap_or(self.pool.timeout);
         let web_lines = format!(
-            "  web.config.file    {}\n  web.max-requests   {}\n  web.read-header-timeout {:?}\n  web.request-timeout {:?}\n  scrape.min-interval {}\n",
+            "  web.config.file    {}\n  web.max-requests   {}\n  web.read-header-timeout {:?}\n  web.request-timeout {:?}\n  scrape.min-interval {}\n  scrape.timeout-offset {:?}\n  xen.max-concurrent-fetches {}\n",
             web.config_file.as_ref().map_or_else(
                 || "(none: plain HTTP, no authentication)".to_string(),
                 |p| p.display().to_string()
@@ -611,35 +667,88 @@ impl Config {
                 n => n.to_string(),
             },
             web.read_header_timeout,
-            web.request_timeout_for(pool.timeout),
+            web.request_timeout_for(longest),
             if web.scrape_min_interval.is_zero() {
                 "off".to_string()
             } else {
                 format!("{:?}", web.scrape_min_interval)
             },
+            self.timeout_offset,
+            match self.max_fetches {
+                0 => "unlimited".to_string(),
+                n => n.to_string(),
+            },
         );
+        let pools = match &self.file_pools {
+            None => pool_summary(&self.pool, "  "),
+            Some(pools) => {
+                let mut text = format!(
+                    "  {} pools from the configuration file, each at /probe?target=<name>:\n",
+                    pools.len()
+                );
+                for pool in pools {
+                    text.push_str(&format!("  - name               {}\n", pool.name));
+                    text.push_str(&pool_summary(pool, "    "));
+                }
+                text
+            }
+        };
         format!(
-            "configuration OK\n  xen.host           {}\n  xen.user           {}\n  xen.password       {}\n  xen.mode           {}\n  xen.timeout        {:?}\n  xen.halt-on-no-uuid {}\n  collectors         pbd={} multipath={} storage-targets={}\n  tls                {}\n  listen             {}\n{web_lines}",
-            pool.endpoint,
-            pool.user,
-            if pool.password.expose().is_empty() {
-                "(empty)"
-            } else {
-                "<secret>"
-            },
-            match pool.mode {
-                Mode::Host => "host",
-                Mode::Pool => "pool",
-            },
-            pool.timeout,
-            pool.halt_on_no_uuid,
-            pool.collectors.pbd,
-            pool.collectors.multipath,
-            pool.collectors.storage_targets,
-            trust,
-            self.listen,
+            "configuration OK\n{pools}  listen             {}\n{web_lines}",
+            self.listen
         )
     }
+}
+
+/// One pool's settings for `--config.check`, password masked, each line indented by `indent`.
+fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
+    let trust = match (&pool.tls.ca_file, pool.tls.verify) {
+        (_, false) => "verification OFF".to_string(),
+        (Some(f), true) => format!("verified against system roots and {}", f.display()),
+        (None, true) => "verified against system roots".to_string(),
+    };
+    let members: Vec<String> = pool.members.iter().map(ToString::to_string).collect();
+    let lines = [
+        ("xen.host", pool.endpoint.to_string()),
+        (
+            "other members",
+            if members.is_empty() {
+                "(none configured; learned from the pool)".into()
+            } else {
+                members.join(", ")
+            },
+        ),
+        ("xen.user", pool.user.clone()),
+        (
+            "xen.password",
+            if pool.password.expose().is_empty() {
+                "(empty)".into()
+            } else {
+                "<secret>".into()
+            },
+        ),
+        (
+            "xen.mode",
+            match pool.mode {
+                Mode::Host => "host".into(),
+                Mode::Pool => "pool".into(),
+            },
+        ),
+        ("xen.timeout", format!("{:?}", pool.timeout)),
+        ("xen.halt-on-no-uuid", pool.halt_on_no_uuid.to_string()),
+        (
+            "collectors",
+            format!(
+                "pbd={} multipath={} storage-targets={}",
+                pool.collectors.pbd, pool.collectors.multipath, pool.collectors.storage_targets
+            ),
+        ),
+        ("tls", trust),
+    ];
+    lines
+        .iter()
+        .map(|(k, v)| format!("{indent}{k:<18} {v}\n"))
+        .collect()
 }
 
 fn web_options(cli: &Cli, xen_timeout: Duration) -> Result<WebOptions, Error> {

@@ -49,11 +49,54 @@ pub async fn run(
 }
 
 /// Exports the pool described by `pool` on `listener`, protected and bounded by `web`, until
-/// `shutdown` completes, then logs out of XAPI. The first login and inventory read start at
-/// once in the background, retried with back-off, so that `/-/ready` turns ready as soon as
-/// the pool answers. An invalid web configuration file is an `InvalidInput` error.
+/// `shutdown` completes, then logs out of XAPI: the environment-variable setup, where
+/// `/metrics` is the pool. See [`run_pools`].
 pub async fn run_with(
     pool: PoolConfig,
+    listener: TcpListener,
+    web: WebOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    run_pools(Pools::single(pool), listener, web, shutdown).await
+}
+
+/// What a process exports.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    /// The pools, in configuration order.
+    pub configs: Vec<PoolConfig>,
+    /// How `/metrics` and `/probe` map to them.
+    pub exposure: server::Exposure,
+    /// Most `/rrd_updates` fetches in flight across every pool (0: no limit).
+    pub max_fetches: usize,
+    /// Subtracted from Prometheus' scrape timeout for the collection deadline.
+    pub timeout_offset: Duration,
+}
+
+impl Pools {
+    /// The one pool of the environment-variable setup, exported on `/metrics`.
+    pub fn single(pool: PoolConfig) -> Pools {
+        Pools {
+            configs: vec![pool],
+            exposure: server::Exposure::MetricsIsThePool,
+            max_fetches: DEFAULT_MAX_FETCHES,
+            timeout_offset: server::DEFAULT_TIMEOUT_OFFSET,
+        }
+    }
+}
+
+/// Default cap on concurrent `/rrd_updates` fetches of the whole process.
+pub const DEFAULT_MAX_FETCHES: usize = 64;
+
+/// Exports `pools` on `listener`, protected and bounded by `web`, until `shutdown`
+/// completes, then logs out of every pool. With [`server::Exposure::MetricsIsThePool`] the
+/// first login and inventory read start at once in the background, retried with back-off,
+/// so that `/-/ready` turns ready as soon as the pool answers; with a configuration file each
+/// pool starts at its first probe, so that a replica that Prometheus never asks for a pool
+/// (hashmod sharding) never logs in to it. An invalid web configuration file is an
+/// `InvalidInput` error.
+pub async fn run_pools(
+    pools: Pools,
     listener: TcpListener,
     web: WebOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -76,26 +119,57 @@ pub async fn run_with(
             "Web configuration loaded; changes to it and to the files it names apply to new connections"
         );
     }
+    let longest = pools
+        .configs
+        .iter()
+        .map(|p| p.timeout)
+        .max()
+        .unwrap_or(Duration::from_secs(8));
     let limits = server::listen::Limits {
         read_header_timeout: web.read_header_timeout,
-        request_timeout: web.request_timeout_for(pool.timeout),
+        request_timeout: web.request_timeout_for(longest),
         max_requests: web.max_requests,
     };
-    let description = format!(
-        "Exporting {} in {} mode.",
-        pool.endpoint,
-        match pool.mode {
-            Mode::Host => "host",
-            Mode::Pool => "pool",
+    let description = match pools.exposure {
+        server::Exposure::MetricsIsThePool => pools
+            .configs
+            .first()
+            .map(|pool| {
+                format!(
+                    "Exporting {} in {} mode.",
+                    pool.endpoint,
+                    match pool.mode {
+                        Mode::Host => "host",
+                        Mode::Pool => "pool",
+                    }
+                )
+            })
+            .unwrap_or_default(),
+        server::Exposure::ProbePerPool => format!(
+            "Exporting {} pools: scrape /probe?target=<pool name>; /metrics has the exporter's own metrics.",
+            pools.configs.len()
+        ),
+    };
+    let fetch_limit =
+        (pools.max_fetches > 0).then(|| Arc::new(tokio::sync::Semaphore::new(pools.max_fetches)));
+    let mut started = Vec::with_capacity(pools.configs.len());
+    for config in &pools.configs {
+        let pool = collect::Pool::with_fetch_limit(config, fetch_limit.clone())
+            .map_err(|why| std::io::Error::other(format!("pool {}: {why}", config.name)))?;
+        started.push(Arc::new(pool));
+    }
+    if pools.exposure == server::Exposure::MetricsIsThePool {
+        for pool in &started {
+            pool.start();
         }
+    }
+    let state = server::State::for_pools(
+        started.clone(),
+        pools.exposure,
+        &description,
+        web.scrape_min_interval,
+        pools.timeout_offset,
     );
-    let pool = Arc::new(collect::Pool::new(&pool).map_err(std::io::Error::other)?);
-    let inventory = tokio::spawn({
-        let pool = pool.clone();
-        async move { pool.follow_inventory().await }
-    });
-    let state =
-        server::State::with_min_interval(pool.clone(), &description, web.scrape_min_interval);
     let served = server::listen::serve(
         listener,
         server::router(state),
@@ -105,11 +179,8 @@ pub async fn run_with(
         shutdown,
     )
     .await;
-    inventory.abort();
-    if tokio::time::timeout(LOGOUT_TIMEOUT, pool.shutdown())
-        .await
-        .is_err()
-    {
+    let logouts = futures::future::join_all(started.iter().map(|pool| pool.shutdown()));
+    if tokio::time::timeout(LOGOUT_TIMEOUT, logouts).await.is_err() {
         tracing::warn!("XAPI logout timed out");
     }
     served

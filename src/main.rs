@@ -102,15 +102,32 @@ async fn serve(config: Config) -> ExitCode {
     } else {
         (config.pool.clone(), None)
     };
-    if pool.user == "root" && sim.is_none() {
-        tracing::warn!(
-            "Logging in to XAPI as root; create a dedicated read-only account for monitoring and set XEN_USER (see README, 'A dedicated account')"
-        );
-    }
-    if !pool.tls.verify {
-        tracing::warn!(
-            "XEN_SSL_VERIFY=false: TLS certificates of the pool are NOT verified; anyone on the path can read the XAPI password. Use XEN_SSL_CA_FILE instead"
-        );
+    let pools = match (&config.file_pools, &sim) {
+        (Some(pools), None) => xen_exporter::Pools {
+            configs: pools.clone(),
+            exposure: xen_exporter::server::Exposure::ProbePerPool,
+            max_fetches: config.max_fetches,
+            timeout_offset: config.timeout_offset,
+        },
+        _ => xen_exporter::Pools {
+            max_fetches: config.max_fetches,
+            timeout_offset: config.timeout_offset,
+            ..xen_exporter::Pools::single(pool.clone())
+        },
+    };
+    for pool in &pools.configs {
+        if pool.user == "root" && sim.is_none() {
+            tracing::warn!(
+                pool = %pool.name,
+                "Logging in to XAPI as root; create a dedicated read-only account for monitoring and set XEN_USER (see README, 'A dedicated account')"
+            );
+        }
+        if !pool.tls.verify {
+            tracing::warn!(
+                pool = %pool.name,
+                "TLS verification is off (XEN_SSL_VERIFY=false or insecure_skip_verify): certificates of the pool are NOT verified; anyone on the path can read the XAPI password. Use a CA file instead"
+            );
+        }
     }
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
@@ -140,7 +157,14 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     let address = listener.local_addr().unwrap_or(config.listen);
-    tracing::info!(%address, xen_host = %pool.endpoint, "Listening; metrics at /metrics");
+    match &config.file_pools {
+        Some(file_pools) if sim.is_none() => tracing::info!(
+            %address,
+            pools = file_pools.len(),
+            "Listening; pools at /probe?target=<name>, the exporter's own metrics at /metrics"
+        ),
+        _ => tracing::info!(%address, xen_host = %pool.endpoint, "Listening; metrics at /metrics"),
+    }
     if config.web.config_file.is_none() && !config.listen.ip().is_loopback() {
         tracing::info!(
             "No --web.config.file: /metrics is plain HTTP without authentication; see README, 'Protecting /metrics'"
@@ -153,7 +177,7 @@ async fn serve(config: Config) -> ExitCode {
         );
     }
     let result =
-        xen_exporter::run_with(pool, listener, config.web.clone(), shutdown_signal()).await;
+        xen_exporter::run_pools(pools, listener, config.web.clone(), shutdown_signal()).await;
     if let Some(sim) = sim {
         sim.shutdown().await;
     }

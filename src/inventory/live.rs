@@ -38,6 +38,8 @@ pub struct Live {
 struct Published {
     inventory: Option<Arc<Inventory>>,
     failed: bool,
+    /// The stream broke and no full read has succeeded since.
+    broken: bool,
 }
 
 impl Live {
@@ -69,6 +71,13 @@ impl Live {
         }
     }
 
+    /// Whether the snapshot is current: the last full read succeeded and the event stream
+    /// has not broken since.
+    pub fn is_current(&self) -> bool {
+        let p = self.current.borrow();
+        p.inventory.is_some() && !p.failed && !p.broken
+    }
+
     /// Failures so far, by (source, reason).
     pub fn errors(&self) -> Vec<((&'static str, &'static str), u64)> {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
@@ -96,6 +105,7 @@ impl Live {
         self.current.send_replace(Published {
             inventory: Some(Arc::new(inventory)),
             failed: false,
+            broken: false,
         });
     }
 
@@ -111,6 +121,7 @@ impl Live {
                     let error = self.follow(&mut store, token).await;
                     let reason = stream_reason(&error);
                     self.count("events", reason);
+                    self.current.send_modify(|p| p.broken = true);
                     tracing::warn!(reason, %error, "XAPI event stream lost; reading the inventory again");
                 }
                 Err(error) => {

@@ -479,6 +479,24 @@ static SPECS: &[Spec] = &[
         "",
         "Always 1; the version label says which xen-exporter build is running.",
     ),
+    counter(
+        "xen_exporter_xapi_logins_total",
+        "pool",
+        "logins",
+        "Successful XAPI logins of the pool's session since the exporter started: one at start, then one per expired session or master change.",
+    ),
+    counter(
+        "xen_exporter_xapi_request_duration_seconds_total",
+        "pool, kind, outcome",
+        "seconds",
+        "Seconds spent in XAPI requests since the exporter started, by kind and outcome; divide by xen_exporter_xapi_requests_total for the mean (event long polls wait up to 30 s by design).",
+    ),
+    counter(
+        "xen_exporter_xapi_requests_total",
+        "pool, kind, outcome",
+        "requests",
+        "XAPI requests since the exporter started, by kind (login, logout, call, event, rrd) and outcome (ok or a bounded error reason).",
+    ),
     gauge(
         "xen_host_avgqu_sz",
         H_SR,
@@ -958,6 +976,24 @@ static SPECS: &[Spec] = &[
         "pool, pool_uuid, master, master_uuid, default_sr, default_sr_uuid",
         "",
         "Always 1; the labels name the pool, its master host and its default SR.",
+    ),
+    gauge(
+        "xen_pool_last_success_timestamp_seconds",
+        "pool",
+        "seconds",
+        "Unix time of the last collection that reached every host of the pool.",
+    ),
+    counter(
+        "xen_pool_master_failovers_total",
+        "pool",
+        "failovers",
+        "Times the exporter moved its session to a new pool master since it started.",
+    ),
+    gauge(
+        "xen_pool_up",
+        "pool",
+        "",
+        "1 if the exporter holds a current inventory of the pool (logged in, records read, event stream following), else 0.",
     ),
     gauge(
         "xen_sr_fc_info",

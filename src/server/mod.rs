@@ -15,10 +15,11 @@ pub mod web_config;
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State as AxumState;
+use axum::extract::{Query, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -27,8 +28,8 @@ use futures::future::{BoxFuture, Shared};
 use tokio::net::TcpListener;
 
 use crate::collect::Pool;
-use crate::metrics::Family;
 use crate::metrics::encode::{self, Format};
+use crate::metrics::{FamiliesBuilder, Family};
 
 type Collection = Arc<Vec<Family>>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
@@ -37,19 +38,41 @@ type LastCollection = Arc<Mutex<Option<(tokio::time::Instant, Collection)>>>;
 /// What the handlers share.
 #[derive(Debug)]
 pub struct State {
+    pools: Vec<Slot>,
+    /// Which pools `/metrics` collects: the one pool of the environment-variable setup
+    /// (`Some(0)`), or none (a configuration file: pools are behind `/probe`).
+    metrics_pool: Option<usize>,
+    landing: String,
+    /// `--scrape.min-interval`.
+    min_interval: Duration,
+    /// Subtracted from Prometheus' scrape timeout to get the collection deadline.
+    timeout_offset: Duration,
+}
+
+/// One pool and its collection in flight.
+#[derive(Debug)]
+struct Slot {
     pool: Arc<Pool>,
     inflight: InFlight,
     next_generation: std::sync::atomic::AtomicU64,
-    landing: String,
-    /// `--scrape.min-interval`, and the last completed collection when it is on.
-    min_interval: std::time::Duration,
+    /// The last completed collection, kept when `--scrape.min-interval` is on.
     last: LastCollection,
+}
+
+/// How `/metrics` and `/probe` map to pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// The environment-variable setup: `/metrics` is the one pool, as the original exporter.
+    MetricsIsThePool,
+    /// A configuration file: `/metrics` has the exporter's own metrics, `/probe?target=<pool>`
+    /// each pool.
+    ProbePerPool,
 }
 
 impl State {
     /// State for one pool; `description` is shown on the landing page (no secrets).
     pub fn new(pool: Arc<Pool>, description: &str) -> Arc<State> {
-        Self::with_min_interval(pool, description, std::time::Duration::ZERO)
+        Self::with_min_interval(pool, description, Duration::ZERO)
     }
 
     /// [`State::new`], answering scrapes that come sooner than `min_interval` after the last
@@ -57,47 +80,76 @@ impl State {
     pub fn with_min_interval(
         pool: Arc<Pool>,
         description: &str,
-        min_interval: std::time::Duration,
+        min_interval: Duration,
     ) -> Arc<State> {
-        Arc::new(State {
-            pool,
-            inflight: Arc::new(Mutex::new(None)),
-            next_generation: std::sync::atomic::AtomicU64::new(0),
-            landing: landing_page(description),
+        Self::for_pools(
+            vec![pool],
+            Exposure::MetricsIsThePool,
+            description,
             min_interval,
-            last: Arc::new(Mutex::new(None)),
+            DEFAULT_TIMEOUT_OFFSET,
+        )
+    }
+
+    /// State for any number of pools.
+    pub fn for_pools(
+        pools: Vec<Arc<Pool>>,
+        exposure: Exposure,
+        description: &str,
+        min_interval: Duration,
+        timeout_offset: Duration,
+    ) -> Arc<State> {
+        let metrics_pool =
+            (exposure == Exposure::MetricsIsThePool && !pools.is_empty()).then_some(0);
+        let names: Vec<String> = pools.iter().map(|p| p.name().to_string()).collect();
+        Arc::new(State {
+            pools: pools
+                .into_iter()
+                .map(|pool| Slot {
+                    pool,
+                    inflight: Arc::new(Mutex::new(None)),
+                    next_generation: std::sync::atomic::AtomicU64::new(0),
+                    last: Arc::new(Mutex::new(None)),
+                })
+                .collect(),
+            metrics_pool,
+            landing: landing_page(description, metrics_pool.is_none().then_some(&names[..])),
+            min_interval,
+            timeout_offset,
         })
     }
 
-    /// The families of the collection in flight, or of a new one if none is running. The
-    /// collection runs in its own task, so a scraper that disconnects does not cancel it for
-    /// the others, and it clears the in-flight slot itself when done.
-    pub async fn collect(&self) -> Collection {
+    /// The families of pool `index`'s collection in flight, or of a new one if none is
+    /// running, within `timeout` when the scraper gave one. The collection runs in its own
+    /// task, so a scraper that disconnects does not cancel it for the others, and it clears
+    /// the in-flight slot itself when done.
+    async fn collect(&self, index: usize, timeout: Option<Duration>) -> Collection {
+        let slot = &self.pools[index];
         if !self.min_interval.is_zero()
             && let Some((done, families)) =
-                self.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
+                slot.last.lock().unwrap_or_else(|e| e.into_inner()).as_ref()
             && done.elapsed() < self.min_interval
         {
             return families.clone();
         }
         let shared = {
-            let mut slot = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-            match slot.as_ref() {
+            let mut inflight = slot.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            match inflight.as_ref() {
                 Some((_, shared)) => shared.clone(),
                 None => {
-                    let generation = self
+                    let generation = slot
                         .next_generation
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let pool = self.pool.clone();
-                    let inflight = self.inflight.clone();
-                    let last = (!self.min_interval.is_zero()).then(|| self.last.clone());
+                    let pool = slot.pool.clone();
+                    let in_flight = slot.inflight.clone();
+                    let last = (!self.min_interval.is_zero()).then(|| slot.last.clone());
                     let task = tokio::spawn(async move {
-                        let families = Arc::new(pool.scrape().await);
+                        let families = Arc::new(pool.scrape(timeout).await);
                         if let Some(last) = last {
                             *last.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some((tokio::time::Instant::now(), families.clone()));
                         }
-                        let mut slot = inflight.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut slot = in_flight.lock().unwrap_or_else(|e| e.into_inner());
                         if slot.as_ref().is_some_and(|(g, _)| *g == generation) {
                             *slot = None;
                         }
@@ -114,20 +166,62 @@ impl State {
                     }
                     .boxed()
                     .shared();
-                    *slot = Some((generation, shared.clone()));
+                    *inflight = Some((generation, shared.clone()));
                     shared
                 }
             }
         };
         shared.await
     }
+
+    /// The exporter's own families for every pool (what `/metrics` shows with a
+    /// configuration file): no XAPI call.
+    fn own_families(&self) -> Collection {
+        let mut out = FamiliesBuilder::new();
+        for slot in &self.pools {
+            slot.pool.push_own(&mut out);
+        }
+        crate::collect::push_build_info(&mut out);
+        Arc::new(out.finish().0)
+    }
+
+    /// Collection deadline from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`, minus
+    /// the offset, so that the answer arrives before Prometheus gives up.
+    fn scrape_timeout(&self, headers: &HeaderMap) -> Option<Duration> {
+        let seconds: f64 = headers
+            .get("x-prometheus-scrape-timeout-seconds")?
+            .to_str()
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        if !seconds.is_finite() || seconds <= 0.0 {
+            return None;
+        }
+        let timeout = Duration::from_secs_f64(seconds.min(86_400.0));
+        // Never below a small floor: a scraper asking for less than the offset still gets an
+        // answer rather than an instant failure of every host.
+        Some(
+            timeout
+                .checked_sub(self.timeout_offset)
+                .unwrap_or(Duration::ZERO)
+                .max(MIN_DEADLINE),
+        )
+    }
 }
+
+/// Default `--scrape.timeout-offset`.
+pub const DEFAULT_TIMEOUT_OFFSET: Duration = Duration::from_millis(500);
+
+/// The shortest collection deadline a scrape timeout can lead to.
+const MIN_DEADLINE: Duration = Duration::from_millis(100);
 
 /// The routes.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
         .route("/", get(landing))
         .route("/metrics", get(metrics))
+        .route("/probe", get(probe))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
         .route("/-/ready", get(ready))
         .with_state(state)
@@ -150,7 +244,13 @@ async fn landing(AxumState(state): AxumState<Arc<State>>) -> Html<String> {
 }
 
 async fn ready(AxumState(state): AxumState<Arc<State>>) -> Response {
-    if state.pool.is_ready() {
+    // With a configuration file pools start on their first probe: readiness is then only
+    // "serving"; per-pool health is xen_pool_up.
+    let ready = match state.metrics_pool {
+        Some(index) => state.pools[index].pool.is_ready(),
+        None => true,
+    };
+    if ready {
         (StatusCode::OK, "Ready\n").into_response()
     } else {
         (
@@ -162,13 +262,51 @@ async fn ready(AxumState(state): AxumState<Arc<State>>) -> Response {
 }
 
 async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) -> Response {
+    let families = match state.metrics_pool {
+        Some(index) => state.collect(index, state.scrape_timeout(&headers)).await,
+        None => state.own_families(),
+    };
+    exposition(&headers, families)
+}
+
+/// `/probe?target=<pool name>`, the multi-target pattern of the blackbox and SNMP exporters.
+async fn probe(
+    AxumState(state): AxumState<Arc<State>>,
+    Query(query): Query<ProbeQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(target) = query.target.filter(|t| !t.is_empty()) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "The target parameter is missing: /probe?target=<pool name>\n",
+        )
+            .into_response();
+    };
+    let Some(index) = state.pools.iter().position(|s| s.pool.name() == target) else {
+        // The name comes from the request: echo it only as text, never as HTML.
+        return (
+            StatusCode::NOT_FOUND,
+            format!("Unknown target {target:?}: not a pool of the configuration\n"),
+        )
+            .into_response();
+    };
+    let families = state.collect(index, state.scrape_timeout(&headers)).await;
+    exposition(&headers, families)
+}
+
+/// The query of `/probe`.
+#[derive(Debug, serde::Deserialize)]
+struct ProbeQuery {
+    target: Option<String>,
+}
+
+fn exposition(headers: &HeaderMap, families: Collection) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = encode::negotiate(accept);
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    let families = state.collect().await;
     // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
     // each chunk is a few hundred samples of CPU work, small enough for an async worker.
     let chunks = futures::stream::unfold(
@@ -283,14 +421,22 @@ fn accepts_gzip(header: &str) -> bool {
     })
 }
 
-fn landing_page(description: &str) -> String {
+fn landing_page(description: &str, probes: Option<&[String]>) -> String {
     let description = html_escape(description);
+    let probes: String = probes
+        .unwrap_or_default()
+        .iter()
+        .map(|name| {
+            let name = html_escape(name);
+            format!("<li><a href=\"probe?target={name}\">probe {name}</a></li>")
+        })
+        .collect();
     let version = env!("CARGO_PKG_VERSION");
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>xen-exporter</title></head>\n\
          <body><h1>xen-exporter {version}</h1>\n<p>Prometheus exporter for XCP-ng and Citrix XenServer.</p>\n\
          <p>{description}</p>\n<ul><li><a href=\"metrics\">metrics</a></li>\
-         <li><a href=\"-/healthy\">health</a></li><li><a href=\"-/ready\">readiness</a></li></ul>\n</body></html>\n"
+         {probes}<li><a href=\"-/healthy\">health</a></li><li><a href=\"-/ready\">readiness</a></li></ul>\n</body></html>\n"
     )
 }
 
@@ -323,6 +469,7 @@ mod tests {
 
     #[test]
     fn landing_page_escapes_its_description() {
-        assert!(landing_page("<b>").contains("&lt;b&gt;"));
+        assert!(landing_page("<b>", None).contains("&lt;b&gt;"));
+        assert!(landing_page("", Some(&["a&b".into()])).contains("probe?target=a&amp;b"));
     }
 }

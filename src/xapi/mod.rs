@@ -386,8 +386,7 @@ impl Client {
                             state.generation
                         };
                         *self.master.write().unwrap_or_else(|e| e.into_inner()) = target.clone();
-                        if self.logged_in_once.swap(true, Ordering::Relaxed) && target != previous
-                        {
+                        if self.logged_in_once.swap(true, Ordering::Relaxed) && target != previous {
                             self.failovers.fetch_add(1, Ordering::Relaxed);
                             tracing::warn!(from = %previous, to = %target, "The pool master changed; following it");
                         }
@@ -660,7 +659,10 @@ impl Client {
 fn master_unreachable(error: &Error) -> bool {
     matches!(
         error,
-        Error::Connect(_) | Error::Timeout(_) | Error::Transport(_) | Error::Http { status: 502..=504 }
+        Error::Connect(_)
+            | Error::Timeout(_)
+            | Error::Transport(_)
+            | Error::Http { status: 502..=504 }
     )
 }
 
