@@ -602,11 +602,7 @@ impl Sim {
     /// bad index.
     pub fn set_master(&self, host: usize) {
         let shared = self.shared();
-        shared.mutate(|m, _| {
-            if host < m.hosts.len() {
-                m.pool.master = host;
-            }
-        });
+        shared.mutate(|m, _| m.set_master(host));
         shared.lock().sessions.clear();
     }
 

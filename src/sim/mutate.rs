@@ -12,6 +12,17 @@ impl Model {
         }
     }
 
+    /// Makes host `h` the pool master; false for a bad index.
+    pub(super) fn set_master(&mut self, h: usize) -> bool {
+        if h >= self.hosts.len() {
+            return false;
+        }
+        self.pool.master = h;
+        // Only the master reports pool-wide data sources: RRD layouts change.
+        self.changed(true);
+        true
+    }
+
     /// The next domain id on host `h`: xenopsd never reuses one while the host is up.
     fn next_domid(&self, h: usize) -> i64 {
         self.vms

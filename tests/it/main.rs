@@ -8,6 +8,7 @@ mod failures;
 mod golden;
 mod harness;
 mod http;
+mod multi;
 mod scrape;
 mod state;
 mod tidy;

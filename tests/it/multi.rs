@@ -1,0 +1,528 @@
+//! Many pools: `/probe?target=` per pool, deadlines from Prometheus' scrape-timeout header,
+//! master failover, and a real Prometheus server sharding two pools over two exporter
+//! replicas with `hashmod`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use xen_exporter::config::{Mode, PoolConfig};
+use xen_exporter::server::Exposure;
+use xen_exporter::sim::{HostFault, Sim, SimConfig};
+use xen_exporter::{Pools, WebOptions};
+
+use crate::harness::{Scrape, TestEnv, http_client};
+
+/// An exporter serving several pools from one process, as `--config.file` does.
+struct Replica {
+    url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Replica {
+    async fn start(configs: Vec<PoolConfig>) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let pools = Pools {
+            configs,
+            exposure: Exposure::ProbePerPool,
+            ..Pools::single(dummy())
+        };
+        let task = tokio::spawn(xen_exporter::run_pools(
+            pools,
+            listener,
+            WebOptions::default(),
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Replica {
+            url,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        http_client()
+            .get(format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("replica stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Placeholder pool for `Pools::single`'s other defaults; replaced by `configs`.
+fn dummy() -> PoolConfig {
+    PoolConfig {
+        name: String::new(),
+        endpoint: xen_exporter::config::Endpoint::parse("localhost").unwrap(),
+        members: Vec::new(),
+        user: "root".into(),
+        password: xen_exporter::config::Secret::default(),
+        tls: xen_exporter::config::TlsConfig::default(),
+        mode: Mode::Pool,
+        halt_on_no_uuid: false,
+        timeout: Duration::from_secs(5),
+        collectors: xen_exporter::config::Collectors::default(),
+    }
+}
+
+fn named(sim: &Sim, name: &str) -> PoolConfig {
+    PoolConfig {
+        name: name.into(),
+        ..crate::harness::pool_config(sim, Mode::Pool)
+    }
+}
+
+async fn sim(hosts: usize, seed: u64) -> Sim {
+    Sim::start(SimConfig {
+        hosts,
+        vms_per_host: 2,
+        seed,
+        nan_ratio: 0.0,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn host_uuids(scrape: &Scrape) -> BTreeSet<String> {
+    scrape
+        .all("xen_host_up")
+        .iter()
+        .map(|s| s.labels["host_uuid"].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn each_probe_target_is_one_pool_and_metrics_is_the_exporter_itself() {
+    let (a, b) = (sim(2, 11).await, sim(3, 12).await);
+    let replica = Replica::start(vec![named(&a, "alpha"), named(&b, "beta")]).await;
+    // Nothing is asked of a pool before its first probe.
+    let own = Scrape::parse(&replica.get("/metrics").await.text().await.unwrap());
+    assert_eq!(own.value("xen_pool_up", &[("pool", "alpha")]), Some(0.0));
+    assert_eq!(a.counters().logins + b.counters().logins, 0);
+
+    for (sim, name) in [(&a, "alpha"), (&b, "beta")] {
+        let response = replica.get(&format!("/probe?target={name}")).await;
+        assert_eq!(response.status(), 200);
+        let scrape = Scrape::parse(&response.text().await.unwrap());
+        let expected: BTreeSet<String> = sim.view().hosts.into_iter().map(|h| h.uuid).collect();
+        assert_eq!(
+            host_uuids(&scrape),
+            expected,
+            "{name}: exactly its own hosts"
+        );
+        assert!(scrape.all("xen_host_up").iter().all(|s| s.value == 1.0));
+        assert!(!scrape.all("xen_vm_cpu").is_empty());
+    }
+    assert_eq!(
+        replica.get("/probe?target=gamma").await.status(),
+        404,
+        "unknown pool"
+    );
+    assert_eq!(replica.get("/probe").await.status(), 400, "no target");
+
+    let own = Scrape::parse(&replica.get("/metrics").await.text().await.unwrap());
+    for name in ["alpha", "beta"] {
+        assert_eq!(
+            own.value("xen_pool_up", &[("pool", name)]),
+            Some(1.0),
+            "{name}"
+        );
+        assert_eq!(
+            own.value("xen_exporter_xapi_logins_total", &[("pool", name)]),
+            Some(1.0)
+        );
+        assert_eq!(
+            own.value("xen_pool_master_failovers_total", &[("pool", name)]),
+            Some(0.0)
+        );
+        assert!(
+            own.value(
+                "xen_exporter_xapi_requests_total",
+                &[("pool", name), ("kind", "rrd"), ("outcome", "ok")]
+            )
+            .is_some_and(|n| n >= 2.0)
+        );
+        assert!(
+            own.value("xen_pool_last_success_timestamp_seconds", &[("pool", name)])
+                .is_some()
+        );
+    }
+    assert!(
+        own.all("xen_host_cpu").is_empty(),
+        "/metrics collects no pool"
+    );
+    assert_eq!(own.all("xen_exporter_build_info").len(), 1);
+    replica.stop().await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_host_slower_than_the_scrape_timeout_is_down_before_prometheus_gives_up() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 3,
+        ..SimConfig::default()
+    })
+    .await;
+    env.scrape().await;
+    env.sim.set_host_fault(2, HostFault::Hang);
+    let started = std::time::Instant::now();
+    let response = env
+        .http
+        .get(format!("{}/metrics", env.url))
+        .header("X-Prometheus-Scrape-Timeout-Seconds", "1.5")
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    let elapsed = started.elapsed();
+    // 1.5 s minus the 0.5 s offset: the answer comes after about 1 s, well before 1.5 s.
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(1400),
+        "{elapsed:?}"
+    );
+    let scrape = Scrape::parse(&text);
+    let view = env.sim.view();
+    let up = |h: usize| scrape.value("xen_host_up", &[("host_uuid", &view.hosts[h].uuid)]);
+    assert_eq!((up(0), up(1), up(2)), (Some(1.0), Some(1.0), Some(0.0)));
+    assert_eq!(
+        scrape.value(
+            "xen_host_scrape_errors_total",
+            &[("host_uuid", &view.hosts[2].uuid), ("reason", "timeout")]
+        ),
+        Some(1.0)
+    );
+    env.sim.set_host_fault(2, HostFault::None);
+    env.stop().await.shutdown().await;
+}
+
+/// (name, labels) of every series, minus those whose identity legitimately changes when the
+/// master moves: error and request counters, the pool's info naming the master, and the
+/// data sources only the master reports (`pool_session_count`, ...), which move with it.
+fn identities(scrape: &Scrape) -> BTreeSet<(String, BTreeMap<String, String>)> {
+    scrape
+        .series
+        .iter()
+        .filter(|s| {
+            !s.name.ends_with("_errors_total")
+                && !s.name.starts_with("xen_exporter_xapi_request")
+                && s.name != "xen_pool_info"
+                && !s.name.starts_with("xen_host_pool_")
+        })
+        .map(|s| (s.name.clone(), s.labels.clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_master_switch_between_scrapes_keeps_every_series_and_counts_one_failover() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 3,
+        nan_ratio: 0.0,
+        ..SimConfig::default()
+    })
+    .await;
+    let before = env.scrape().await;
+    assert_eq!(before.all("xen_pool_master_failovers_total")[0].value, 0.0);
+    env.sim.set_master(1);
+    let after = env.scrape().await;
+    assert!(after.all("xen_host_up").iter().all(|s| s.value == 1.0));
+    let (was, now) = (identities(&before), identities(&after));
+    let lost: Vec<_> = was.difference(&now).collect();
+    let new: Vec<_> = now.difference(&was).collect();
+    assert!(
+        lost.is_empty() && new.is_empty(),
+        "lost {lost:?}\nnew {new:?}"
+    );
+    let new_master = env.sim.view().hosts[1].uuid.clone();
+    let sessions = after.all("xen_host_pool_session_count");
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].labels["host_uuid"], new_master);
+    let failovers = |s: &Scrape| s.all("xen_pool_master_failovers_total")[0].value;
+    assert_eq!(failovers(&after), 1.0);
+    // The inventory follows too: the pool record names the new master.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = env.scrape().await;
+    let master = &env.sim.view().hosts[1];
+    assert_eq!(
+        later.all("xen_pool_info")[0].labels["master_uuid"],
+        master.uuid
+    );
+    assert_eq!(failovers(&later), 1.0);
+    assert_eq!(later.all("xen_pool_up")[0].value, 1.0);
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_master_is_replaced_by_asking_the_other_members() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 3,
+        nan_ratio: 0.0,
+        ..SimConfig::default()
+    })
+    .await;
+    env.scrape().await;
+    // The master dies; host 2 takes over (an HA emergency transition).
+    env.sim.set_host_fault(0, HostFault::Refuse);
+    env.sim.set_master(2);
+    let view = env.sim.view();
+    let mut recovered = None;
+    for _ in 0..40 {
+        let scrape = env.scrape().await;
+        if scrape.all("xen_pool_up")[0].value == 1.0
+            && scrape.all("xen_pool_master_failovers_total")[0].value == 1.0
+        {
+            recovered = Some(scrape);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let scrape = recovered.expect("the exporter found the new master");
+    let up = |h: usize| scrape.value("xen_host_up", &[("host_uuid", &view.hosts[h].uuid)]);
+    assert_eq!((up(0), up(1), up(2)), (Some(0.0), Some(1.0), Some(1.0)));
+    env.sim.set_host_fault(0, HostFault::None);
+    env.stop().await.shutdown().await;
+}
+
+/// Where `promtool`'s sibling lives on Debian; `None` when Prometheus is not installed.
+fn prometheus_binary() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("prometheus"))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn query(http: &reqwest::Client, base: &str, promql: &str) -> Vec<serde_json::Value> {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'_' {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let Ok(response) = http
+        .get(format!("{base}/api/v1/query?query={encoded}"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+    else {
+        return Vec::new();
+    };
+    let text = response.text().await.unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Kills the child on drop, so a failing assertion cannot leak a Prometheus server.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn prometheus_shards_two_pools_over_two_replicas_with_hashmod() {
+    let Some(prometheus) = prometheus_binary() else {
+        assert!(
+            std::env::var_os("XEN_EXPORTER_REQUIRE_PROMETHEUS").is_none(),
+            "prometheus is not installed but CI requires this test"
+        );
+        eprintln!("prometheus not installed (apt-get install prometheus): test skipped");
+        return;
+    };
+    let (a, b) = (sim(2, 21).await, sim(2, 22).await);
+    // Both replicas know both pools; hashmod decides which one Prometheus asks for each.
+    let configs = vec![named(&a, "alpha"), named(&b, "beta")];
+    let replicas = [
+        Replica::start(configs.clone()).await,
+        Replica::start(configs).await,
+    ];
+    let dir = std::env::temp_dir().join(format!("xen-exporter-prom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let address = |r: &Replica| r.url.trim_start_matches("http://").to_string();
+    let config = format!(
+        r#"global:
+  scrape_interval: 2s
+  scrape_timeout: 2s
+scrape_configs:
+  - job_name: xen
+    metrics_path: /probe
+    static_configs:
+      - targets: [alpha, beta]
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_target
+      - source_labels: [__address__]
+        target_label: instance
+      - source_labels: [__address__]
+        modulus: 2
+        target_label: __tmp_shard
+        action: hashmod
+      - source_labels: [__tmp_shard]
+        regex: "0"
+        target_label: __address__
+        replacement: {r0}
+      - source_labels: [__tmp_shard]
+        regex: "1"
+        target_label: __address__
+        replacement: {r1}
+  - job_name: xen-exporter
+    static_configs:
+      - targets: [{r0}, {r1}]
+"#,
+        r0 = address(&replicas[0]),
+        r1 = address(&replicas[1]),
+    );
+    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Child(
+        std::process::Command::new(prometheus)
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    let http = http_client();
+    let mut expected_hosts = BTreeSet::new();
+    let mut expected_vms = BTreeSet::new();
+    for sim in [&a, &b] {
+        let view = sim.view();
+        expected_hosts.extend(view.hosts.iter().map(|h| h.uuid.clone()));
+        expected_vms.extend(
+            view.vms
+                .iter()
+                .filter(|v| !v.is_a_template && !v.is_a_snapshot)
+                .map(|v| v.uuid.clone()),
+        );
+    }
+    let per = |results: &[serde_json::Value], label: &str| -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for r in results {
+            if let Some(v) = r["metric"][label].as_str() {
+                *counts.entry(v.to_string()).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let mut last = String::new();
+    let mut done = false;
+    for _ in 0..120 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let up = query(&http, &base, "up").await;
+        let hosts = query(&http, &base, "xen_host_up").await;
+        let vms = query(&http, &base, "xen_vm_power_state").await;
+        let all_up = up.len() == 4 && up.iter().all(|r| r["value"][1] == "1");
+        let host_counts = per(&hosts, "host_uuid");
+        let vm_counts = per(&vms, "vm_uuid");
+        let exactly_once = |counts: &BTreeMap<String, usize>, want: &BTreeSet<String>| {
+            counts.keys().cloned().collect::<BTreeSet<_>>() == *want
+                && counts.values().all(|&n| n == 1)
+        };
+        last = format!("up={up:?}\nhosts={host_counts:?}\nvms={vm_counts:?}");
+        if all_up
+            && exactly_once(&host_counts, &expected_hosts)
+            && exactly_once(&vm_counts, &expected_vms)
+            && hosts.iter().all(|r| r["value"][1] == "1")
+        {
+            done = true;
+            break;
+        }
+    }
+    let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    assert!(
+        done,
+        "Prometheus never saw every series exactly once:\n{last}\n{log}"
+    );
+
+    // hashmod sent the two pools to different replicas, and each replica logged in only to
+    // the pool it serves.
+    let targets: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{base}/api/v1/targets"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let scraped: BTreeSet<String> = targets["data"]["activeTargets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["labels"]["job"] == "xen")
+        .map(|t| {
+            t["discoveredLabels"]["__address__"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .zip(
+            targets["data"]["activeTargets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["labels"]["job"] == "xen")
+                .map(|t| t["scrapeUrl"].as_str().unwrap_or("").to_string()),
+        )
+        .map(|(_, url)| url.split("/probe").next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(scraped.len(), 2, "one replica per pool: {scraped:?}");
+    assert_eq!((a.counters().logins, b.counters().logins), (1, 1));
+
+    drop(_server);
+    for replica in replicas {
+        replica.stop().await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
