@@ -36,8 +36,10 @@ pub struct Pool {
     follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Shared by every pool of the process: caps concurrent `/rrd_updates` fetches.
     fetch_limit: Option<Arc<Semaphore>>,
-    /// Unix time of the last collection that reached every host, and the last duration.
+    /// Unix time of the last collection that reached every host.
     last_success: Mutex<Option<f64>>,
+    /// Seconds the last completed collection took.
+    last_duration: Mutex<Option<f64>>,
     collectors: Collectors,
     mode: Mode,
     halt_on_no_uuid: bool,
@@ -103,6 +105,7 @@ impl Pool {
             follower: Mutex::new(None),
             fetch_limit,
             last_success: Mutex::new(None),
+            last_duration: Mutex::new(None),
             collectors: config.collectors,
             client,
             mode: config.mode,
@@ -212,6 +215,8 @@ impl Pool {
                 value: started.elapsed().as_secs_f64(),
             },
         );
+        *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(started.elapsed().as_secs_f64());
         let (families, dropped) = out.finish();
         tracing::debug!(
             fetched_and_mapped = ?fetched,
@@ -395,6 +400,9 @@ impl Pool {
         );
         if let Some(at) = *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) {
             push("xen_pool_last_success_timestamp_seconds", pool(), at);
+        }
+        if let Some(took) = *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) {
+            push("xen_pool_collection_duration_seconds", pool(), took);
         }
         let mut logins = 0;
         for stat in self.client.request_stats() {

@@ -960,6 +960,12 @@ static SPECS: &[Spec] = &[
         "1 if the host's PBD for the SR is plugged (currently_attached), 0 if detached: the host cannot reach that SR.",
     ),
     gauge(
+        "xen_pool_collection_duration_seconds",
+        "pool",
+        "seconds",
+        "Seconds the pool's last completed collection took (the previous scrape's, as seen from this one).",
+    ),
+    gauge(
         "xen_pool_ha_enabled",
         "pool, pool_uuid",
         "",

@@ -23,7 +23,8 @@ fn normalise(text: &str) -> String {
             let is_timing = line.starts_with("xen_collector_duration_seconds")
                 || line.starts_with("xen_host_scrape_duration_seconds")
                 || line.starts_with("xen_exporter_xapi_request")
-                || line.starts_with("xen_pool_last_success_timestamp_seconds");
+                || line.starts_with("xen_pool_last_success_timestamp_seconds")
+                || line.starts_with("xen_pool_collection_duration_seconds");
             match line.rsplit_once(' ') {
                 Some((series, _)) if is_timing => format!("{series} 0.001\n"),
                 _ => format!("{line}\n"),
