@@ -89,3 +89,53 @@ fn help_documents_every_environment_variable() {
         assert!(stdout.contains(var), "--help lacks {var}");
     }
 }
+
+#[test]
+fn a_configuration_file_is_checked_and_printed_with_secrets_masked() {
+    let dir = std::env::temp_dir().join(format!("xen-exporter-cfgfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("lab-password");
+    std::fs::write(&secret, "file-pool-secret-31337\n").unwrap();
+    let good = dir.join("pools.yml");
+    std::fs::write(
+        &good,
+        format!(
+            "pools:\n  - name: lab\n    hosts: [\"https://192.0.2.10\", 192.0.2.11]\n    user: monitoring\n    password_file: {}\n    mode: pool\n  - name: edge\n    hosts: [xcp-edge.example.com]\n    timeout: 3s\n    tls: {{insecure_skip_verify: true}}\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &[],
+        &["--config.check", "--config.file", good.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2 pools"), "{out}");
+    assert!(
+        out.contains("name               lab") && out.contains("name               edge"),
+        "{out}"
+    );
+    assert!(out.contains("https://192.0.2.11:443"), "{out}");
+    assert!(
+        out.contains("<secret>") && !out.contains("file-pool-secret-31337"),
+        "{out}"
+    );
+    assert!(out.contains("verification OFF"), "{out}");
+
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "pools:\n  - name: lab\n    hosts: [h]\n    passwd_file: /x\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[],
+        &["--config.check", "--config.file", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("--config.file") && err.contains("passwd_file"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
