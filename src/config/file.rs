@@ -351,6 +351,24 @@ pools:
     }
 
     #[test]
+    fn the_shipped_example_parses() {
+        // Secrets and CA files the example names do not exist here: drop those lines.
+        let text: String = include_str!("../../deploy/examples/pools.yml")
+            .lines()
+            .filter(|l| {
+                let key = l.trim_start();
+                !(key.starts_with("password_file:")
+                    || key.starts_with("credential:")
+                    || key.starts_with("tls:"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let pools = parse(&text, &Env::default()).unwrap();
+        let names: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["lab", "edge"]);
+    }
+
+    #[test]
     fn secrets_never_show_in_debug() {
         let dir = tempdir("debug");
         let path = secret_file(&dir, "p", "hunter2");
