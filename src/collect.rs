@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig};
+use crate::config::{Collectors, Endpoint, Mode, PoolConfig, TrustMode};
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog::{self, Owner, SrRef};
@@ -37,6 +37,8 @@ pub struct Pool {
     host_errors: Mutex<BTreeMap<HostErrorKey, u64>>,
     /// Host mode: the identity of the configured host, learned from its own RRD.
     identity: Mutex<Option<HostEntry>>,
+    /// How XAPI's certificates are checked, for `xen_exporter_xapi_tls_verify`.
+    trust_mode: TrustMode,
 }
 
 /// A host to fetch, with what the inventory knows of it.
@@ -89,6 +91,7 @@ impl Pool {
             timeout: config.timeout,
             host_errors: Mutex::new(BTreeMap::new()),
             identity: Mutex::new(None),
+            trust_mode: config.tls.mode(),
         })
     }
 
@@ -165,6 +168,17 @@ impl Pool {
                 value: 1.0,
             },
         );
+        // Every mode is a series, so that `== 0` alerts work without absent().
+        for mode in TrustMode::ALL {
+            out.push(
+                "xen_exporter_xapi_tls_verify".into(),
+                catalog::describe,
+                Sample {
+                    labels: Labels::head(Arc::from(vec![Label::new("mode", mode.as_str())])),
+                    value: if mode == self.trust_mode { 1.0 } else { 0.0 },
+                },
+            );
+        }
         out.push(
             "xen_collector_duration_seconds".into(),
             catalog::describe,

@@ -14,9 +14,10 @@
 //! - [`sim`]: a simulated XAPI pool for tests, benchmarks and `--demo`; shares no types with
 //!   [`xapi`].
 //!
-//! [`run`] wires one pool to an HTTP listener; `main.rs` only parses the configuration and
-//! calls it.
+//! [`run`] wires one pool to an HTTP listener and [`check::check`] tests a configuration
+//! against the pool; `main.rs` only parses the configuration and calls one of them.
 
+pub mod check;
 pub mod collect;
 pub mod config;
 pub mod inventory;
@@ -81,11 +82,12 @@ pub fn simulator_pool(sim: &sim::Sim, mode: Mode, timeout: Duration) -> PoolConf
         tls: TlsConfig {
             verify: true,
             extra_roots_pem: Some(sim.ca_pem().into_bytes()),
-            ca_file: None,
+            ..TlsConfig::default()
         },
         mode,
         halt_on_no_uuid: false,
         timeout,
         collectors: Collectors::default(),
+        hash_uuids_key: None,
     }
 }

@@ -480,6 +480,12 @@ static SPECS: &[Spec] = &[
         "Always 1; the version label says which xen-exporter build is running.",
     ),
     gauge(
+        "xen_exporter_xapi_tls_verify",
+        "mode",
+        "",
+        "1 for the way the TLS certificates of the pool's hosts are checked, 0 for the others: ca_file (XEN_SSL_CA_FILE or system roots), fingerprint (pinned master, members as XAPI reports them), system (system roots), off (not checked, XEN_SSL_VERIFY=false).",
+    ),
+    gauge(
         "xen_host_avgqu_sz",
         H_SR,
         "requests",

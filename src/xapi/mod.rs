@@ -85,8 +85,21 @@ impl Error {
         }
         let mut source = std::error::Error::source(&err);
         while let Some(cause) = source {
-            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-                return Error::Tls(tls.to_string());
+            // tokio-rustls wraps the rustls error in an io::Error, whose source() skips it.
+            let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+            });
+            if let Some(tls) = tls {
+                return Error::Tls(match tls {
+                    // Our verifiers' refusals carry the whole story (host, fingerprints).
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)) => {
+                        why.to_string()
+                    }
+                    other => other.to_string(),
+                });
             }
             source = cause.source();
         }
@@ -134,6 +147,7 @@ pub struct Client {
     /// connection so that they never queue scrape-time calls behind them.
     event_http: reqwest::Client,
     endpoint: Endpoint,
+    trust: Arc<tls::Trust>,
     master: RwLock<Endpoint>,
     user: String,
     password: Secret,
@@ -147,7 +161,7 @@ pub struct Client {
 impl Client {
     /// Builds a client; no network traffic until the first call.
     pub fn new(config: &PoolConfig) -> Result<Client, String> {
-        let tls = tls::client_config(&config.tls)?;
+        let (tls, trust) = tls::client_config(&config.tls)?;
         let rpc_http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls.clone())
             .connect_timeout(config.timeout)
@@ -180,6 +194,7 @@ impl Client {
             rrd_http,
             event_http,
             endpoint: config.endpoint.clone(),
+            trust,
             master: RwLock::new(config.endpoint.clone()),
             user: config.user.clone(),
             password: config.password.clone(),
@@ -194,6 +209,11 @@ impl Client {
     /// The configured endpoint (XEN_HOST).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// How certificates are checked, learned member pins and presented certificates.
+    pub fn trust(&self) -> &tls::Trust {
+        &self.trust
     }
 
     /// The master as last learned from a login.
@@ -381,6 +401,14 @@ impl Client {
             }
         }
         Err(Error::Decode("session invalid right after login".into()))
+    }
+
+    /// A getter of our own session's record, e.g. `get_is_local_superuser`: XAPI lets every
+    /// role read its session's fields.
+    pub async fn session_field<T: DeserializeOwned>(&self, getter: &str) -> Result<T, Error> {
+        let session = self.session().await?;
+        self.call(&format!("session.{getter}"), &[Value::from(&*session.id)])
+            .await
     }
 
     /// `<class>.get_all_records`.
