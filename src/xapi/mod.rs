@@ -83,25 +83,14 @@ impl Error {
         if err.is_timeout() {
             return Error::Timeout(timeout);
         }
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            // tokio-rustls wraps the rustls error in an io::Error, whose source() skips it.
-            let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-                cause
-                    .downcast_ref::<std::io::Error>()
-                    .and_then(|io| io.get_ref())
-                    .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        if let Some(tls) = find_rustls(&err) {
+            return Error::Tls(match tls {
+                // Our verifiers' refusals carry the whole story (host, fingerprints).
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)) => {
+                    why.to_string()
+                }
+                other => other.to_string(),
             });
-            if let Some(tls) = tls {
-                return Error::Tls(match tls {
-                    // Our verifiers' refusals carry the whole story (host, fingerprints).
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)) => {
-                        why.to_string()
-                    }
-                    other => other.to_string(),
-                });
-            }
-            source = cause.source();
         }
         let text = chain_text(&err);
         if err.is_connect() {
@@ -110,6 +99,24 @@ impl Error {
             Error::Transport(text)
         }
     }
+}
+
+/// The rustls error behind a failed request. tokio-rustls and hyper wrap it in io::Errors,
+/// whose `source()` skips the wrapped error itself, so those are opened with `get_ref()`.
+fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 fn chain_text(err: &dyn std::error::Error) -> String {

@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod check;
 mod compat;
 mod config;
 mod failures;
@@ -9,5 +10,7 @@ mod golden;
 mod harness;
 mod http;
 mod scrape;
+mod secrets;
 mod state;
 mod tidy;
+mod tls;
