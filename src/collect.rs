@@ -6,6 +6,7 @@
 //! `/rrd_updates` requests.
 
 mod state;
+mod uuids;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig, TrustMode};
+use crate::config::{Collectors, Endpoint, Mode, PoolConfig, SecretBytes, TrustMode};
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog::{self, Owner, SrRef};
@@ -39,6 +40,8 @@ pub struct Pool {
     identity: Mutex<Option<HostEntry>>,
     /// How XAPI's certificates are checked, for `xen_exporter_xapi_tls_verify`.
     trust_mode: TrustMode,
+    /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with.
+    hash_uuids_key: Option<SecretBytes>,
 }
 
 /// A host to fetch, with what the inventory knows of it.
@@ -92,6 +95,7 @@ impl Pool {
             host_errors: Mutex::new(BTreeMap::new()),
             identity: Mutex::new(None),
             trust_mode: config.tls.mode(),
+            hash_uuids_key: config.hash_uuids_key.clone(),
         })
     }
 
@@ -188,6 +192,10 @@ impl Pool {
             },
         );
         let (families, dropped) = out.finish();
+        let families = match &self.hash_uuids_key {
+            Some(key) => uuids::hash_uuid_labels(families, key.expose()),
+            None => families,
+        };
         tracing::debug!(
             fetched_and_mapped = ?fetched,
             total = ?started.elapsed(),

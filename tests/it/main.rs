@@ -9,6 +9,7 @@ mod failures;
 mod golden;
 mod harness;
 mod http;
+mod labels;
 mod scrape;
 mod secrets;
 mod state;
