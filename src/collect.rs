@@ -6,6 +6,7 @@
 //! `/rrd_updates` requests.
 
 mod state;
+mod uuids;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,7 +19,7 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig};
+use crate::config::{Collectors, Endpoint, Mode, PoolConfig, SecretBytes, TrustMode};
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog::{self, Owner, SrRef};
@@ -47,6 +48,10 @@ pub struct Pool {
     host_errors: Mutex<BTreeMap<HostErrorKey, u64>>,
     /// Host mode: the identity of the configured host, learned from its own RRD.
     identity: Mutex<Option<HostEntry>>,
+    /// How XAPI's certificates are checked, for `xen_exporter_xapi_tls_verify`.
+    trust_mode: TrustMode,
+    /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with.
+    hash_uuids_key: Option<SecretBytes>,
 }
 
 /// A host to fetch, with what the inventory knows of it.
@@ -113,6 +118,8 @@ impl Pool {
             timeout: config.timeout,
             host_errors: Mutex::new(BTreeMap::new()),
             identity: Mutex::new(None),
+            trust_mode: config.tls.mode(),
+            hash_uuids_key: config.hash_uuids_key.clone(),
         })
     }
 
@@ -207,6 +214,17 @@ impl Pool {
         out.merge(parts);
         self.push_error_counters(&mut out);
         push_build_info(&mut out);
+        // Every mode is a series, so that `== 0` alerts work without absent().
+        for mode in TrustMode::ALL {
+            out.push(
+                "xen_exporter_xapi_tls_verify".into(),
+                catalog::describe,
+                Sample {
+                    labels: Labels::head(Arc::from(vec![Label::new("mode", mode.as_str())])),
+                    value: if mode == self.trust_mode { 1.0 } else { 0.0 },
+                },
+            );
+        }
         out.push(
             "xen_collector_duration_seconds".into(),
             catalog::describe,
@@ -218,6 +236,10 @@ impl Pool {
         *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(started.elapsed().as_secs_f64());
         let (families, dropped) = out.finish();
+        let families = match &self.hash_uuids_key {
+            Some(key) => uuids::hash_uuid_labels(families, key.expose()),
+            None => families,
+        };
         tracing::debug!(
             fetched_and_mapped = ?fetched,
             total = ?started.elapsed(),

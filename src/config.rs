@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub mod file;
+use crate::xapi::tls::Fingerprint;
 
 /// The raw command line, each option also readable from the environment variable the original
 /// Python exporter used. Values are kept as strings so that validation can name the variable
@@ -50,9 +51,23 @@ pub struct Cli {
     pub xen_ssl_verify: String,
 
     /// PEM file of extra CA certificates to trust for the pool's hosts, in addition to the
-    /// system roots.
+    /// system roots. Takes precedence over XEN_SSL_FINGERPRINT.
     #[arg(long = "xen.ssl-ca-file", env = "XEN_SSL_CA_FILE")]
     pub xen_ssl_ca_file: Option<PathBuf>,
+
+    /// SHA-256 fingerprint of the pool master's certificate (hex, colons optional), pinned
+    /// instead of checking a CA; members' certificates are then learned from the API.
+    #[arg(long = "xen.ssl-fingerprint", env = "XEN_SSL_FINGERPRINT")]
+    pub xen_ssl_fingerprint: Option<String>,
+
+    /// PEM certificate (chain) to present to the master, for XAPI's client-certificate
+    /// authentication. Needs XEN_SSL_CLIENT_KEY_FILE.
+    #[arg(long = "xen.ssl-client-cert-file", env = "XEN_SSL_CLIENT_CERT_FILE")]
+    pub xen_ssl_client_cert_file: Option<PathBuf>,
+
+    /// PEM private key of XEN_SSL_CLIENT_CERT_FILE.
+    #[arg(long = "xen.ssl-client-key-file", env = "XEN_SSL_CLIENT_KEY_FILE")]
+    pub xen_ssl_client_key_file: Option<PathBuf>,
 
     /// `host`: export the RRD of XEN_HOST only; `pool`: export every host of the pool.
     #[arg(long = "xen.mode", env = "XEN_MODE", default_value = "host")]
@@ -166,6 +181,19 @@ pub struct Cli {
         default_value = "0.5"
     )]
     pub timeout_offset: String,
+    /// Replace every `*_uuid` label value by a keyed hash (HMAC-SHA256, 32 hex digits) that
+    /// is stable for a given key: true or false. Needs XEN_HASH_UUIDS_KEY_FILE.
+    #[arg(
+        long = "labels.hash-uuids",
+        env = "XEN_HASH_UUIDS",
+        default_value = "false"
+    )]
+    pub hash_uuids: String,
+
+    /// File holding the key for XEN_HASH_UUIDS (at least 16 bytes, e.g. from
+    /// `head -c 32 /dev/urandom`).
+    #[arg(long = "labels.hash-uuids-key-file", env = "XEN_HASH_UUIDS_KEY_FILE")]
+    pub hash_uuids_key_file: Option<PathBuf>,
 
     /// Log level: error, warn, info, debug or trace (or a tracing filter directive).
     #[arg(long = "log.level", env = "XEN_LOG_LEVEL", default_value = "info")]
@@ -179,6 +207,12 @@ pub struct Cli {
     /// needed. XAPI settings are ignored.
     #[arg(long = "demo")]
     pub demo: bool,
+
+    /// `check`: log in with these settings, report the account, its rights, how TLS is
+    /// verified and what it can read, log out; exit 0 only if everything the exporter needs
+    /// works.
+    #[arg(value_name = "COMMAND", value_parser = ["check"])]
+    pub command: Option<String>,
 }
 
 /// A secret string: it never prints, in `Debug` or anywhere else, and there is no `Display`.
@@ -198,6 +232,34 @@ impl Secret {
 }
 
 impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Secret::new(value)
+    }
+}
+
+/// Secret bytes (a key): like [`Secret`], never printed.
+#[derive(Clone, Default)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// Wraps secret bytes.
+    pub fn new(value: impl Into<Vec<u8>>) -> Self {
+        SecretBytes(value.into())
+    }
+
+    /// The bytes, for the one place that uses them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<secret>")
     }
@@ -362,6 +424,71 @@ pub struct TlsConfig {
     pub extra_roots_pem: Option<Vec<u8>>,
     /// Where `extra_roots_pem` came from, for messages.
     pub ca_file: Option<PathBuf>,
+    /// XEN_SSL_FINGERPRINT: the master's certificate, pinned when there is no CA file.
+    pub fingerprint: Option<Fingerprint>,
+    /// XEN_SSL_CLIENT_CERT_FILE and XEN_SSL_CLIENT_KEY_FILE.
+    pub client_identity: Option<ClientIdentity>,
+}
+
+impl TlsConfig {
+    /// Which way certificates are checked: CA file, else fingerprint, else system roots;
+    /// nothing with XEN_SSL_VERIFY=false.
+    pub fn mode(&self) -> TrustMode {
+        if !self.verify {
+            TrustMode::Off
+        } else if self.extra_roots_pem.is_some() {
+            TrustMode::CaFile
+        } else if self.fingerprint.is_some() {
+            TrustMode::Fingerprint
+        } else {
+            TrustMode::System
+        }
+    }
+}
+
+/// How the certificates of the pool's hosts are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrustMode {
+    /// Chains to XEN_SSL_CA_FILE (or a system root), names checked.
+    CaFile,
+    /// The master's pinned fingerprint, members' as XAPI reports them.
+    Fingerprint,
+    /// Chains to a system root, names checked.
+    #[default]
+    System,
+    /// Not checked (XEN_SSL_VERIFY=false).
+    Off,
+}
+
+impl TrustMode {
+    /// Every mode, in the order of the metric's series.
+    pub const ALL: [TrustMode; 4] = [
+        TrustMode::CaFile,
+        TrustMode::Fingerprint,
+        TrustMode::System,
+        TrustMode::Off,
+    ];
+
+    /// `ca_file`, `fingerprint`, `system` or `off`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustMode::CaFile => "ca_file",
+            TrustMode::Fingerprint => "fingerprint",
+            TrustMode::System => "system",
+            TrustMode::Off => "off",
+        }
+    }
+}
+
+/// A client certificate and its key, presented to XAPI hosts that ask for one.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    /// PEM certificate chain, end entity first.
+    pub cert_pem: Vec<u8>,
+    /// PEM private key.
+    pub key_pem: Secret,
+    /// Where the certificate came from, for messages.
+    pub cert_file: PathBuf,
 }
 
 /// Everything needed to collect one pool.
@@ -388,6 +515,8 @@ pub struct PoolConfig {
     pub timeout: Duration,
     /// Optional record-derived families.
     pub collectors: Collectors,
+    /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with; `None` = kept.
+    pub hash_uuids_key: Option<SecretBytes>,
 }
 
 /// Switches for the optional families derived from XAPI records.
@@ -468,6 +597,8 @@ pub struct Config {
     pub log_level: String,
     /// `--config.check`.
     pub check_only: bool,
+    /// `check`: test the XAPI connection and rights, then exit.
+    pub check_xapi: bool,
     /// `--demo`.
     pub demo: bool,
 }
@@ -482,7 +613,7 @@ pub struct Error(pub String);
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     /// XEN_PASSWORD.
-    pub xen_password: Option<String>,
+    pub xen_password: Option<Secret>,
     /// CREDENTIALS_DIRECTORY (systemd `LoadCredential=`).
     pub credentials_directory: Option<PathBuf>,
 }
@@ -491,7 +622,7 @@ impl Env {
     /// Reads the real process environment.
     pub fn from_process() -> Env {
         Env {
-            xen_password: std::env::var("XEN_PASSWORD").ok(),
+            xen_password: std::env::var("XEN_PASSWORD").ok().map(Secret::new),
             credentials_directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
         }
     }
@@ -595,7 +726,7 @@ impl Config {
             }
         };
         let web = web_options(cli, timeout)?;
-        let file_pools = match &cli.config_file {
+        let mut file_pools = match &cli.config_file {
             None => None,
             Some(path) => Some(file::load(path, env)?),
         };
@@ -617,6 +748,32 @@ impl Config {
                 )));
             }
         };
+        let fingerprint = match &cli.xen_ssl_fingerprint {
+            None => None,
+            Some(text) => Some(Fingerprint::parse(text).map_err(|why| {
+                Error(format!(
+                    "XEN_SSL_FINGERPRINT (--xen.ssl-fingerprint) {text:?} {why}; give the SHA-256 fingerprint of the pool master's certificate, hex with or without colons, e.g. from `openssl x509 -noout -fingerprint -sha256`"
+                ))
+            })?),
+        };
+        let client_identity = read_client_identity(
+            cli.xen_ssl_client_cert_file.as_deref(),
+            cli.xen_ssl_client_key_file.as_deref(),
+        )?;
+        let hash_uuids = parse_bool("XEN_HASH_UUIDS", "--labels.hash-uuids", &cli.hash_uuids)?;
+        let hash_uuids_key = match (hash_uuids, &cli.hash_uuids_key_file) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(Error(
+                    "XEN_HASH_UUIDS (--labels.hash-uuids) needs XEN_HASH_UUIDS_KEY_FILE (--labels.hash-uuids-key-file): a file of at least 16 secret bytes, e.g. from `head -c 32 /dev/urandom`".into(),
+                ));
+            }
+            (true, Some(path)) => Some(read_hash_key(path)?),
+        };
+        // The label hashing key is process-wide: it applies to the file's pools too.
+        for pool in file_pools.iter_mut().flatten() {
+            pool.hash_uuids_key = hash_uuids_key.clone();
+        }
         Ok(Config {
             web,
             file_pools,
@@ -632,15 +789,19 @@ impl Config {
                     verify,
                     extra_roots_pem,
                     ca_file,
+                    fingerprint,
+                    client_identity,
                 },
                 mode,
                 halt_on_no_uuid,
                 timeout,
                 collectors,
+                hash_uuids_key,
             },
             listen: SocketAddr::new(bind, port),
             log_level: cli.log_level.clone(),
             check_only: cli.config_check,
+            check_xapi: cli.command.as_deref() == Some("check"),
             demo: cli.demo,
         })
     }
@@ -702,11 +863,24 @@ impl Config {
 
 /// One pool's settings for `--config.check`, password masked, each line indented by `indent`.
 fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
-    let trust = match (&pool.tls.ca_file, pool.tls.verify) {
-        (_, false) => "verification OFF".to_string(),
-        (Some(f), true) => format!("verified against system roots and {}", f.display()),
-        (None, true) => "verified against system roots".to_string(),
+    let mut trust = match pool.tls.mode() {
+        TrustMode::Off => "verification OFF".to_string(),
+        TrustMode::CaFile => match &pool.tls.ca_file {
+            Some(f) => format!("verified against system roots and {}", f.display()),
+            None => "verified against system roots and the given CA".to_string(),
+        },
+        TrustMode::Fingerprint => match &pool.tls.fingerprint {
+            Some(f) => format!("master pinned to SHA-256 {f}, members as XAPI reports them"),
+            None => "pinned".to_string(),
+        },
+        TrustMode::System => "verified against system roots".to_string(),
     };
+    if let Some(identity) = &pool.tls.client_identity {
+        trust.push_str(&format!(
+            "; client certificate {}",
+            identity.cert_file.display()
+        ));
+    }
     let members: Vec<String> = pool.members.iter().map(ToString::to_string).collect();
     let lines = [
         ("xen.host", pool.endpoint.to_string()),
@@ -744,6 +918,10 @@ fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
             ),
         ),
         ("tls", trust),
+        (
+            "labels.hash-uuids",
+            pool.hash_uuids_key.is_some().to_string(),
+        ),
     ];
     lines
         .iter()
@@ -848,7 +1026,7 @@ fn read_password(file: Option<&Path>, env: &Env) -> Result<Secret, Error> {
         });
     }
     if let Some(password) = &env.xen_password {
-        return Ok(Secret::new(password.clone()));
+        return Ok(password.clone());
     }
     if let Some(dir) = &env.credentials_directory {
         let path = dir.join(CREDENTIAL_NAME);
@@ -863,6 +1041,77 @@ fn read_password(file: Option<&Path>, env: &Env) -> Result<Secret, Error> {
     }
     // The original exporter defaulted to an empty password; keep that for compatibility.
     Ok(Secret::default())
+}
+
+fn read_client_identity(
+    cert_file: Option<&Path>,
+    key_file: Option<&Path>,
+) -> Result<Option<ClientIdentity>, Error> {
+    const BOTH: &str = "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) and XEN_SSL_CLIENT_KEY_FILE (--xen.ssl-client-key-file) go together";
+    let (cert_file, key_file) = match (cert_file, key_file) {
+        (None, None) => return Ok(None),
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => {
+            return Err(Error(format!("{BOTH}; XEN_SSL_CLIENT_KEY_FILE is missing")));
+        }
+        (None, Some(_)) => {
+            return Err(Error(format!(
+                "{BOTH}; XEN_SSL_CLIENT_CERT_FILE is missing"
+            )));
+        }
+    };
+    let cert_pem = std::fs::read(cert_file).map_err(|e| {
+        Error(format!(
+            "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) {}: cannot read it ({e})",
+            cert_file.display()
+        ))
+    })?;
+    let key_pem = read_secret_file(key_file).map_err(|e| {
+        Error(format!(
+            "XEN_SSL_CLIENT_KEY_FILE (--xen.ssl-client-key-file) {}: cannot read it ({e})",
+            key_file.display()
+        ))
+    })?;
+    crate::xapi::tls::check_client_identity(&cert_pem, key_pem.expose()).map_err(|why| {
+        Error(format!(
+            "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) {} with XEN_SSL_CLIENT_KEY_FILE {}: {why}",
+            cert_file.display(),
+            key_file.display()
+        ))
+    })?;
+    Ok(Some(ClientIdentity {
+        cert_pem,
+        key_pem,
+        cert_file: cert_file.to_path_buf(),
+    }))
+}
+
+/// Fewer bytes than this make a guessable key: a UUID's hash could be brute-forced.
+const MIN_HASH_KEY: usize = 16;
+
+fn read_hash_key(path: &Path) -> Result<SecretBytes, Error> {
+    let setting = "XEN_HASH_UUIDS_KEY_FILE (--labels.hash-uuids-key-file)";
+    let mut key = std::fs::read(path).map_err(|e| {
+        Error(format!(
+            "{setting} {}: cannot read it ({e})",
+            path.display()
+        ))
+    })?;
+    // An editor's trailing newline is not part of a typed key.
+    if key.ends_with(b"\n") {
+        key.pop();
+        if key.ends_with(b"\r") {
+            key.pop();
+        }
+    }
+    if key.len() < MIN_HASH_KEY {
+        return Err(Error(format!(
+            "{setting} {}: the key has {} bytes; give at least {MIN_HASH_KEY}, e.g. from `head -c 32 /dev/urandom`",
+            path.display(),
+            key.len()
+        )));
+    }
+    Ok(SecretBytes::new(key))
 }
 
 fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
@@ -960,6 +1209,79 @@ mod tests {
         assert_eq!(c.web.scrape_min_interval, Duration::from_secs(15));
         assert_eq!(c.web.max_requests, 0);
         assert!(c.summary().contains("unlimited"));
+        assert!(err(&["--xen.ssl-fingerprint", "AB:CD"]).starts_with("XEN_SSL_FINGERPRINT"));
+        let e = err(&["--xen.ssl-client-cert-file", "/nonexistent/c.pem"]);
+        assert!(e.contains("XEN_SSL_CLIENT_KEY_FILE is missing"), "{e}");
+        let e = err(&["--xen.ssl-client-key-file", "/nonexistent/k.pem"]);
+        assert!(e.contains("XEN_SSL_CLIENT_CERT_FILE is missing"), "{e}");
+        assert!(err(&["--labels.hash-uuids", "true"]).starts_with("XEN_HASH_UUIDS"));
+        assert!(err(&["--labels.hash-uuids", "perhaps"]).starts_with("XEN_HASH_UUIDS"));
+    }
+
+    #[test]
+    fn trust_prefers_the_ca_file_then_the_fingerprint_then_the_system_roots() {
+        let pin = Fingerprint([7; 32]);
+        let mut tls = TlsConfig {
+            verify: true,
+            extra_roots_pem: Some(b"pem".to_vec()),
+            fingerprint: Some(pin),
+            ..TlsConfig::default()
+        };
+        assert_eq!(tls.mode(), TrustMode::CaFile);
+        tls.extra_roots_pem = None;
+        assert_eq!(tls.mode(), TrustMode::Fingerprint);
+        tls.fingerprint = None;
+        assert_eq!(tls.mode(), TrustMode::System);
+        tls.verify = false;
+        tls.fingerprint = Some(pin);
+        assert_eq!(tls.mode(), TrustMode::Off);
+        let c = Config::from_cli(
+            &cli(&["--xen.ssl-fingerprint", &"ab".repeat(32)]),
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(c.pool.tls.fingerprint, Some(Fingerprint([0xab; 32])));
+        assert!(c.summary().contains("AB:AB:AB"), "{}", c.summary());
+    }
+
+    #[test]
+    fn hash_keys_must_be_long_enough_and_lose_a_trailing_newline() {
+        let dir = std::env::temp_dir().join(format!("xe-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let short = dir.join("short");
+        std::fs::write(&short, "tooshort\n").unwrap();
+        let e = err(&[
+            "--labels.hash-uuids",
+            "yes",
+            "--labels.hash-uuids-key-file",
+            short.to_str().unwrap(),
+        ]);
+        assert!(e.starts_with("XEN_HASH_UUIDS_KEY_FILE"), "{e}");
+        let good = dir.join("good");
+        std::fs::write(&good, "0123456789abcdef\n").unwrap();
+        let c = Config::from_cli(
+            &cli(&[
+                "--labels.hash-uuids",
+                "true",
+                "--labels.hash-uuids-key-file",
+                good.to_str().unwrap(),
+            ]),
+            &Env::default(),
+        )
+        .unwrap();
+        let key = c.pool.hash_uuids_key.clone().unwrap();
+        assert_eq!(key.expose(), b"0123456789abcdef");
+        assert!(!format!("{c:?}").contains("0123456789abcdef"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn check_is_a_command_wherever_the_flags_are() {
+        let c = Config::from_cli(&cli(&["check", "--xen.mode", "pool"]), &Env::default()).unwrap();
+        assert!(c.check_xapi && !c.check_only);
+        let c = Config::from_cli(&cli(&["--xen.mode", "pool", "check"]), &Env::default()).unwrap();
+        assert!(c.check_xapi);
+        assert!(Cli::try_parse_from(["xen-exporter", "serve"]).is_err());
     }
 
     #[test]

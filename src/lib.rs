@@ -14,9 +14,11 @@
 //! - [`sim`]: a simulated XAPI pool for tests, benchmarks and `--demo`; shares no types with
 //!   [`xapi`].
 //!
-//! [`run_with`] wires one pool to an HTTP listener with its protection and limits ([`run`]:
-//! the defaults); `main.rs` only parses the configuration and calls it.
+//! [`run_pools`] wires pools to an HTTP listener with its protection and limits ([`run_with`]
+//! and [`run`]: one pool), and [`check::check`] tests a configuration against the pool;
+//! `main.rs` only parses the configuration and calls one of them.
 
+pub mod check;
 pub mod collect;
 pub mod config;
 pub mod inventory;
@@ -199,11 +201,12 @@ pub fn simulator_pool(sim: &sim::Sim, mode: Mode, timeout: Duration) -> PoolConf
         tls: TlsConfig {
             verify: true,
             extra_roots_pem: Some(sim.ca_pem().into_bytes()),
-            ca_file: None,
+            ..TlsConfig::default()
         },
         mode,
         halt_on_no_uuid: false,
         timeout,
         collectors: Collectors::default(),
+        hash_uuids_key: None,
     }
 }

@@ -1,6 +1,7 @@
 //! The `xen-exporter` binary: parse and validate the configuration (exit 64 on a bad one),
-//! set up logging, start the simulator for `--demo`, bind the listener and hand over to
-//! [`xen_exporter::run`]. Nothing else lives here.
+//! set up logging, start the simulator for `--demo`, then either bind the listener and hand
+//! over to [`xen_exporter::run`], or for `check` run [`xen_exporter::check::check`] and print
+//! its report (exit 1 when something the exporter needs fails). Nothing else lives here.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use xen_exporter::config::{Cli, Config, Env, Mode, PoolConfig};
+use xen_exporter::config::{Cli, Config, Env, Mode, PoolConfig, Scheme, TrustMode};
 use xen_exporter::server::web_config::WebConfig;
 use xen_exporter::sim::{Sim, SimConfig};
 
@@ -16,6 +17,8 @@ use xen_exporter::sim::{Sim, SimConfig};
 const EXIT_CONFIG: u8 = 64;
 /// sysexits.h EX_UNAVAILABLE: a resource (the listen address) is not available.
 const EXIT_UNAVAILABLE: u8 = 69;
+/// `check` found something the exporter needs that does not work.
+const EXIT_CHECK_FAILED: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -77,7 +80,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    if config.check_xapi {
+        runtime.block_on(check(config))
+    } else {
+        runtime.block_on(serve(config))
+    }
 }
 
 /// A bare level (`debug`) applies to the exporter; the HTTP and TLS libraries stay at `warn`
@@ -116,18 +123,13 @@ async fn serve(config: Config) -> ExitCode {
         },
     };
     for pool in &pools.configs {
-        if pool.user == "root" && sim.is_none() {
+        if pool.user == "root" && sim.is_none() && pool.tls.client_identity.is_none() {
             tracing::warn!(
                 pool = %pool.name,
                 "Logging in to XAPI as root; create a dedicated read-only account for monitoring and set XEN_USER (see README, 'A dedicated account')"
             );
         }
-        if !pool.tls.verify {
-            tracing::warn!(
-                pool = %pool.name,
-                "TLS verification is off (XEN_SSL_VERIFY=false or insecure_skip_verify): certificates of the pool are NOT verified; anyone on the path can read the XAPI password. Use a CA file instead"
-            );
-        }
+        announce_trust(pool);
     }
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
@@ -187,6 +189,69 @@ async fn serve(config: Config) -> ExitCode {
             tracing::error!(%error, "Server failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Says at start-up how XAPI's certificates are checked, loudly when they are not.
+fn announce_trust(pool: &PoolConfig) {
+    let tls = &pool.tls;
+    match tls.mode() {
+        TrustMode::Off => tracing::warn!(
+            "XEN_SSL_VERIFY=false: TLS certificates of the pool are NOT verified; anyone on the path can read the XAPI password and forge every metric. Use XEN_SSL_CA_FILE or XEN_SSL_FINGERPRINT instead (README, 'Trusting the pool's certificates')"
+        ),
+        TrustMode::CaFile => {
+            if tls.fingerprint.is_some() {
+                tracing::warn!(
+                    "XEN_SSL_FINGERPRINT is ignored: XEN_SSL_CA_FILE is set and takes precedence"
+                );
+            }
+            tracing::info!(
+                mode = "ca_file",
+                "TLS certificates of the pool are verified against XEN_SSL_CA_FILE and the system roots"
+            );
+        }
+        TrustMode::Fingerprint => {
+            if let Some(fingerprint) = tls.fingerprint {
+                tracing::info!(mode = "fingerprint", %fingerprint, "The master's TLS certificate is pinned; members' certificates are learned from XAPI");
+            }
+        }
+        TrustMode::System => tracing::info!(
+            mode = "system",
+            "TLS certificates of the pool are verified against the system roots; XCP-ng's self-signed ones need XEN_SSL_CA_FILE or XEN_SSL_FINGERPRINT"
+        ),
+    }
+    if pool.endpoint.scheme == Scheme::Http {
+        tracing::warn!(
+            "XEN_HOST uses http://: the XAPI password and session cross the network in clear"
+        );
+    }
+}
+
+async fn check(config: Config) -> ExitCode {
+    let (pool, sim) = if config.demo {
+        match start_demo().await {
+            Ok((pool, sim)) => (pool, Some(sim)),
+            Err(error) => {
+                eprintln!("xen-exporter: cannot start the demo pool: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        (config.pool.clone(), None)
+    };
+    announce_trust(&pool);
+    let report = xen_exporter::check::check(&pool).await;
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{report}");
+    }
+    if let Some(sim) = sim {
+        sim.shutdown().await;
+    }
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_CHECK_FAILED)
     }
 }
 

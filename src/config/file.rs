@@ -10,8 +10,9 @@ use serde::Deserialize;
 
 use super::{
     CREDENTIAL_NAME, Collectors, Endpoint, Env, Error, Mode, PoolConfig, Secret, TlsConfig,
-    read_secret_file,
+    read_client_identity, read_secret_file,
 };
+use crate::xapi::tls::Fingerprint;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -46,6 +47,10 @@ struct RawPool {
 #[serde(deny_unknown_fields)]
 struct RawTls {
     ca_file: Option<PathBuf>,
+    /// SHA-256 of the master's certificate, as `XEN_SSL_FINGERPRINT`.
+    fingerprint: Option<String>,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
     #[serde(default)]
     insecure_skip_verify: bool,
 }
@@ -217,6 +222,23 @@ fn pool(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
             Some(pem)
         }
     };
+    let fingerprint = match &raw.tls.fingerprint {
+        None => None,
+        Some(text) => Some(Fingerprint::parse(text).map_err(|why| {
+            Error(format!(
+                "`tls.fingerprint` {text:?} {why}; give the SHA-256 fingerprint of the master's certificate, hex with or without colons"
+            ))
+        })?),
+    };
+    let client_identity = read_client_identity(
+        raw.tls.client_cert_file.as_deref(),
+        raw.tls.client_key_file.as_deref(),
+    )
+    .map_err(|Error(why)| {
+        Error(format!(
+            "`tls.client_cert_file`/`tls.client_key_file`: {why}"
+        ))
+    })?;
     let mut members = endpoints.into_iter();
     let endpoint = members.next().expect("hosts is not empty");
     Ok(PoolConfig {
@@ -229,6 +251,8 @@ fn pool(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
             verify: !raw.tls.insecure_skip_verify,
             extra_roots_pem,
             ca_file: raw.tls.ca_file,
+            fingerprint,
+            client_identity,
         },
         mode,
         halt_on_no_uuid: raw.halt_on_no_uuid,
@@ -238,6 +262,8 @@ fn pool(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
             multipath: raw.collectors.multipath,
             storage_targets: raw.collectors.storage_targets,
         },
+        // Set from the process-wide setting by the caller.
+        hash_uuids_key: None,
     })
 }
 

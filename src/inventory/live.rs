@@ -2,6 +2,10 @@
 //! `event.from` on its own connection and publish a new snapshot after each batch that
 //! changed something. Any break in the stream (session lost, `EVENTS_LOST`, a bad token, a
 //! dropped connection) leads to a fresh full read, with back-off while XAPI is unreachable.
+//! When the master's certificate is pinned, each full read also learns every host's
+//! certificate from the API (`host.get_server_certificate`) for the `/rrd_updates`
+//! connections; between full reads only new hosts, or a host that showed another
+//! certificate, are asked again, at most once a minute.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +25,10 @@ pub const EVENT_WAIT: Duration = Duration::from_secs(30);
 /// First and longest pause before a new full read after a failure.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::from_secs(30));
 
+/// Between full reads, certificates are asked for at most this often, so that a member that
+/// is down (its certificate cannot be had) or an impostor does not cost a call per event.
+const PIN_RETRY: Duration = Duration::from_secs(60);
+
 /// The live inventory of one pool.
 #[derive(Debug)]
 pub struct Live {
@@ -30,6 +38,8 @@ pub struct Live {
     /// breaks of the stream.
     errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     wait: Duration,
+    /// When certificates were last asked for outside a full read.
+    pins_asked: Mutex<Option<Instant>>,
 }
 
 /// What scrapes see: the latest snapshot, and whether a full read has failed yet (so that a
@@ -51,6 +61,7 @@ impl Live {
             current: watch::Sender::new(Published::default()),
             errors: Mutex::new(BTreeMap::new()),
             wait,
+            pins_asked: Mutex::new(None),
         }
     }
 
@@ -162,6 +173,7 @@ impl Live {
             client.all_records("PIF"),
         )?;
         client.learn_members(hosts.values().map(|h: &records::Host| h.address.clone()));
+        self.learn_certificates(&hosts, false).await;
         let store = Store {
             pools,
             hosts,
@@ -197,11 +209,89 @@ impl Live {
             if changed {
                 self.publish(store);
             }
+            self.relearn_certificates(&store.hosts).await;
             if batch.token.is_empty() {
                 return xapi::Error::Decode("event.from returned no token".into());
             }
             token = batch.token;
         }
+    }
+}
+
+impl Live {
+    /// Pins each host's certificate as the master reports it (fingerprint mode only).
+    /// `only_unknown`: skip hosts whose address already has a pin. A host whose certificate
+    /// cannot be had is logged and left unpinned: its `/rrd_updates` then fails as `tls`.
+    async fn learn_certificates(
+        &self,
+        hosts: &records::Records<records::Host>,
+        only_unknown: bool,
+    ) {
+        let trust = self.client.trust();
+        if !trust.pins_members() {
+            return;
+        }
+        let wanted: Vec<(&String, &records::Host)> = hosts
+            .iter()
+            .filter(|(_, h)| !h.address.is_empty())
+            .filter(|(_, h)| !only_unknown || trust.pinned(&h.address).is_none())
+            .collect();
+        let answers = futures::future::join_all(wanted.iter().map(|(reference, _)| {
+            let reference = Value::from(reference.as_str());
+            async move {
+                self.client
+                    .call::<String>("host.get_server_certificate", &[reference])
+                    .await
+            }
+        }))
+        .await;
+        for ((_, host), answer) in wanted.into_iter().zip(answers) {
+            let learned = answer
+                .map_err(|e| e.to_string())
+                .and_then(|pem| trust.pin(&host.address, &pem));
+            match learned {
+                Ok(fingerprint) => tracing::debug!(
+                    host = %host.name_label,
+                    address = %host.address,
+                    %fingerprint,
+                    "Pinned the host's certificate as XAPI reports it"
+                ),
+                Err(error) => tracing::warn!(
+                    host = %host.name_label,
+                    address = %host.address,
+                    %error,
+                    "Cannot learn the host's certificate from XAPI; its /rrd_updates fail until it is learned"
+                ),
+            }
+        }
+    }
+
+    /// Between full reads: asks again for new hosts' certificates, or for all of them after
+    /// a host presented an unknown one, at most once per [`PIN_RETRY`].
+    async fn relearn_certificates(&self, hosts: &records::Records<records::Host>) {
+        let trust = self.client.trust();
+        if !trust.pins_members() {
+            return;
+        }
+        let unknown = hosts
+            .values()
+            .any(|h| !h.address.is_empty() && trust.pinned(&h.address).is_none());
+        let now = Instant::now();
+        let refresh = {
+            let mut asked = self.pins_asked.lock().unwrap_or_else(|e| e.into_inner());
+            if asked.is_some_and(|t| now.duration_since(t) < PIN_RETRY) {
+                return;
+            }
+            // Taken only when allowed to act on it, so that a refusal during the quiet
+            // minute is still acted on afterwards.
+            let refresh = trust.take_refresh_request();
+            if !refresh && !unknown {
+                return;
+            }
+            *asked = Some(now);
+            refresh
+        };
+        self.learn_certificates(hosts, !refresh).await;
     }
 }
 

@@ -18,6 +18,19 @@ pub const CLASSES: &[&str] = &[
     "pif",
 ];
 
+/// The same classes as the API spells them in `<class>.get_all_records`.
+pub const RECORD_CLASSES: &[&str] = &[
+    "pool",
+    "host",
+    "host_metrics",
+    "VM",
+    "VM_metrics",
+    "VM_guest_metrics",
+    "SR",
+    "PBD",
+    "PIF",
+];
+
 /// Every record of every followed class, reduced to the fields the exporter reads.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -103,6 +116,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn record_classes_are_the_followed_classes() {
+        let lower: Vec<String> = RECORD_CLASSES.iter().map(|c| c.to_lowercase()).collect();
+        assert_eq!(lower, CLASSES);
+    }
 
     fn event(class: &str, operation: &str, reference: &str, snapshot: Option<&str>) -> Event {
         Event {

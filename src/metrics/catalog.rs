@@ -498,6 +498,12 @@ static SPECS: &[Spec] = &[
         "XAPI requests since the exporter started, by kind (login, logout, call, event, rrd) and outcome (ok or a bounded error reason).",
     ),
     gauge(
+        "xen_exporter_xapi_tls_verify",
+        "mode",
+        "",
+        "1 for the way the TLS certificates of the pool's hosts are checked, 0 for the others: ca_file (XEN_SSL_CA_FILE or system roots), fingerprint (pinned master, members as XAPI reports them), system (system roots), off (not checked, XEN_SSL_VERIFY=false).",
+    ),
+    gauge(
         "xen_host_avgqu_sz",
         H_SR,
         "requests",

@@ -24,6 +24,8 @@ mod wire;
 mod event_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trust_tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use state::Shared;
+pub use tls::ClientIdentity;
 
 /// How to build a simulated pool.
 #[derive(Debug, Clone)]
@@ -63,6 +66,11 @@ pub struct SimConfig {
     pub password: String,
     /// Idle sessions expire after this long; `None` = never.
     pub session_idle_timeout: Option<Duration>,
+    /// `pool.enable_client_certificate_auth`: the master asks for a client certificate and
+    /// checks it against these CA certificates (PEM). A connection whose certificate passes
+    /// gets a session from `session.login_with_password` whatever the password, with the
+    /// `client-cert` role; others go the password way. See [`ClientIdentity`].
+    pub client_ca_pem: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -83,6 +91,7 @@ impl Default for SimConfig {
             username: "root".into(),
             password: "xen-sim-password".into(),
             session_idle_timeout: None,
+            client_ca_pem: None,
         }
     }
 }
@@ -267,6 +276,9 @@ pub struct PbdView {
 pub struct Counters {
     /// Successful `session.login_with_password` calls.
     pub logins: u64,
+    /// Of those, logins on a connection authenticated by a client certificate (the
+    /// password was not checked).
+    pub client_cert_logins: u64,
     pub failed_logins: u64,
     pub logouts: u64,
     /// Originator of each successful login, in order.
@@ -324,7 +336,10 @@ impl Sim {
         }
         let (listeners, addresses, port) = server::bind_all(config.hosts).await?;
         let tls = if config.tls {
-            Some(tls::build(&addresses).map_err(std::io::Error::other)?)
+            Some(
+                tls::build(&addresses, config.client_ca_pem.as_deref())
+                    .map_err(std::io::Error::other)?,
+            )
         } else {
             None
         };
@@ -398,6 +413,25 @@ impl Sim {
             .as_ref()
             .and_then(|t| t.host_ders.get(host).cloned())
             .unwrap_or_default()
+    }
+
+    /// Host `host`'s certificate exactly as `host.get_server_certificate` returns it (empty
+    /// without TLS).
+    pub fn host_cert_pem(&self, host: usize) -> String {
+        self.shared()
+            .tls
+            .as_ref()
+            .and_then(|t| t.host_pems.get(host).cloned())
+            .unwrap_or_default()
+    }
+
+    /// While `on`, host `host` presents a self-signed certificate of its own making instead
+    /// of its real one, as a man in the middle would; XAPI keeps reporting the real one.
+    /// Affects new connections only.
+    pub fn impersonate_host(&self, host: usize, on: bool) {
+        if let Some(flag) = self.shared().lock().impostors.get_mut(host) {
+            *flag = on;
+        }
     }
 
     /// SHA-256 fingerprint of a host certificate in XAPI's `AB:CD:…` form.

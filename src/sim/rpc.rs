@@ -23,8 +23,29 @@ fn count_mismatch(method: &str, expected: usize, got: usize) -> XenError {
     )
 }
 
-/// Runs one RPC on host `host`; only `event.from` ever waits.
-pub(super) async fn call(shared: &Shared, host: usize, method: &str, params: &[V]) -> Outcome {
+/// A sample of the `client-cert` role's permissions (XAPI lists several hundred: every
+/// read-only one plus a few for certificate-authenticated clients), in XAPI's lower case.
+const CLIENT_CERT_PERMISSIONS: &[&str] = &[
+    "event.from",
+    "event.inject",
+    "host.get_all_records",
+    "host.get_server_certificate",
+    "http/get_rrd_updates",
+    "pool.get_all_records",
+    "session.logout",
+    "sr.get_all_records",
+    "vm.get_all_records",
+];
+
+/// Runs one RPC on host `host`; only `event.from` ever waits. `client_cert`: the connection
+/// presented a client certificate the master's CA vouches for.
+pub(super) async fn call(
+    shared: &Shared,
+    host: usize,
+    client_cert: bool,
+    method: &str,
+    params: &[V],
+) -> Outcome {
     shared.lock().count_rpc(method);
     // Members refuse everything, before any credential check (so at no delay).
     if host != shared.master() {
@@ -32,12 +53,12 @@ pub(super) async fn call(shared: &Shared, host: usize, method: &str, params: &[V
     }
     match method {
         "event.from" => events::from(shared, params).await,
-        _ => Outcome::Reply(dispatch(shared, method, params)),
+        _ => Outcome::Reply(dispatch(shared, client_cert, method, params)),
     }
 }
 
 /// The master's non-blocking methods.
-fn dispatch(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> {
+fn dispatch(shared: &Shared, client_cert: bool, method: &str, params: &[V]) -> Result<V, XenError> {
     let idle = shared.config.session_idle_timeout;
     match method {
         "session.login_with_password" => {
@@ -53,9 +74,14 @@ fn dispatch(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> 
             let originator = params.get(3).and_then(V::as_str).unwrap_or("");
             let now = shared.now();
             let mut st = shared.lock();
-            if user == shared.config.username && pass == shared.config.password {
-                let r = st.create_session(originator, now);
+            // stunnel already authenticated a client-certificate connection: xapi does not
+            // look at the password then (xapi_session.ml, the `client_cert` pre-auth).
+            if client_cert || (user == shared.config.username && pass == shared.config.password) {
+                let r = st.create_user_session(originator, user, client_cert, now);
                 st.counters.logins += 1;
+                if client_cert {
+                    st.counters.client_cert_logins += 1;
+                }
                 st.counters.originators.push(originator.to_string());
                 Ok(V::Str(r))
             } else {
@@ -81,6 +107,27 @@ fn dispatch(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> 
             Ok(V::str(""))
         }
         "event.inject" => events::inject(shared, params),
+        "host.get_server_certificate" => {
+            expect_count(method, params, 2)?;
+            check_session(shared, params)?;
+            let target = params[1].as_str().unwrap_or("");
+            let Some(h) = shared.lock().model.host_of_ref(target) else {
+                return Err(err("HANDLE_INVALID", &["host", target]));
+            };
+            // Without TLS xapi still has a certificate; the simulator has none to give.
+            let pem = shared
+                .tls
+                .as_ref()
+                .and_then(|t| t.host_pems.get(h).cloned())
+                .ok_or_else(|| err("INTERNAL_ERROR", &["no server certificate"]))?;
+            Ok(V::Str(pem))
+        }
+        "session.get_is_local_superuser"
+        | "session.get_auth_user_name"
+        | "session.get_auth_user_sid"
+        | "session.get_rbac_permissions"
+        | "session.get_client_certificate"
+        | "session.get_originator" => session_field(shared, method, params),
         "host.get_servertime" | "host.get_management_interface" | "session.get_this_host" => {
             expect_count(method, params, 2)?;
             check_session(shared, params)?;
@@ -111,6 +158,37 @@ fn dispatch(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> 
         }
         _ => class_method(shared, method, params),
     }
+}
+
+/// Getters of the session class, readable by every role. A password login is a local
+/// superuser (no external authentication in the simulator): no RBAC permissions, since
+/// xapi does not check them for such sessions.
+fn session_field(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> {
+    // `client_certificate` is a field since xapi 21.2; 1.249 does not know the getter.
+    if method == "session.get_client_certificate"
+        && shared.config.generation == super::Generation::Legacy
+    {
+        return Err(err("MESSAGE_METHOD_UNKNOWN", &[method]));
+    }
+    expect_count(method, params, 2)?;
+    check_session(shared, params)?;
+    let target = params[1].as_str().unwrap_or("");
+    let st = shared.lock();
+    let s = st
+        .sessions
+        .get(target)
+        .ok_or_else(|| err("HANDLE_INVALID", &["session", target]))?;
+    Ok(match method {
+        "session.get_is_local_superuser" => V::Bool(!s.client_certificate),
+        "session.get_auth_user_name" => V::str(s.user.clone()),
+        "session.get_auth_user_sid" => V::str(""),
+        "session.get_client_certificate" => V::Bool(s.client_certificate),
+        "session.get_originator" => V::str(s.originator.clone()),
+        _ if s.client_certificate => {
+            V::strings(CLIENT_CERT_PERMISSIONS.iter().map(|p| p.to_string()))
+        }
+        _ => V::Array(Vec::new()),
+    })
 }
 
 /// `<class>.get_all_records | get_all | get_record | get_by_uuid`.

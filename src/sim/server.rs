@@ -136,10 +136,14 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let acceptor = shared
-        .tls
-        .as_ref()
-        .and_then(|t| t.acceptors.get(host).cloned());
+    let impostor = shared.lock().impostors.get(host).copied().unwrap_or(false);
+    let acceptor = shared.tls.as_ref().and_then(|t| {
+        if impostor {
+            t.impostors.get(host).cloned()
+        } else {
+            t.acceptors.get(host).cloned()
+        }
+    });
     match acceptor {
         Some(acceptor) => {
             let Ok(Ok(tls)) =
@@ -147,9 +151,18 @@ async fn connection(
             else {
                 return;
             };
-            serve_io(shared, host, peer, tls, shutdown).await;
+            let client_cert = match (
+                shared.tls.as_ref().and_then(|t| t.client_check.as_ref()),
+                tls.get_ref().1.peer_certificates(),
+            ) {
+                (Some(check), Some(chain)) if host == 0 => {
+                    super::tls::client_cert_verified(check.as_ref(), chain)
+                }
+                _ => false,
+            };
+            serve_io(shared, host, peer, client_cert, tls, shutdown).await;
         }
-        None => serve_io(shared, host, peer, stream, shutdown).await,
+        None => serve_io(shared, host, peer, false, stream, shutdown).await,
     }
 }
 
@@ -157,13 +170,23 @@ async fn serve_io<I>(
     shared: Arc<Shared>,
     host: usize,
     peer: SocketAddr,
+    client_cert: bool,
     io: I,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let sd = shutdown.clone();
-    let svc = service_fn(move |req| handle(Arc::clone(&shared), host, peer, req, sd.clone()));
+    let svc = service_fn(move |req| {
+        handle(
+            Arc::clone(&shared),
+            host,
+            peer,
+            client_cert,
+            req,
+            sd.clone(),
+        )
+    });
     let conn = http1::Builder::new()
         .title_case_headers(true)
         .keep_alive(true)
@@ -178,6 +201,7 @@ async fn handle(
     shared: Arc<Shared>,
     host: usize,
     peer: SocketAddr,
+    client_cert: bool,
     req: Request<Incoming>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Response<Body>, std::io::Error> {
@@ -208,10 +232,10 @@ async fn handle(
                 }
             };
             let reply = if path == "/jsonrpc" {
-                json_rpc(&shared, host, &bytes, &parts.headers).await
+                json_rpc(&shared, host, client_cert, &bytes, &parts.headers).await
             } else {
                 // xapi sends every other POST path to the XML-RPC handler.
-                xml_rpc(&shared, host, &bytes, &parts.headers).await
+                xml_rpc(&shared, host, client_cert, &bytes, &parts.headers).await
             };
             // A service error makes hyper drop the connection without writing a response.
             reply.ok_or_else(|| std::io::Error::other("simulated event stream cut"))?
@@ -296,6 +320,7 @@ fn add_thumbprint_header(
 async fn json_rpc(
     shared: &Shared,
     host: usize,
+    client_cert: bool,
     body: &[u8],
     headers: &HeaderMap,
 ) -> Option<Response<Body>> {
@@ -320,7 +345,8 @@ async fn json_rpc(
         None if v2 => Vec::new(),
         _ => return bad("JSON-RPC request without a params array"),
     };
-    let Outcome::Reply(outcome) = rpc::call(shared, host, method, &params).await else {
+    let Outcome::Reply(outcome) = rpc::call(shared, host, client_cert, method, &params).await
+    else {
         return None;
     };
     let id_text = id.to_string();
@@ -361,6 +387,7 @@ async fn json_rpc(
 async fn xml_rpc(
     shared: &Shared,
     host: usize,
+    client_cert: bool,
     body: &[u8],
     headers: &HeaderMap,
 ) -> Option<Response<Body>> {
@@ -372,7 +399,8 @@ async fn xml_rpc(
             Err(why) => return Some(error_page(StatusCode::INTERNAL_SERVER_ERROR, &why)),
         }
     };
-    let Outcome::Reply(outcome) = rpc::call(shared, host, &method, &params).await else {
+    let Outcome::Reply(outcome) = rpc::call(shared, host, client_cert, &method, &params).await
+    else {
         return None;
     };
     let out = match &outcome {

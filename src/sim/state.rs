@@ -44,6 +44,11 @@ pub(super) struct Shared {
 pub(super) struct Session {
     pub(super) originator: String,
     pub(super) last_active: Instant,
+    /// The user name given at login.
+    pub(super) user: String,
+    /// Logged in on a connection authenticated by a client certificate (role
+    /// `client-cert`); otherwise a local superuser.
+    pub(super) client_certificate: bool,
 }
 
 #[derive(Debug)]
@@ -54,6 +59,8 @@ pub(super) struct State {
     session_serial: u64,
     pub(super) counters: Counters,
     pub(super) faults: Vec<HostFault>,
+    /// Hosts presenting an impostor certificate ([`super::Sim::impersonate_host`]).
+    pub(super) impostors: Vec<bool>,
     layouts: Vec<Option<Arc<HostLayout>>>,
     pub(super) last_rrd: Vec<Option<NewestRow>>,
     login_times: VecDeque<i64>,
@@ -82,6 +89,7 @@ impl Shared {
                 ..Counters::default()
             },
             faults: vec![HostFault::None; n],
+            impostors: vec![false; n],
             layouts: vec![None; n],
             last_rrd: vec![None; n],
             login_times: VecDeque::new(),
@@ -160,6 +168,17 @@ impl State {
     /// Creates a session; returns its ref. Enforces xapi's per-originator limits by
     /// destroying the least recently active sessions of the same group.
     pub(super) fn create_session(&mut self, originator: &str, now: i64) -> String {
+        self.create_user_session(originator, "", false, now)
+    }
+
+    /// [`State::create_session`] with the login's user name and how it authenticated.
+    pub(super) fn create_user_session(
+        &mut self,
+        originator: &str,
+        user: &str,
+        client_certificate: bool,
+        now: i64,
+    ) -> String {
         self.session_serial += 1;
         let r = format!(
             "OpaqueRef:{}",
@@ -170,6 +189,8 @@ impl State {
             Session {
                 originator: originator.to_string(),
                 last_active: Instant::now(),
+                user: user.to_string(),
+                client_certificate,
             },
         );
         self.login_times.push_back(now);

@@ -1,6 +1,9 @@
 //! TLS like XAPI's stunnel: TLS 1.2 only, ECDHE-RSA-AES-GCM suites, secp384r1 only, server
 //! cipher preference; an RSA-2048 test CA and one leaf certificate per host (CN and SAN =
-//! the host's IP), all made at start from one embedded simulator-only key.
+//! the host's IP), all made at start from one embedded simulator-only key. Also what pinning
+//! and client-certificate tests need: a self-signed impostor certificate per host (a man in
+//! the middle), and on the master stunnel's optional client-certificate check
+//! (`pool.enable_client_certificate_auth`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -9,10 +12,17 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, date_time_ymd,
 };
-use rustls::ServerConfig;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring as ring_provider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName as WireName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
@@ -24,9 +34,15 @@ pub(super) struct TlsMaterial {
     pub(super) ca_pem: String,
     pub(super) ca_der: Vec<u8>,
     pub(super) host_ders: Vec<Vec<u8>>,
+    /// Each host certificate as `host.get_server_certificate` returns it.
+    pub(super) host_pems: Vec<String>,
     /// SHA-256 of each host certificate as `AB:CD:…` (XAPI's `pp_hash` form).
     pub(super) fingerprints: Vec<String>,
     pub(super) acceptors: Vec<TlsAcceptor>,
+    /// Per host: the same listener presenting a self-signed certificate nobody vouches for.
+    pub(super) impostors: Vec<TlsAcceptor>,
+    /// Set when the master checks offered client certificates against a CA.
+    pub(super) client_check: Option<Arc<dyn ClientCertVerifier>>,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -62,9 +78,17 @@ fn key_pair() -> Result<KeyPair, String> {
         .map_err(|e| format!("embedded RSA key: {e}"))
 }
 
-pub(super) fn build(addresses: &[Ipv4Addr]) -> Result<TlsMaterial, String> {
+pub(super) fn build(
+    addresses: &[Ipv4Addr],
+    client_ca_pem: Option<&str>,
+) -> Result<TlsMaterial, String> {
     let key = key_pair()?;
     let key_der = key.serialize_der();
+    let provider = Arc::new(xapi_provider());
+    let client_check = match client_ca_pem {
+        None => None,
+        Some(pem) => Some(client_verifier(pem, &provider)?),
+    };
 
     let mut ca = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -85,10 +109,11 @@ pub(super) fn build(addresses: &[Ipv4Addr]) -> Result<TlsMaterial, String> {
         .map_err(|e| format!("CA certificate: {e}"))?;
     let issuer = Issuer::new(ca, &key);
 
-    let provider = Arc::new(xapi_provider());
     let mut host_ders = Vec::with_capacity(addresses.len());
+    let mut host_pems = Vec::with_capacity(addresses.len());
     let mut fingerprints = Vec::with_capacity(addresses.len());
     let mut acceptors = Vec::with_capacity(addresses.len());
+    let mut impostors = Vec::with_capacity(addresses.len());
     for (i, ip) in addresses.iter().enumerate() {
         let mut leaf = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -107,32 +132,209 @@ pub(super) fn build(addresses: &[Ipv4Addr]) -> Result<TlsMaterial, String> {
         leaf.not_before = date_time_ymd(2025, 1, 1);
         leaf.not_after = date_time_ymd(2035, 1, 1);
         leaf.use_authority_key_identifier_extension = true;
+        let impostor_params = leaf.clone();
         let cert = leaf
             .signed_by(&key, &issuer)
             .map_err(|e| format!("host {i} certificate: {e}"))?;
         let der = cert.der().to_vec();
+        // Only the master runs stunnel with client-certificate checking (XAPI enables it
+        // on the master alone).
+        let check = if i == 0 { client_check.clone() } else { None };
+        acceptors.push(acceptor(&provider, &der, &key_der, check.clone())?);
 
-        let mut config = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .map_err(|e| format!("TLS policy: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![CertificateDer::from(der.clone())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.clone())),
-            )
-            .map_err(|e| format!("TLS certificate for host {i}: {e}"))?;
-        config.ignore_client_order = true;
-        acceptors.push(TlsAcceptor::from(Arc::new(config)));
+        // What a man in the middle would present: the host's name, its own signature.
+        let mut impostor_params = impostor_params;
+        impostor_params.serial_number = Some(SerialNumber::from(5000 + i as u64));
+        let impostor = impostor_params
+            .self_signed(&key)
+            .map_err(|e| format!("host {i} impostor certificate: {e}"))?;
+        impostors.push(acceptor(&provider, impostor.der(), &key_der, check)?);
+
         fingerprints.push(fingerprint(&der));
+        host_pems.push(xapi_pem(cert.pem().as_str()));
         host_ders.push(der);
     }
     Ok(TlsMaterial {
         ca_pem: ca_cert.pem(),
         ca_der: ca_cert.der().to_vec(),
         host_ders,
+        host_pems,
         fingerprints,
         acceptors,
+        impostors,
+        client_check,
     })
+}
+
+fn acceptor(
+    provider: &Arc<CryptoProvider>,
+    cert_der: &[u8],
+    key_der: &[u8],
+    client_check: Option<Arc<dyn ClientCertVerifier>>,
+) -> Result<TlsAcceptor, String> {
+    let builder = ServerConfig::builder_with_provider(Arc::clone(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .map_err(|e| format!("TLS policy: {e}"))?;
+    let builder = match client_check {
+        Some(inner) => builder.with_client_cert_verifier(Arc::new(OfferedClientCert { inner })),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder
+        .with_single_cert(
+            vec![CertificateDer::from(cert_der.to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_der.to_vec())),
+        )
+        .map_err(|e| format!("TLS certificate: {e}"))?;
+    config.ignore_client_order = true;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// XAPI's shape: the CERTIFICATE block of `xapi-ssl.pem`, lines joined by `\n`, no newline
+/// after the last one (certificates.ml joins the block's lines).
+fn xapi_pem(pem: &str) -> String {
+    pem.lines().collect::<Vec<_>>().join("\n")
+}
+
+fn client_verifier(
+    ca_pem: &str,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let cert = cert.map_err(|e| format!("client CA: {e}"))?;
+        roots.add(cert).map_err(|e| format!("client CA: {e}"))?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| format!("client CA: {e}"))
+}
+
+/// Whether `chain` (end entity first) is a client certificate the master's CA vouches for.
+pub(super) fn client_cert_verified(
+    check: &dyn ClientCertVerifier,
+    chain: &[CertificateDer<'static>],
+) -> bool {
+    let Some((end_entity, intermediates)) = chain.split_first() else {
+        return false;
+    };
+    check
+        .verify_client_cert(end_entity, intermediates, UnixTime::now())
+        .is_ok()
+}
+
+/// stunnel with `verifyChain` and `redirect`: a client certificate that fails the check
+/// does not end the handshake, the connection just goes the password way. So the handshake
+/// accepts any certificate (the proof of key possession is still checked) and the connection
+/// is classified afterwards with [`client_cert_verified`].
+#[derive(Debug)]
+struct OfferedClientCert {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for OfferedClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[WireName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A client certificate and key for tests of client-certificate login, with the CA that
+/// signed it (give that CA to [`super::SimConfig::client_ca_pem`] to make the master accept
+/// it). Each call makes a new CA and a new P-256 key.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// PEM of the issuing CA.
+    pub ca_pem: String,
+    /// PEM of the client certificate (CN and DNS name = the name given).
+    pub cert_pem: String,
+    /// PEM (PKCS#8) of the client's private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientIdentity").finish_non_exhaustive()
+    }
+}
+
+impl ClientIdentity {
+    /// A new CA and a client certificate for `name` signed by it.
+    pub fn generate(name: &str) -> Result<ClientIdentity, String> {
+        let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| format!("client CA key: {e}"))?;
+        let mut ca = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("{name} client CA"));
+        ca.distinguished_name = dn;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = date_time_ymd(2025, 1, 1);
+        ca.not_after = date_time_ymd(2035, 1, 1);
+        let ca_cert = ca
+            .self_signed(&ca_key)
+            .map_err(|e| format!("client CA: {e}"))?;
+        let issuer = Issuer::new(ca, &ca_key);
+
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| format!("client key: {e}"))?;
+        let mut leaf = CertificateParams::new(vec![name.to_string()])
+            .map_err(|e| format!("client certificate: {e}"))?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        leaf.distinguished_name = dn;
+        leaf.is_ca = IsCa::ExplicitNoCa;
+        leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        leaf.not_before = date_time_ymd(2025, 1, 1);
+        leaf.not_after = date_time_ymd(2035, 1, 1);
+        let cert = leaf
+            .signed_by(&key, &issuer)
+            .map_err(|e| format!("client certificate: {e}"))?;
+        Ok(ClientIdentity {
+            ca_pem: ca_cert.pem(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
 }
 
 fn fingerprint(der: &[u8]) -> String {

@@ -84,12 +84,14 @@ impl Error {
         if err.is_timeout() {
             return Error::Timeout(timeout);
         }
-        let mut source = std::error::Error::source(&err);
-        while let Some(cause) = source {
-            if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-                return Error::Tls(tls.to_string());
-            }
-            source = cause.source();
+        if let Some(tls) = find_rustls(&err) {
+            return Error::Tls(match tls {
+                // Our verifiers' refusals carry the whole story (host, fingerprints).
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)) => {
+                    why.to_string()
+                }
+                other => other.to_string(),
+            });
         }
         let text = chain_text(&err);
         if err.is_connect() {
@@ -98,6 +100,24 @@ impl Error {
             Error::Transport(text)
         }
     }
+}
+
+/// The rustls error behind a failed request. tokio-rustls and hyper wrap it in io::Errors,
+/// whose `source()` skips the wrapped error itself, so those are opened with `get_ref()`.
+fn find_rustls<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
 }
 
 fn chain_text(err: &dyn std::error::Error) -> String {
@@ -135,6 +155,7 @@ pub struct Client {
     /// connection so that they never queue scrape-time calls behind them.
     event_http: reqwest::Client,
     endpoint: Endpoint,
+    trust: Arc<tls::Trust>,
     master: RwLock<Endpoint>,
     user: String,
     password: Secret,
@@ -170,7 +191,7 @@ pub struct RequestStats {
 impl Client {
     /// Builds a client; no network traffic until the first call.
     pub fn new(config: &PoolConfig) -> Result<Client, String> {
-        let tls = tls::client_config(&config.tls)?;
+        let (tls, trust) = tls::client_config(&config.tls)?;
         let rpc_http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls.clone())
             .connect_timeout(config.timeout)
@@ -203,6 +224,7 @@ impl Client {
             rrd_http,
             event_http,
             endpoint: config.endpoint.clone(),
+            trust,
             master: RwLock::new(config.endpoint.clone()),
             user: config.user.clone(),
             password: config.password.clone(),
@@ -220,6 +242,11 @@ impl Client {
     /// The configured endpoint (XEN_HOST).
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// How certificates are checked, learned member pins and presented certificates.
+    pub fn trust(&self) -> &tls::Trust {
+        &self.trust
     }
 
     /// The master as last learned from a login.
@@ -527,6 +554,14 @@ impl Client {
             }
         }
         Err(Error::Decode("session invalid right after login".into()))
+    }
+
+    /// A getter of our own session's record, e.g. `get_is_local_superuser`: XAPI lets every
+    /// role read its session's fields.
+    pub async fn session_field<T: DeserializeOwned>(&self, getter: &str) -> Result<T, Error> {
+        let session = self.session().await?;
+        self.call(&format!("session.{getter}"), &[Value::from(&*session.id)])
+            .await
     }
 
     /// `<class>.get_all_records`.

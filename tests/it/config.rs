@@ -36,6 +36,30 @@ fn bad_settings_exit_64_naming_the_setting() {
             &[("XEN_SSL_CA_FILE", "/nonexistent/ca.pem")],
             "XEN_SSL_CA_FILE",
         ),
+        (
+            &[("XEN_SSL_FINGERPRINT", "12:34:zz")],
+            "XEN_SSL_FINGERPRINT",
+        ),
+        (
+            &[("XEN_SSL_CLIENT_KEY_FILE", "/nonexistent/key.pem")],
+            "XEN_SSL_CLIENT_CERT_FILE",
+        ),
+        (
+            &[
+                ("XEN_SSL_CLIENT_CERT_FILE", "/nonexistent/cert.pem"),
+                ("XEN_SSL_CLIENT_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "XEN_SSL_CLIENT_CERT_FILE",
+        ),
+        (&[("XEN_HASH_UUIDS", "true")], "XEN_HASH_UUIDS_KEY_FILE"),
+        (&[("XEN_HASH_UUIDS", "maybe")], "XEN_HASH_UUIDS"),
+        (
+            &[
+                ("XEN_HASH_UUIDS", "true"),
+                ("XEN_HASH_UUIDS_KEY_FILE", "/nonexistent/key"),
+            ],
+            "XEN_HASH_UUIDS_KEY_FILE",
+        ),
     ];
     for (env, setting) in cases {
         for args in [&[][..], &["--config.check"][..]] {
@@ -80,6 +104,12 @@ fn help_documents_every_environment_variable() {
         "XEN_PASSWORD_FILE",
         "XEN_PASSWORD",
         "XEN_SSL_VERIFY",
+        "XEN_SSL_CA_FILE",
+        "XEN_SSL_FINGERPRINT",
+        "XEN_SSL_CLIENT_CERT_FILE",
+        "XEN_SSL_CLIENT_KEY_FILE",
+        "XEN_HASH_UUIDS",
+        "XEN_HASH_UUIDS_KEY_FILE",
         "XEN_MODE",
         "HALT_ON_NO_UUID",
         "XEN_TIMEOUT",

@@ -334,3 +334,184 @@ pub(crate) fn is_record_family(name: &str) -> bool {
     ) || name.starts_with("xen_pool_")
         || name.starts_with("xen_sr_")
 }
+
+/// A scratch directory under the system temp dir, removed on drop.
+pub(crate) struct Scratch(pub(crate) std::path::PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(tag: &str) -> Scratch {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("xe-it-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    /// Writes `name` in the directory; returns its path as text.
+    pub(crate) fn file(&self, name: &str, contents: &[u8]) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The real `xen-exporter` binary, run with a clean environment and listening on a free
+/// loopback port, its output collected.
+pub(crate) struct Binary {
+    child: std::process::Child,
+    pub(crate) url: String,
+    stdout: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect_output(
+    pipe: impl std::io::Read + Send + 'static,
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::thread::JoinHandle<()>,
+) {
+    let buffer = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = buffer.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    (buffer, reader)
+}
+
+impl Binary {
+    /// Starts the exporter and waits (bounded) until it says where it listens.
+    pub(crate) async fn start(env: &[(&str, &str)], args: &[&str]) -> Binary {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xen-exporter"))
+            .env_clear()
+            .env("BIND", "127.0.0.1")
+            .env("PORT", "0")
+            .envs(env.iter().copied())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, out_reader) = collect_output(child.stdout.take().unwrap());
+        let (stderr, err_reader) = collect_output(child.stderr.take().unwrap());
+        let mut binary = Binary {
+            child,
+            url: String::new(),
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        };
+        for _ in 0..400 {
+            let address = binary
+                .stderr()
+                .lines()
+                .find(|l| l.contains("Listening"))
+                .and_then(|l| {
+                    l.split_whitespace()
+                        .find_map(|w| w.strip_prefix("address="))
+                })
+                .map(str::to_string);
+            if let Some(address) = address {
+                binary.url = format!("http://{address}");
+                return binary;
+            }
+            if let Ok(Some(status)) = binary.child.try_wait() {
+                panic!("exporter exited with {status}: {}", binary.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = binary.child.kill();
+        panic!("exporter never listened: {}", binary.stderr());
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Status and body of a GET.
+    pub(crate) async fn get(&self, path: &str) -> (u16, String) {
+        let response = http_client()
+            .get(format!("{}{path}", self.url))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    /// Waits (bounded) until `/-/ready` answers 200.
+    pub(crate) async fn wait_ready(&self) {
+        for _ in 0..400 {
+            if self.get("/-/ready").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("exporter never became ready: {}", self.stderr());
+    }
+
+    /// Sends SIGTERM, waits (bounded) for the exit; returns exit code, stdout and stderr.
+    pub(crate) async fn stop(mut self) -> (Option<i32>, String, String) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let mut status = None;
+        for _ in 0..400 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let stdout = self.stdout.lock().unwrap().clone();
+        let stderr = self.stderr.lock().unwrap().clone();
+        assert!(status.is_some(), "exporter ignored SIGTERM: {stderr}");
+        (status.and_then(|s| s.code()), stdout, stderr)
+    }
+}
+
+/// Runs `xen-exporter` to completion (bounded) with a clean environment; returns exit code,
+/// stdout and stderr. Async so that a simulator served by the test's runtime keeps
+/// answering meanwhile.
+pub(crate) async fn run_binary(env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_xen-exporter"));
+    command
+        .env_clear()
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("xen-exporter finishes within a minute")
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}

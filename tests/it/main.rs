@@ -2,14 +2,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod check;
 mod compat;
 mod config;
 mod failures;
 mod golden;
 mod harness;
 mod http;
+mod labels;
 mod multi;
 mod scrape;
+mod secrets;
 mod state;
 mod tidy;
+mod tls;
 mod web;

@@ -81,6 +81,7 @@ fn dummy() -> PoolConfig {
         halt_on_no_uuid: false,
         timeout: Duration::from_secs(5),
         collectors: xen_exporter::config::Collectors::default(),
+        hash_uuids_key: None,
     }
 }
 
@@ -241,6 +242,8 @@ async fn a_master_switch_between_scrapes_keeps_every_series_and_counts_one_failo
         ..SimConfig::default()
     })
     .await;
+    // A second scrape: the first has no previous collection duration to report.
+    env.scrape().await;
     let before = env.scrape().await;
     assert_eq!(before.all("xen_pool_master_failovers_total")[0].value, 0.0);
     env.sim.set_master(1);
