@@ -239,16 +239,28 @@ async fn check(config: Config) -> ExitCode {
     } else {
         (config.pool.clone(), None)
     };
-    announce_trust(&pool);
-    let report = xen_exporter::check::check(&pool).await;
-    #[allow(clippy::print_stdout)]
-    {
-        print!("{report}");
+    // With a configuration file, every pool of it is checked in turn.
+    let pools = match (&config.file_pools, &sim) {
+        (Some(pools), None) => pools.clone(),
+        _ => vec![pool],
+    };
+    let mut ok = true;
+    for pool in &pools {
+        announce_trust(pool);
+        let report = xen_exporter::check::check(pool).await;
+        #[allow(clippy::print_stdout)]
+        {
+            if pools.len() > 1 {
+                println!("== pool {}", pool.name);
+            }
+            print!("{report}");
+        }
+        ok &= report.ok();
     }
     if let Some(sim) = sim {
         sim.shutdown().await;
     }
-    if report.ok() {
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CHECK_FAILED)
