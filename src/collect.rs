@@ -399,14 +399,7 @@ impl Pool {
     pub fn push_own(&self, out: &mut FamiliesBuilder) {
         let pool = || vec![Label::new("pool", self.name.clone())];
         let mut push = |family: &'static str, labels: Vec<Label>, value: f64| {
-            out.push(
-                Cow::Borrowed(family),
-                catalog::describe,
-                Sample {
-                    labels: Labels::head(Arc::from(labels)),
-                    value,
-                },
-            );
+            state::push(out, family, labels, value)
         };
         let up = if self.inventory.is_current() {
             1.0

@@ -98,16 +98,8 @@ fn log_directives(level: &str) -> String {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let (pool, sim) = if config.demo {
-        match start_demo().await {
-            Ok((pool, sim)) => (pool, Some(sim)),
-            Err(error) => {
-                eprintln!("xen-exporter: cannot start the demo pool: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        (config.pool.clone(), None)
+    let Some((pool, sim)) = configured_or_demo(&config).await else {
+        return ExitCode::FAILURE;
     };
     let pools = match (&config.file_pools, &sim) {
         (Some(pools), None) => xen_exporter::Pools {
@@ -228,16 +220,8 @@ fn announce_trust(pool: &PoolConfig) {
 }
 
 async fn check(config: Config) -> ExitCode {
-    let (pool, sim) = if config.demo {
-        match start_demo().await {
-            Ok((pool, sim)) => (pool, Some(sim)),
-            Err(error) => {
-                eprintln!("xen-exporter: cannot start the demo pool: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
-    } else {
-        (config.pool.clone(), None)
+    let Some((pool, sim)) = configured_or_demo(&config).await else {
+        return ExitCode::FAILURE;
     };
     // With a configuration file, every pool of it is checked in turn.
     let pools = match (&config.file_pools, &sim) {
@@ -264,6 +248,21 @@ async fn check(config: Config) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_CHECK_FAILED)
+    }
+}
+
+/// The configured pool, or with `--demo` a freshly started simulator's; `None` (after saying
+/// why) when the simulator cannot start.
+async fn configured_or_demo(config: &Config) -> Option<(PoolConfig, Option<Sim>)> {
+    if !config.demo {
+        return Some((config.pool.clone(), None));
+    }
+    match start_demo().await {
+        Ok((pool, sim)) => Some((pool, Some(sim))),
+        Err(error) => {
+            eprintln!("xen-exporter: cannot start the demo pool: {error}");
+            None
+        }
     }
 }
 

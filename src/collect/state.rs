@@ -26,7 +26,13 @@ pub(super) fn push_families(
     push_pifs(out, state);
 }
 
-fn push(out: &mut FamiliesBuilder, family: &'static str, labels: Vec<Label>, value: f64) {
+/// One sample of a catalog family whose labels are all its head.
+pub(super) fn push(
+    out: &mut FamiliesBuilder,
+    family: &'static str,
+    labels: Vec<Label>,
+    value: f64,
+) {
     out.push(
         Cow::Borrowed(family),
         catalog::describe,

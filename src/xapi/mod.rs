@@ -331,24 +331,16 @@ impl Client {
 
     /// Logs in again unless another task already did after `stale` failed.
     async fn relogin(&self, stale: &Session) -> Result<Session, Error> {
-        let _guard = self.login_lock.lock().await;
-        if let Some(session) = self.current_session()
-            && session.generation != stale.generation
-        {
-            return Ok(session);
-        }
-        {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if state.generation == stale.generation {
-                state.session = None;
-            }
-        }
-        self.login().await
+        self.relogin_from(stale, false).await
     }
 
     /// Like [`Client::relogin`], after the master failed to answer: the other members are
     /// asked first.
     async fn relogin_elsewhere(&self, stale: &Session) -> Result<Session, Error> {
+        self.relogin_from(stale, true).await
+    }
+
+    async fn relogin_from(&self, stale: &Session, master_failed: bool) -> Result<Session, Error> {
         let _guard = self.login_lock.lock().await;
         if let Some(session) = self.current_session()
             && session.generation != stale.generation
@@ -361,7 +353,7 @@ impl Client {
                 state.session = None;
             }
         }
-        self.login_from(true).await
+        self.login_from(master_failed).await
     }
 
     /// Logs in, following `HOST_IS_SLAVE` to the master. Callers hold `login_lock`.
