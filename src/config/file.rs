@@ -18,7 +18,8 @@ use crate::xapi::tls::Fingerprint;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    pools: Vec<RawPool>,
+    /// Decoded pool by pool, so that an error names the pool it is in.
+    pools: Vec<serde_json::Value>,
 }
 
 /// One pool as written.
@@ -114,7 +115,13 @@ pub fn parse(text: &str, env: &Env) -> Result<Vec<PoolConfig>, Error> {
     }
     let mut names = BTreeSet::new();
     let mut pools = Vec::with_capacity(file.pools.len());
-    for raw in file.pools {
+    for (index, value) in file.pools.into_iter().enumerate() {
+        let which = match value.get("name").and_then(|n| n.as_str()) {
+            Some(name) => format!("pool {name:?}"),
+            None => format!("pool #{} (no `name`)", index + 1),
+        };
+        let raw: RawPool =
+            serde_json::from_value(value).map_err(|e| Error(format!("{which}: {e}")))?;
         let name = raw.name.clone();
         if !names.insert(name.clone()) {
             return Err(Error(format!(
@@ -374,6 +381,20 @@ pools:
             err("pools: [{name: a, hosts: [h], credential: c}]").contains("CREDENTIALS_DIRECTORY")
         );
         assert!(err("pools: [{name: a, hosts: [h], tls: {verify: false}}]").contains("verify"));
+        // Each names the pool as well as the key.
+        let e = err("pools: [{name: ok, hosts: [h]}, {name: lab, hosts: [h], pasword_file: /x}]");
+        assert!(e.contains("\"lab\"") && e.contains("pasword_file"), "{e}");
+        let e = err("pools: [{name: lab, hosts: [h], tls: {fingerprint: 'AB:CD'}}]");
+        assert!(
+            e.contains("\"lab\"") && e.contains("tls.fingerprint"),
+            "{e}"
+        );
+        let e = err("pools: [{name: lab, hosts: [h], password_file: /nonexistent/x}]");
+        assert!(e.contains("\"lab\"") && e.contains("password_file"), "{e}");
+        let e = err("pools: [{name: lab, hosts: [h]}, {name: lab, hosts: [g]}]");
+        assert!(e.contains("\"lab\"") && e.contains("twice"), "{e}");
+        let e = err("pools: [{hosts: [h]}]");
+        assert!(e.contains("pool #1") && e.contains("name"), "{e}");
     }
 
     #[test]

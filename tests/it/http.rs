@@ -144,3 +144,56 @@ async fn concurrent_scrapes_share_one_collection() {
         .set_host_fault(0, xen_exporter::sim::HostFault::None);
     env.stop().await.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_thousand_concurrent_scrapes_cost_one_collection_and_leave_the_exporter_serving() {
+    let env = TestEnv::start(SimConfig {
+        hosts: 2,
+        ..SimConfig::default()
+    })
+    .await;
+    env.scrape().await;
+    // Keep the collection in flight long enough for every request to arrive during it.
+    env.sim.set_host_fault(
+        0,
+        xen_exporter::sim::HostFault::Delay(std::time::Duration::from_millis(1500)),
+    );
+    env.sim.reset_counters();
+    let started = std::time::Instant::now();
+    let requests = (0..1000).map(|_| async {
+        // One connection each: a thousand clients, not one client's keep-alive pool.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        match client
+            .get(format!("{}/metrics", env.url))
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await
+        {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    let elapsed = started.elapsed();
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let busy = statuses.iter().filter(|&&s| s == 503).count();
+    assert_eq!(ok + busy, 1000, "every request answered: {statuses:?}");
+    assert!(ok >= 1 && busy >= 1, "{ok} served, {busy} turned away");
+    // Collections never overlap: each takes 1.5 s on host 0, so no more of them than fit
+    // end to end in the time all requests took.
+    let sequential = (elapsed.as_secs_f64() / 1.5).floor() as u64 + 1;
+    let rrd = env.sim.counters().rrd_updates;
+    assert!(
+        rrd.iter().all(|&n| n >= 1 && n <= sequential),
+        "{rrd:?} /rrd_updates in {elapsed:?}"
+    );
+    env.sim
+        .set_host_fault(0, xen_exporter::sim::HostFault::None);
+    // And it still serves normally afterwards.
+    assert!(!env.scrape().await.all("xen_host_up").is_empty());
+    env.stop().await.shutdown().await;
+}
