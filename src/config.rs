@@ -161,7 +161,7 @@ pub struct Cli {
     pub scrape_min_interval: String,
 
     /// YAML file describing any number of pools (see README, 'Many pools'); each is then
-    /// scraped at /probe?target=<name> and the XEN_* pool settings are not used.
+    /// scraped at `/probe?target=NAME` and the XEN_* pool settings are not used.
     #[arg(long = "config.file", env = "XEN_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
 
