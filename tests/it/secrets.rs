@@ -35,6 +35,26 @@ async fn the_password_appears_nowhere() {
     assert_eq!(status, 200);
     assert!(metrics.contains("xen_host_up{"), "a real scrape happened");
     let (_, landing) = exporter.get("/").await;
+    // Error paths: a re-login after the sessions vanish, a dead member, unknown routes and
+    // targets, readiness.
+    sim.invalidate_sessions();
+    sim.set_host_fault(1, xen_exporter::sim::HostFault::Refuse);
+    let mut errors = String::new();
+    for path in [
+        "/metrics",
+        "/nope",
+        "/probe",
+        "/probe?target=no-such-pool",
+        "/-/ready",
+        "/-/healthy",
+        "/metrics?x=%ZZ",
+    ] {
+        let (status, body) = exporter.get(path).await;
+        errors.push_str(&format!("{path} {status}\n{body}\n"));
+    }
+    assert!(errors.contains("/nope 404"), "{errors}");
+    assert!(errors.contains("/probe 400"), "{errors}");
+    sim.set_host_fault(1, xen_exporter::sim::HostFault::None);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", exporter.pid())).unwrap();
     let environ = std::fs::read(format!("/proc/{}/environ", exporter.pid())).unwrap();
     let (code, stdout, stderr) = exporter.stop().await;
@@ -54,6 +74,7 @@ async fn the_password_appears_nowhere() {
         ("stderr", stderr.as_bytes()),
         ("/metrics", metrics.as_bytes()),
         ("/", landing.as_bytes()),
+        ("error paths", errors.as_bytes()),
         ("cmdline", &cmdline),
         ("environ", &environ),
         ("check stdout", check_out.as_bytes()),
