@@ -41,6 +41,9 @@ pub struct Pool {
     last_success: Mutex<Option<f64>>,
     /// Seconds the last completed collection took.
     last_duration: Mutex<Option<f64>>,
+    /// The record-derived families of the last inventory snapshot: they change only with
+    /// the inventory, so a steady pool builds them once, not at every scrape.
+    state_families: Mutex<Option<(Arc<Inventory>, Arc<Vec<Family>>)>>,
     collectors: Collectors,
     mode: Mode,
     halt_on_no_uuid: bool,
@@ -111,6 +114,7 @@ impl Pool {
             fetch_limit,
             last_success: Mutex::new(None),
             last_duration: Mutex::new(None),
+            state_families: Mutex::new(None),
             collectors: config.collectors,
             client,
             mode: config.mode,
@@ -197,7 +201,6 @@ impl Pool {
         let mut out = FamiliesBuilder::new();
         if let Some(inventory) = &inventory {
             push_sr_families(&mut out, &inventory.srs);
-            state::push_families(&mut out, &inventory.state, &inventory.srs, self.collectors);
         }
         let complete = inventory.is_some() && hosts.iter().all(|(_, r, _)| r.is_ok());
         if complete {
@@ -236,6 +239,10 @@ impl Pool {
         *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(started.elapsed().as_secs_f64());
         let (families, dropped) = out.finish();
+        let families = match &inventory {
+            Some(inventory) => merge_sorted(families, &self.state_families(inventory)),
+            None => families,
+        };
         let families = match &self.hash_uuids_key {
             Some(key) => uuids::hash_uuid_labels(families, key.expose()),
             None => families,
@@ -394,6 +401,24 @@ impl Pool {
         );
     }
 
+    /// The record-derived families for `inventory`, built once per snapshot.
+    fn state_families(&self, inventory: &Arc<Inventory>) -> Arc<Vec<Family>> {
+        let mut cache = self
+            .state_families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((seen, families)) = cache.as_ref()
+            && Arc::ptr_eq(seen, inventory)
+        {
+            return families.clone();
+        }
+        let mut out = FamiliesBuilder::new();
+        state::push_families(&mut out, &inventory.state, &inventory.srs, self.collectors);
+        let families = Arc::new(out.finish().0);
+        *cache = Some((inventory.clone(), families.clone()));
+        families
+    }
+
     /// The pool's health as the exporter sees it, labelled with the pool's name: what
     /// `/metrics` shows for every pool of a configuration file.
     pub fn push_own(&self, out: &mut FamiliesBuilder) {
@@ -478,6 +503,24 @@ impl Pool {
             );
         }
     }
+}
+
+/// Merges `extra`, sorted by name, into `families`, sorted by name. The record-derived names
+/// never collide with the others; should an unknown data source ever map to one, the RRD's
+/// family wins rather than a name appearing twice.
+fn merge_sorted(families: Vec<Family>, extra: &[Family]) -> Vec<Family> {
+    let mut merged = Vec::with_capacity(families.len() + extra.len());
+    let mut extra = extra.iter().peekable();
+    for family in families {
+        while let Some(next) = extra.next_if(|e| e.name <= family.name) {
+            if next.name != family.name {
+                merged.push(next.clone());
+            }
+        }
+        merged.push(family);
+    }
+    merged.extend(extra.cloned());
+    merged
 }
 
 /// `xen_exporter_build_info`.
@@ -753,6 +796,34 @@ fn intern<'a>(cache: &mut FxHashMap<&'a str, Arc<str>>, text: &'a str) -> Arc<st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn family(name: &'static str) -> Family {
+        Family {
+            name: Cow::Borrowed(name),
+            help: Cow::Borrowed(""),
+            kind: crate::metrics::Kind::Gauge,
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn merged_families_stay_sorted_and_never_repeat_a_name() {
+        let a = vec![family("xen_b"), family("xen_d"), family("xen_f")];
+        let b = [
+            family("xen_a"),
+            family("xen_d"),
+            family("xen_e"),
+            family("xen_z"),
+        ];
+        let names: Vec<String> = merge_sorted(a, &b)
+            .into_iter()
+            .map(|f| f.name.into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["xen_a", "xen_b", "xen_d", "xen_e", "xen_f", "xen_z"]
+        );
+    }
 
     const HOST1: &[u8] = include_bytes!("../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
 

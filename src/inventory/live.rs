@@ -162,16 +162,16 @@ impl Live {
             }
             None => String::new(),
         };
-        let (hosts, host_metrics, vms, vm_metrics, vm_guest_metrics, srs, pbds, pifs) = tokio::try_join!(
-            client.all_records("host"),
-            client.all_records("host_metrics"),
-            client.all_records("VM"),
-            client.all_records("VM_metrics"),
-            client.all_records("VM_guest_metrics"),
-            client.all_records("SR"),
-            client.all_records("PBD"),
-            client.all_records("PIF"),
-        )?;
+        // One class at a time: a large pool's VM records are megabytes of JSON, and reading
+        // them all at once would set the process's peak memory for its whole life.
+        let hosts = client.all_records("host").await?;
+        let host_metrics = client.all_records("host_metrics").await?;
+        let vms = client.all_records("VM").await?;
+        let vm_metrics = client.all_records("VM_metrics").await?;
+        let vm_guest_metrics = client.all_records("VM_guest_metrics").await?;
+        let srs = client.all_records("SR").await?;
+        let pbds = client.all_records("PBD").await?;
+        let pifs = client.all_records("PIF").await?;
         client.learn_members(hosts.values().map(|h: &records::Host| h.address.clone()));
         self.learn_certificates(&hosts, false).await;
         let store = Store {
