@@ -43,7 +43,7 @@ pub struct Pool {
     last_duration: Mutex<Option<f64>>,
     /// The record-derived families of the last inventory snapshot: they change only with
     /// the inventory, so a steady pool builds them once, not at every scrape.
-    state_families: Mutex<Option<(Arc<Inventory>, Arc<Vec<Family>>)>>,
+    state_families: Mutex<Option<StateCache>>,
     collectors: Collectors,
     mode: Mode,
     halt_on_no_uuid: bool,
@@ -90,6 +90,9 @@ impl From<xapi::Error> for HostFailure {
         }
     }
 }
+
+/// An inventory snapshot and the record-derived families built from it.
+type StateCache = (Arc<Inventory>, Arc<Vec<Family>>);
 
 /// Host name, host UUID and reason of a failed host collection.
 type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
