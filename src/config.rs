@@ -21,7 +21,9 @@ use crate::xapi::tls::Fingerprint;
     version,
     about = "Prometheus exporter for XCP-ng and Citrix XenServer pools",
     long_about = "Prometheus exporter for XCP-ng and Citrix XenServer pools: every RRD data \
-                  source of every host, named hosts, VMs and SRs, and SR capacity.\n\n\
+                  source of every host, named hosts, VMs and SRs, and the state of pools, hosts, VMs, SRs, \
+                  PBDs and multipath from XAPI's records; one pool from the XEN_* settings, \
+                  or many from --config.file.\n\n\
                   Every option can also be set by the environment variable shown. There is \
                   deliberately no password flag: process arguments are visible to every user \
                   of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD)."

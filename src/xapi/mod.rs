@@ -268,6 +268,10 @@ impl Client {
     pub fn learn_members(&self, addresses: impl IntoIterator<Item = String>) {
         let mut members = self.members.write().unwrap_or_else(|e| e.into_inner());
         for address in addresses {
+            // A host record without an address (being added to the pool) is no candidate.
+            if address.trim().is_empty() {
+                continue;
+            }
             let endpoint = self.endpoint.with_host(&address);
             if endpoint != self.endpoint && !members.contains(&endpoint) {
                 members.push(endpoint);

@@ -503,15 +503,17 @@ async fn a_lost_event_stream_recovers_by_itself() {
             "connection" => env.sim.drop_event_streams(),
             _ => env.sim.lose_events(),
         }
-        // Wake the parked long poll, so that the next call meets the fault now rather than
-        // after its 30 s wait.
-        env.sim.set_vm_name(&vm.uuid, &format!("wake {round}"));
         if *break_stream == "connection" {
-            // A cut connection is either re-tried on a new one with the same token (the HTTP
-            // client does that for a request that got no response byte) or ends in a full
-            // re-read: both keep the inventory whole, so wait for either.
+            // No wake-up here: the parked long poll would otherwise wait 30 s, so a new
+            // event.from within the bound proves the cut was seen. It is either re-tried on a
+            // new connection with the same token (the HTTP client does that for a request
+            // that got no response byte) or ends in a full re-read; both keep the inventory
+            // whole.
             wait_for_calls(&env, "event.from", polls, break_stream).await;
         } else {
+            // Wake the parked long poll, so that the next call meets the fault now rather
+            // than after its 30 s wait.
+            env.sim.set_vm_name(&vm.uuid, &format!("wake {round}"));
             wait_for_calls(&env, "VM.get_all_records", reads, break_stream).await;
         }
         let name = format!("after {break_stream} {round}");
