@@ -666,15 +666,7 @@ impl Config {
                 )));
             }
         };
-        let timeout = match cli.xen_timeout.trim().parse::<f64>() {
-            Ok(s) if s.is_finite() && s > 0.0 && s <= 3600.0 => Duration::from_secs_f64(s),
-            _ => {
-                return Err(Error(format!(
-                    "XEN_TIMEOUT (--xen.timeout) {:?} is not valid; give seconds as a number above 0 and at most 3600, e.g. 8 or 2.5",
-                    cli.xen_timeout
-                )));
-            }
-        };
+        let timeout = parse_seconds("XEN_TIMEOUT", "--xen.timeout", &cli.xen_timeout, false)?;
         let port = match cli.port.trim().parse::<u16>() {
             Ok(p) => p,
             Err(_) => {
@@ -741,15 +733,12 @@ impl Config {
                 )));
             }
         };
-        let timeout_offset = match cli.timeout_offset.trim().parse::<f64>() {
-            Ok(s) if s.is_finite() && (0.0..=60.0).contains(&s) => Duration::from_secs_f64(s),
-            _ => {
-                return Err(Error(format!(
-                    "XEN_SCRAPE_TIMEOUT_OFFSET (--scrape.timeout-offset) {:?} is not valid; give seconds from 0 to 60, e.g. 0.5",
-                    cli.timeout_offset
-                )));
-            }
-        };
+        let timeout_offset = parse_seconds(
+            "XEN_SCRAPE_TIMEOUT_OFFSET",
+            "--scrape.timeout-offset",
+            &cli.timeout_offset,
+            true,
+        )?;
         let fingerprint = match &cli.xen_ssl_fingerprint {
             None => None,
             Some(text) => Some(Fingerprint::parse(text).map_err(|why| {
@@ -1185,6 +1174,12 @@ mod tests {
         assert!(err(&["--web.read-header-timeout", "0"]).starts_with("XEN_WEB_READ_HEADER"));
         assert!(err(&["--web.request-timeout", "nan"]).starts_with("XEN_WEB_REQUEST_TIMEOUT"));
         assert!(err(&["--scrape.min-interval=-2"]).starts_with("XEN_SCRAPE_MIN_INTERVAL"));
+        assert!(err(&["--scrape.timeout-offset=-1"]).starts_with("XEN_SCRAPE_TIMEOUT_OFFSET"));
+        assert!(
+            err(&["--xen.max-concurrent-fetches", "many"])
+                .starts_with("XEN_MAX_CONCURRENT_FETCHES")
+        );
+        assert!(err(&["--config.file", "/nonexistent/pools.yml"]).starts_with("--config.file"));
         assert!(err(&["--web.config.file="]).starts_with("XEN_WEB_CONFIG_FILE"));
         let e = err(&["--xen.timeout", "30", "--web.request-timeout", "20"]);
         assert!(e.contains("XEN_TIMEOUT"), "{e}");
