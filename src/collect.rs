@@ -98,14 +98,10 @@ type StateCache = (Arc<Inventory>, Arc<Vec<Family>>);
 type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
 
 impl Pool {
-    /// A pool from its configuration; no network traffic yet.
-    pub fn new(config: &PoolConfig) -> Result<Pool, String> {
-        Self::with_fetch_limit(config, None)
-    }
-
-    /// [`Pool::new`], with `/rrd_updates` fetches capped by a semaphore shared with other
-    /// pools, so that many large pools scraped at once cannot exhaust sockets or memory.
-    pub fn with_fetch_limit(
+    /// A pool from its configuration; no network traffic yet. `/rrd_updates` fetches are
+    /// capped by `fetch_limit`, a semaphore shared with the other pools, so that many large
+    /// pools scraped at once cannot exhaust sockets or memory.
+    pub fn new(
         config: &PoolConfig,
         fetch_limit: Option<Arc<Semaphore>>,
     ) -> Result<Pool, String> {

@@ -156,7 +156,7 @@ pub async fn run_pools(
         (pools.max_fetches > 0).then(|| Arc::new(tokio::sync::Semaphore::new(pools.max_fetches)));
     let mut started = Vec::with_capacity(pools.configs.len());
     for config in &pools.configs {
-        let pool = collect::Pool::with_fetch_limit(config, fetch_limit.clone())
+        let pool = collect::Pool::new(config, fetch_limit.clone())
             .map_err(|why| std::io::Error::other(format!("pool {}: {why}", config.name)))?;
         started.push(Arc::new(pool));
     }

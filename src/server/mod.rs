@@ -12,7 +12,6 @@ mod reload;
 mod tls;
 pub mod web_config;
 
-use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,7 +24,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use tokio::net::TcpListener;
 
 use crate::collect::Pool;
 use crate::metrics::encode::{self, Format};
@@ -70,27 +68,6 @@ pub enum Exposure {
 }
 
 impl State {
-    /// State for one pool; `description` is shown on the landing page (no secrets).
-    pub fn new(pool: Arc<Pool>, description: &str) -> Arc<State> {
-        Self::with_min_interval(pool, description, Duration::ZERO)
-    }
-
-    /// [`State::new`], answering scrapes that come sooner than `min_interval` after the last
-    /// completed collection from that collection (zero: every scrape collects).
-    pub fn with_min_interval(
-        pool: Arc<Pool>,
-        description: &str,
-        min_interval: Duration,
-    ) -> Arc<State> {
-        Self::for_pools(
-            vec![pool],
-            Exposure::MetricsIsThePool,
-            description,
-            min_interval,
-            DEFAULT_TIMEOUT_OFFSET,
-        )
-    }
-
     /// State for any number of pools.
     pub fn for_pools(
         pools: Vec<Arc<Pool>>,
@@ -227,17 +204,6 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then lets requests in progress
-/// finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
 
 async fn landing(AxumState(state): AxumState<Arc<State>>) -> Html<String> {
     Html(state.landing.clone())
