@@ -101,10 +101,7 @@ impl Pool {
     /// A pool from its configuration; no network traffic yet. `/rrd_updates` fetches are
     /// capped by `fetch_limit`, a semaphore shared with the other pools, so that many large
     /// pools scraped at once cannot exhaust sockets or memory.
-    pub fn new(
-        config: &PoolConfig,
-        fetch_limit: Option<Arc<Semaphore>>,
-    ) -> Result<Pool, String> {
+    pub fn new(config: &PoolConfig, fetch_limit: Option<Arc<Semaphore>>) -> Result<Pool, String> {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
             name: Arc::from(config.name.as_str()),

@@ -204,7 +204,6 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-
 async fn landing(AxumState(state): AxumState<Arc<State>>) -> Html<String> {
     Html(state.landing.clone())
 }

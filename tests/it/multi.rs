@@ -202,6 +202,7 @@ async fn a_host_slower_than_the_scrape_timeout_is_down_before_prometheus_gives_u
         elapsed >= Duration::from_millis(1400) && elapsed < Duration::from_millis(1900),
         "{elapsed:?}"
     );
+    eprintln!("answer with a 2 s scrape timeout and a hanging host: {elapsed:?}");
     let scrape = Scrape::parse(&text);
     let view = env.sim.view();
     let up = |h: usize| scrape.value("xen_host_up", &[("host_uuid", &view.hosts[h].uuid)]);
@@ -278,6 +279,9 @@ async fn a_pool_of_hanging_hosts_does_not_slow_another_pools_probe() {
     let (own, own_alone) = (
         Duration::from_secs_f64(own[2]),
         Duration::from_secs_f64(own_alone[2]),
+    );
+    eprintln!(
+        "beta probe median: {alone:?} alone, {during:?} while alpha hangs; beta collection {own_alone:?} alone, {own:?} while alpha hangs"
     );
     // Medians of five; the 2 ms absorb scheduler noise at these millisecond scales.
     let slack = Duration::from_millis(2);
