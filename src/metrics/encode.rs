@@ -83,7 +83,6 @@ pub fn negotiate(accept: Option<&str>) -> Format {
 /// Appends one family: its metadata lines, then one line per sample in the given order.
 pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
     let name = family.name.as_ref();
-    debug_assert!(is_metric_name(name), "illegal metric name {name:?}");
     debug_assert!(
         family
             .samples
@@ -91,39 +90,7 @@ pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
             .all(|w| w[0].labels != w[1].labels),
         "duplicate series in {name}"
     );
-    // OpenMetrics names a counter family without `_total` and requires it on the samples; a
-    // counter that lacks it gets it in OpenMetrics rather than producing an invalid exposition.
-    let (meta_name, suffix): (&str, &[u8]) = match (format, family.kind) {
-        (Format::OpenMetrics, Kind::Counter) => match name.strip_suffix("_total") {
-            Some(stem) => (stem, b""),
-            None => (name, b"_total"),
-        },
-        _ => (name, b""),
-    };
-    match format {
-        Format::Text => {
-            write_meta(out, b"# HELP ", meta_name);
-            write_help_text(out, &family.help);
-            out.push(b'\n');
-            write_meta(out, b"# TYPE ", meta_name);
-            out.extend_from_slice(match family.kind {
-                Kind::Gauge => b"gauge\n",
-                Kind::Counter => b"counter\n",
-                Kind::Untyped => b"untyped\n",
-            });
-        }
-        Format::OpenMetrics => {
-            write_meta(out, b"# TYPE ", meta_name);
-            out.extend_from_slice(match family.kind {
-                Kind::Gauge => b"gauge\n",
-                Kind::Counter => b"counter\n",
-                Kind::Untyped => b"unknown\n",
-            });
-            write_meta(out, b"# HELP ", meta_name);
-            write_escaped_quoted(out, &family.help);
-            out.push(b'\n');
-        }
-    }
+    let suffix = write_header(name, &family.help, family.kind, format, out);
     // Samples of one object are adjacent and share their head, so its encoding is copied from
     // the previous line instead of being escaped again.
     let mut previous_head: Option<(&Arc<[Label]>, Range<usize>)> = None;
@@ -163,6 +130,58 @@ pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the metadata lines of a family and returns what its sample names need after the
+/// family name.
+pub(super) fn write_header(
+    name: &str,
+    help: &str,
+    kind: Kind,
+    format: Format,
+    out: &mut Vec<u8>,
+) -> &'static [u8] {
+    debug_assert!(is_metric_name(name), "illegal metric name {name:?}");
+    let suffix = sample_suffix(name, kind, format);
+    let meta_name = match (format, kind) {
+        (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    match format {
+        Format::Text => {
+            write_meta(out, b"# HELP ", meta_name);
+            write_help_text(out, help);
+            out.push(b'\n');
+            write_meta(out, b"# TYPE ", meta_name);
+            out.extend_from_slice(match kind {
+                Kind::Gauge => b"gauge\n",
+                Kind::Counter => b"counter\n",
+                Kind::Untyped => b"untyped\n",
+            });
+        }
+        Format::OpenMetrics => {
+            write_meta(out, b"# TYPE ", meta_name);
+            out.extend_from_slice(match kind {
+                Kind::Gauge => b"gauge\n",
+                Kind::Counter => b"counter\n",
+                Kind::Untyped => b"unknown\n",
+            });
+            write_meta(out, b"# HELP ", meta_name);
+            write_escaped_quoted(out, help);
+            out.push(b'\n');
+        }
+    }
+    suffix
+}
+
+/// What sample names need after the family name: OpenMetrics names a counter family without
+/// `_total` and requires it on the samples, so a counter that lacks it gets it there rather
+/// than producing an invalid exposition.
+pub(super) fn sample_suffix(name: &str, kind: Kind, format: Format) -> &'static [u8] {
+    match (format, kind) {
+        (Format::OpenMetrics, Kind::Counter) if !name.ends_with("_total") => b"_total",
+        _ => b"",
+    }
+}
+
 /// Appends what ends an exposition (`# EOF` in OpenMetrics, nothing in text).
 pub fn encode_end(format: Format, out: &mut Vec<u8>) {
     if format == Format::OpenMetrics {
@@ -184,7 +203,7 @@ fn write_meta(out: &mut Vec<u8>, keyword: &[u8], name: &str) {
     out.push(b' ');
 }
 
-fn write_label(out: &mut Vec<u8>, label: &Label) {
+pub(super) fn write_label(out: &mut Vec<u8>, label: &Label) {
     out.extend_from_slice(label.name.as_bytes());
     out.extend_from_slice(b"=\"");
     write_escaped_quoted(out, &label.value);
@@ -226,7 +245,7 @@ fn escape(byte: u8) -> &'static [u8] {
 
 /// Writes `v` so that parsing it gives `v` back: integers without a fraction (as XAPI prints
 /// them, and cheaper to read), everything else as the shortest round-trip decimal.
-fn write_value(out: &mut Vec<u8>, v: f64) {
+pub(super) fn write_value(out: &mut Vec<u8>, v: f64) {
     if v.is_nan() {
         out.extend_from_slice(b"NaN");
     } else if v.is_infinite() {

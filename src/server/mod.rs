@@ -17,10 +17,10 @@ use futures::future::{BoxFuture, Shared};
 use tokio::net::TcpListener;
 
 use crate::collect::Pool;
-use crate::metrics::Family;
 use crate::metrics::encode::{self, Format};
+use crate::metrics::exposition::{Cursor, Exposition};
 
-type Collection = Arc<Vec<Family>>;
+type Collection = Arc<Exposition>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
 
 /// What the handlers share.
@@ -70,7 +70,7 @@ impl State {
                             Ok(families) => families,
                             Err(error) => {
                                 tracing::error!(%error, "Collection task failed");
-                                Arc::new(Vec::new())
+                                Arc::new(Exposition::default())
                             }
                         }
                     }
@@ -160,10 +160,10 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
 /// Size of the chunks an exposition is streamed in.
 const CHUNK: usize = 64 << 10;
 
-/// Encodes a collection a few families at a time, compressing when asked.
+/// Encodes a collection a chunk at a time, compressing when asked.
 struct Encoder {
-    families: Collection,
-    next: usize,
+    exposition: Collection,
+    cursor: Cursor,
     format: Format,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     done: bool,
@@ -172,10 +172,10 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn new(families: Collection, format: Format, gzip: bool) -> Encoder {
+    fn new(exposition: Collection, format: Format, gzip: bool) -> Encoder {
         Encoder {
-            families,
-            next: 0,
+            exposition,
+            cursor: Cursor::default(),
             format,
             gzip: gzip.then(|| {
                 flate2::write::GzEncoder::new(
@@ -194,12 +194,16 @@ impl Encoder {
         if self.done {
             return None;
         }
+        // Room for the line or family that crosses the limit.
         let mut text = Vec::with_capacity(CHUNK + (CHUNK >> 2));
         loop {
-            let Some(family) = self.families.get(self.next) else {
-                encode::encode_end(self.format, &mut text);
+            let complete =
+                self.exposition
+                    .encode_some(&mut self.cursor, self.format, &mut text, CHUNK);
+            self.bytes += text.len();
+            if complete {
                 self.done = true;
-                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes + text.len(), "Exposition encoded and sent");
+                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes, "Exposition encoded and sent");
                 return Some(match self.gzip.take() {
                     // Writing into a Vec cannot fail.
                     Some(mut gz) => {
@@ -208,17 +212,9 @@ impl Encoder {
                     }
                     None => text,
                 });
-            };
-            self.next += 1;
-            encode::encode_family(family, self.format, &mut text);
-            if text.len() < CHUNK {
-                continue;
             }
             match &mut self.gzip {
-                None => {
-                    self.bytes += text.len();
-                    return Some(text);
-                }
+                None => return Some(text),
                 Some(gz) => {
                     let _ = gz.write_all(&text);
                     text.clear();
