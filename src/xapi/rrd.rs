@@ -4,7 +4,8 @@
 //! One hand-written, single-pass scanner per syntax (JSON/JSON5-ish and XML), both feeding the
 //! same `Sink`, so the rules that matter (newest row by `t`, row width = legend length) live
 //! in one place. Legend entries are borrowed from the body unless they contain escapes or
-//! entities. Nothing is allocated in proportion to anything but the input, and deeply nested
+//! entities. In JSON, the values of a row that comes after a newer one (XAPI sends the newest
+//! first) are counted and checked to be scalars but not converted. Nothing is allocated in proportion to anything but the input, and deeply nested
 //! unknown values are refused rather than recursed into.
 
 use std::borrow::Cow;
@@ -218,7 +219,14 @@ mod json {
     const MAX_SKIP_DEPTH: u32 = 128;
 
     pub(super) fn parse(body: &[u8], start: usize) -> Result<RrdUpdates<'_>, ParseError> {
-        let mut p = Parser { b: body, i: start };
+        let mut p = Parser {
+            b: body,
+            i: start,
+            // One validation of the whole body is several times cheaper than one per string
+            // and value; a body with invalid UTF-8 somewhere falls back to the latter, which
+            // also finds where it is.
+            text: std::str::from_utf8(body).ok(),
+        };
         let mut sink = Sink::default();
         p.expect(b'{', "expected `{`")?;
         let mut first = true;
@@ -240,6 +248,8 @@ mod json {
     struct Parser<'a> {
         b: &'a [u8],
         i: usize,
+        /// `b` as text, when it is valid UTF-8 as a whole.
+        text: Option<&'a str>,
     }
 
     /// Bytes that may form a bare token: numbers, `NaN`, `Infinity`, `true`, `null`, keys.
@@ -362,10 +372,19 @@ mod json {
         fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
             let start = self.i + 1;
             match self.raw_string()? {
-                Some(raw) => std::str::from_utf8(raw)
+                Some(raw) => self
+                    .text(start, raw)
                     .map(Cow::Borrowed)
                     .map_err(|e| err(start + e.valid_up_to(), "invalid UTF-8 in a string")),
                 None => self.escaped_string().map(Cow::Owned),
+            }
+        }
+
+        /// `raw`, found at `start`, as text.
+        fn text(&self, start: usize, raw: &'a [u8]) -> Result<&'a str, std::str::Utf8Error> {
+            match self.text.and_then(|t| t.get(start..start + raw.len())) {
+                Some(text) => Ok(text),
+                None => std::str::from_utf8(raw),
             }
         }
 
@@ -433,20 +452,22 @@ mod json {
             Ok(v)
         }
 
-        /// The text of a scalar that should be a number: a string's content or a bare token.
-        fn scalar(&mut self, what: &'static str) -> Result<Cow<'a, [u8]>, ParseError> {
+        /// The text of a scalar that should be a number: a string's content or a bare token,
+        /// with where it starts.
+        fn scalar(&mut self, what: &'static str) -> Result<(usize, Cow<'a, [u8]>), ParseError> {
             self.ws();
             match self.peek() {
                 Some(b'"') => match self.raw_string()? {
-                    Some(raw) => Ok(Cow::Borrowed(raw)),
-                    None => Ok(Cow::Owned(self.escaped_string()?.into_bytes())),
+                    Some(raw) => Ok((self.i - raw.len() - 1, Cow::Borrowed(raw))),
+                    None => Ok((self.i, Cow::Owned(self.escaped_string()?.into_bytes()))),
                 },
                 Some(_) => {
+                    let start = self.i;
                     let token = self.bare();
                     if token.is_empty() {
                         Err(err(self.i, what))
                     } else {
-                        Ok(Cow::Borrowed(token))
+                        Ok((start, Cow::Borrowed(token)))
                     }
                 }
                 None => Err(self.eof()),
@@ -456,7 +477,7 @@ mod json {
         fn int(&mut self) -> Result<i64, ParseError> {
             self.ws();
             let at = self.i;
-            let text = self.scalar("expected an integer")?;
+            let (_, text) = self.scalar("expected an integer")?;
             text_i64(&text).ok_or(err(at, "expected an integer"))
         }
 
@@ -531,7 +552,10 @@ mod json {
                     }
                     "values" => {
                         have_values = true;
-                        self.values(&mut sink.scratch)?;
+                        // XAPI sends the newest row first: the others are only counted.
+                        let older =
+                            t.is_some_and(|t| sink.newest.as_ref().is_some_and(|n| n.t >= t));
+                        self.values(&mut sink.scratch, !older)?;
                     }
                     _ => self.skip_value()?,
                 }
@@ -543,13 +567,23 @@ mod json {
             sink.end_row(t, at)
         }
 
-        fn values(&mut self, out: &mut Vec<f64>) -> Result<(), ParseError> {
+        /// A row's values; with `convert` false only their number counts, and each is only
+        /// checked to be a scalar.
+        fn values(&mut self, out: &mut Vec<f64>, convert: bool) -> Result<(), ParseError> {
             self.expect(b'[', "`values` must be an array")?;
             let mut first = true;
             while self.next_elem(&mut first)? {
                 let at = self.i;
-                let text = self.scalar("expected a number")?;
-                out.push(text_f64(&text).ok_or(err(at, "expected a number"))?);
+                let (start, text) = self.scalar("expected a number")?;
+                if !convert {
+                    out.push(f64::NAN);
+                    continue;
+                }
+                let value = match text {
+                    Cow::Borrowed(raw) => self.text(start, raw).ok().and_then(|t| t.parse().ok()),
+                    Cow::Owned(text) => text_f64(&text),
+                };
+                out.push(value.ok_or(err(at, "expected a number"))?);
             }
             Ok(())
         }
@@ -1197,6 +1231,22 @@ mod tests {
         let (fwd, rev) = (ok(HOST1_C), ok(body.as_bytes()));
         assert_eq!(newest(&rev).t, NEWEST_T);
         assert!(same_values(&newest(&fwd).values, &newest(&rev).values));
+    }
+
+    #[test]
+    fn parse_counts_but_does_not_convert_rows_older_than_one_already_read() {
+        let u = ok(br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":["x"]},{"values":["2"],"t":"20"}]}"#);
+        assert_eq!(
+            newest(&u),
+            &Row {
+                t: 30,
+                values: vec![3.0]
+            }
+        );
+        let short = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[]}]}"#;
+        assert!(parse(short).is_err());
+        let nested = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[[1]]}]}"#;
+        assert!(parse(nested).is_err());
     }
 
     #[test]
