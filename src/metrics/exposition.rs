@@ -14,16 +14,29 @@ use super::encode::{self, Format, sample_suffix, write_header, write_value};
 use super::series::{Frame, SeriesMap};
 use super::{Family, Kind, compare_label_slices};
 
-/// One series of a [`Layout`]: where its value and labels are.
+/// One series of a [`Layout`]: where its value and labels are, all in the layout itself, so
+/// that encoding reads entries in order instead of chasing each map.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    slot: u32,
-    /// The column, with [`SAME_AS_PREVIOUS`] set when the entry has the same labels as the one
-    /// before it: of such a run only the first entry with a value is written.
-    column: u32,
+    /// Index into the rows' values, all hosts' rows end to end, with [`SAME_AS_PREVIOUS`] set
+    /// when the entry has the same labels as the one before it: of such a run only the first
+    /// entry with a value is written.
+    value: u32,
+    head: u32,
+    tail: u32,
 }
 
 const SAME_AS_PREVIOUS: u32 = 1 << 31;
+
+impl Entry {
+    fn value(self) -> usize {
+        (self.value & !SAME_AS_PREVIOUS) as usize
+    }
+
+    fn same_as_previous(self) -> bool {
+        self.value & SAME_AS_PREVIOUS != 0
+    }
+}
 
 #[derive(Debug)]
 struct LayoutFamily {
@@ -41,6 +54,12 @@ pub struct Layout {
     maps: Vec<Arc<SeriesMap>>,
     families: Vec<LayoutFamily>,
     entries: Vec<Entry>,
+    /// Rendered heads and tails of every map, as [`SeriesMap`] renders them.
+    text: Vec<u8>,
+    heads: Vec<(u32, u32)>,
+    tails: Vec<(u32, u32)>,
+    /// Number of values of all rows together.
+    columns: usize,
     duplicates: bool,
 }
 
@@ -50,9 +69,18 @@ impl fmt::Debug for Layout {
             .field("maps", &self.maps.len())
             .field("families", &self.families.len())
             .field("entries", &self.entries.len())
+            .field("text_bytes", &self.text.len())
             .field("duplicates", &self.duplicates)
             .finish()
     }
+}
+
+/// An entry while sorting: its map and column find its tail.
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    rank: u32,
+    map: u32,
+    column: u32,
 }
 
 impl Layout {
@@ -122,46 +150,88 @@ impl Layout {
             counts[i] += counts[i - 1];
         }
         let mut next = counts.clone();
-        let mut keyed = vec![(0u32, Entry { slot: 0, column: 0 }); counts[families.len()]];
+        let empty = Keyed {
+            rank: 0,
+            map: 0,
+            column: 0,
+        };
+        let mut keyed = vec![empty; counts[families.len()]];
         for (m, map) in maps.iter().enumerate() {
             for column in 0..map.columns() {
                 if let Some(series) = map.series(column) {
                     let f = position[local[m][series.family as usize]];
-                    keyed[next[f]] = (
-                        ranks[m][series.head as usize],
-                        Entry {
-                            slot: m as u32,
-                            column: column as u32,
-                        },
-                    );
+                    keyed[next[f]] = Keyed {
+                        rank: ranks[m][series.head as usize],
+                        map: to_u32(m),
+                        column: to_u32(column),
+                    };
                     next[f] += 1;
                 }
             }
         }
-        let tail = |entry: &Entry| {
-            let map = &maps[entry.slot as usize];
-            let column = (entry.column & !SAME_AS_PREVIOUS) as usize;
-            let series = map.series(column).map(|s| s.tail as usize);
-            &map.tails[series.unwrap_or_default()]
+        let series = |k: &Keyed| {
+            maps[k.map as usize]
+                .series(k.column as usize)
+                .expect("only columns with a series are keyed")
         };
-        let mut duplicates = false;
+        let tail = |k: &Keyed| &maps[k.map as usize].tails[series(k).tail as usize];
+        let mut same = vec![false; keyed.len()];
         for f in 0..families.len() {
             let run = &mut keyed[counts[f]..counts[f + 1]];
             // Stable, so equal labels keep map and column order and the first one wins.
-            run.sort_by(|(ra, a), (rb, b)| {
-                ra.cmp(rb)
+            run.sort_by(|a, b| {
+                a.rank
+                    .cmp(&b.rank)
                     .then_with(|| compare_label_slices(tail(a), tail(b)))
             });
             for i in 1..run.len() {
-                let (ra, a) = run[i - 1];
-                let (rb, b) = run[i];
-                if ra == rb && compare_label_slices(tail(&a), tail(&b)) == Ordering::Equal {
-                    run[i].1.column |= SAME_AS_PREVIOUS;
-                    duplicates = true;
-                }
+                let (a, b) = (&run[i - 1], &run[i]);
+                same[counts[f] + i] =
+                    a.rank == b.rank && compare_label_slices(tail(a), tail(b)) == Ordering::Equal;
             }
         }
-        let entries: Vec<Entry> = keyed.into_iter().map(|(_, e)| e).collect();
+
+        // The maps' label text copied together, and each row's values placed end to end.
+        let mut text = Vec::new();
+        let mut head_base = Vec::with_capacity(maps.len());
+        let mut tail_base = Vec::with_capacity(maps.len());
+        let mut value_base = Vec::with_capacity(maps.len());
+        let (mut head_spans, mut tail_spans) = (Vec::new(), Vec::new());
+        let mut columns = 0;
+        for map in maps {
+            head_base.push(to_u32(head_spans.len()));
+            tail_base.push(to_u32(tail_spans.len()));
+            value_base.push(columns);
+            columns += map.columns();
+            for h in 0..map.heads.len() {
+                let start = to_u32(text.len());
+                text.extend_from_slice(map.head_text(h));
+                head_spans.push((start, to_u32(text.len())));
+            }
+            for t in 0..map.tails.len() {
+                let start = to_u32(text.len());
+                text.extend_from_slice(map.tail_text(t));
+                tail_spans.push((start, to_u32(text.len())));
+            }
+        }
+        let entries: Vec<Entry> = keyed
+            .iter()
+            .zip(&same)
+            .map(|(k, &same)| {
+                let m = k.map as usize;
+                let s = series(k);
+                let value = to_u32(value_base[m] + k.column as usize);
+                Entry {
+                    value: if same {
+                        value | SAME_AS_PREVIOUS
+                    } else {
+                        value
+                    },
+                    head: head_base[m] + s.head,
+                    tail: tail_base[m] + s.tail,
+                }
+            })
+            .collect();
         let mut sorted: Vec<Option<LayoutFamily>> = families.into_iter().map(Some).collect();
         let families = order
             .iter()
@@ -176,7 +246,11 @@ impl Layout {
             maps: maps.to_vec(),
             families,
             entries,
-            duplicates,
+            text,
+            heads: head_spans,
+            tails: tail_spans,
+            columns,
+            duplicates: same.contains(&true),
         }
     }
 
@@ -196,19 +270,39 @@ impl Layout {
         &self.entries[start..self.families[family].end]
     }
 
-    /// How many series the rows `values` repeat: the ones that would be dropped as duplicates.
-    fn dropped(&self, values: &[Vec<f64>]) -> usize {
+    /// Appends the labels of an entry as the sample encoder writes them, braces included.
+    fn write_labels(&self, entry: Entry, out: &mut Vec<u8>) {
+        let (hs, he) = self.heads[entry.head as usize];
+        let (ts, te) = self.tails[entry.tail as usize];
+        let head = &self.text[hs as usize..he as usize];
+        let tail = &self.text[ts as usize..te as usize];
+        match (head.is_empty(), tail.split_first()) {
+            (false, _) => {
+                out.extend_from_slice(head);
+                out.extend_from_slice(tail);
+                out.push(b'}');
+            }
+            (true, Some((_comma, rest))) => {
+                out.push(b'{');
+                out.extend_from_slice(rest);
+                out.push(b'}');
+            }
+            (true, None) => {}
+        }
+    }
+
+    /// How many series `values` repeat: the ones that are not written as duplicates.
+    fn dropped(&self, values: &[f64]) -> usize {
         if !self.duplicates {
             return 0;
         }
         let mut dropped = 0;
         let mut written = false;
-        for entry in &self.entries {
-            let column = entry.column & !SAME_AS_PREVIOUS;
-            if entry.column & SAME_AS_PREVIOUS == 0 {
+        for &entry in &self.entries {
+            if !entry.same_as_previous() {
                 written = false;
             }
-            if values[entry.slot as usize][column as usize].is_nan() {
+            if values[entry.value()].is_nan() {
                 continue;
             }
             if written {
@@ -218,6 +312,11 @@ impl Layout {
         }
         dropped
     }
+}
+
+/// Layouts index with 32 bits; a pool would need billions of series to overflow them.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("layout larger than 2^32")
 }
 
 /// The last layout built, reused while the same maps come back in the same order.
@@ -252,7 +351,8 @@ impl LayoutCache {
 #[derive(Debug)]
 struct Rows {
     layout: Arc<Layout>,
-    values: Vec<Vec<f64>>,
+    /// Every frame's values, end to end in layout order of maps.
+    values: Vec<f64>,
 }
 
 /// A finished collection, ready to be encoded any number of times in either format.
@@ -291,7 +391,10 @@ impl Exposition {
         layout: Arc<Layout>,
         frames: Vec<Frame>,
     ) -> (Exposition, usize) {
-        let values: Vec<Vec<f64>> = frames.into_iter().map(|f| f.values).collect();
+        let mut values = Vec::with_capacity(layout.columns);
+        for frame in frames {
+            values.extend_from_slice(&frame.values);
+        }
         let dropped = layout.dropped(&values);
         (
             Exposition {
@@ -378,14 +481,12 @@ impl Exposition {
         let entries = layout.entries(cursor.row_family);
         let suffix = sample_suffix(&family.name, family.kind, format);
         let name = family.name.as_bytes();
-        while let Some(entry) = entries.get(cursor.entry) {
+        while let Some(&entry) = entries.get(cursor.entry) {
             cursor.entry += 1;
-            let column = (entry.column & !SAME_AS_PREVIOUS) as usize;
-            if entry.column & SAME_AS_PREVIOUS == 0 {
+            if !entry.same_as_previous() {
                 cursor.group_written = false;
             }
-            let slot = entry.slot as usize;
-            let value = rows.values[slot][column];
+            let value = rows.values[entry.value()];
             if value.is_nan() || cursor.group_written {
                 continue;
             }
@@ -394,15 +495,12 @@ impl Exposition {
                 write_header(&family.name, &family.help, family.kind, format, out);
                 cursor.header_written = true;
             }
-            let map = &layout.maps[slot];
-            if let Some(series) = map.series(column) {
-                out.extend_from_slice(name);
-                out.extend_from_slice(suffix);
-                map.write_labels(series, out);
-                out.push(b' ');
-                write_value(out, value);
-                out.push(b'\n');
-            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(suffix);
+            layout.write_labels(entry, out);
+            out.push(b' ');
+            write_value(out, value);
+            out.push(b'\n');
             if out.len() >= limit {
                 return cursor.entry == entries.len();
             }

@@ -71,23 +71,12 @@ impl SeriesMap {
             .filter(|s| s.family != NONE)
     }
 
-    /// Appends the labels of a series as the encoder writes them, braces included.
-    pub(super) fn write_labels(&self, series: Series, out: &mut Vec<u8>) {
-        let head = self.slice(&self.head_text[series.head as usize]);
-        let tail = self.slice(&self.tail_text[series.tail as usize]);
-        match (head.is_empty(), tail.split_first()) {
-            (false, _) => {
-                out.extend_from_slice(head);
-                out.extend_from_slice(tail);
-                out.push(b'}');
-            }
-            (true, Some((_comma, rest))) => {
-                out.push(b'{');
-                out.extend_from_slice(rest);
-                out.push(b'}');
-            }
-            (true, None) => {}
-        }
+    pub(super) fn head_text(&self, head: usize) -> &[u8] {
+        self.slice(&self.head_text[head])
+    }
+
+    pub(super) fn tail_text(&self, tail: usize) -> &[u8] {
+        self.slice(&self.tail_text[tail])
     }
 
     fn slice(&self, range: &Range<u32>) -> &[u8] {

@@ -168,6 +168,8 @@ struct Encoder {
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     done: bool,
     started: tokio::time::Instant,
+    /// Time spent encoding (and compressing), as opposed to waiting for the client.
+    busy: std::time::Duration,
     bytes: usize,
 }
 
@@ -185,12 +187,23 @@ impl Encoder {
             }),
             done: false,
             started: tokio::time::Instant::now(),
+            busy: std::time::Duration::ZERO,
             bytes: 0,
         }
     }
 
     /// The next chunk of about [`CHUNK`] bytes, or `None` at the end.
     fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let chunk = self.encode_chunk();
+        self.busy += started.elapsed();
+        if self.done && chunk.is_some() {
+            tracing::debug!(elapsed = ?self.started.elapsed(), encoding = ?self.busy, bytes = self.bytes, "Exposition encoded and sent");
+        }
+        chunk
+    }
+
+    fn encode_chunk(&mut self) -> Option<Vec<u8>> {
         if self.done {
             return None;
         }
@@ -203,7 +216,6 @@ impl Encoder {
             self.bytes += text.len();
             if complete {
                 self.done = true;
-                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes, "Exposition encoded and sent");
                 return Some(match self.gzip.take() {
                     // Writing into a Vec cannot fail.
                     Some(mut gz) => {
