@@ -124,7 +124,11 @@ async fn run(args: Args) {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xen-exporter"))
+    // BENCH_EXPORTER runs another build of the exporter against the same simulator and client,
+    // for A/B comparisons on this noisy machine.
+    let exporter = std::env::var_os("BENCH_EXPORTER")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_xen-exporter").into());
+    let mut child = std::process::Command::new(exporter)
         .env_clear()
         .env("XEN_HOST", sim.master_url())
         .env("XEN_USER", sim.username())

@@ -132,15 +132,22 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
         .is_some_and(accepts_gzip);
     let families = state.collect().await;
     // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
-    // each chunk is a few hundred samples of CPU work, small enough for an async worker.
-    let chunks = futures::stream::unfold(
-        Encoder::new(families, format, gzip),
-        |mut encoder| async move {
-            encoder
-                .next_chunk()
-                .map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), encoder))
-        },
-    );
+    // each chunk is a few hundred samples of CPU work, small enough for an async worker. The
+    // encoder runs as its own task a few chunks ahead of the connection, so that encoding
+    // the next chunk and sending the last one use both cores; it stops when the client goes.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    tokio::spawn(async move {
+        let mut encoder = Encoder::new(families, format, gzip);
+        while let Some(chunk) = encoder.next_chunk() {
+            if sender.send(Bytes::from(chunk)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(chunk), receiver))
+    });
     let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
@@ -159,6 +166,9 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
 
 /// Size of the chunks an exposition is streamed in.
 const CHUNK: usize = 64 << 10;
+
+/// How many chunks the encoder may be ahead of the connection.
+const CHUNKS_AHEAD: usize = 4;
 
 /// Encodes a collection a chunk at a time, compressing when asked.
 struct Encoder {
