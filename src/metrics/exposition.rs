@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-use super::encode::{self, Format, sample_suffix, write_header, write_value};
+use super::encode::{self, Format, sample_suffix, write_header};
 use super::series::{Frame, SeriesMap};
 use super::{Family, Kind, compare_label_slices};
 
@@ -291,8 +291,8 @@ impl Layout {
         }
     }
 
-    /// How many series `values` repeat: the ones that are not written as duplicates.
-    fn dropped(&self, values: &[f64]) -> usize {
+    /// How many series of `rows` are not written as duplicates of another.
+    fn dropped(&self, rows: &Rows) -> usize {
         if !self.duplicates {
             return 0;
         }
@@ -302,7 +302,7 @@ impl Layout {
             if !entry.same_as_previous() {
                 written = false;
             }
-            if values[entry.value()].is_nan() {
+            if rows.value(entry).is_empty() {
                 continue;
             }
             if written {
@@ -351,8 +351,18 @@ impl LayoutCache {
 #[derive(Debug)]
 struct Rows {
     layout: Arc<Layout>,
-    /// Every frame's values, end to end in layout order of maps.
-    values: Vec<f64>,
+    /// Every frame's value text end to end, in the order of the layout's maps; an entry whose
+    /// text is empty has no value.
+    text: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Rows {
+    fn value(&self, entry: Entry) -> &[u8] {
+        let i = entry.value();
+        let start = i.checked_sub(1).map_or(0, |p| self.ends[p]);
+        &self.text[start as usize..self.ends[i] as usize]
+    }
 }
 
 /// A finished collection, ready to be encoded any number of times in either format.
@@ -391,15 +401,19 @@ impl Exposition {
         layout: Arc<Layout>,
         frames: Vec<Frame>,
     ) -> (Exposition, usize) {
-        let mut values = Vec::with_capacity(layout.columns);
-        for frame in frames {
-            values.extend_from_slice(&frame.values);
+        let mut text = Vec::with_capacity(frames.iter().map(|f| f.text.len()).sum());
+        let mut ends = Vec::with_capacity(layout.columns);
+        for frame in &frames {
+            let base = to_u32(text.len());
+            text.extend_from_slice(&frame.text);
+            ends.extend(frame.ends.iter().map(|end| end + base));
         }
-        let dropped = layout.dropped(&values);
+        let rows = Rows { layout, text, ends };
+        let dropped = rows.layout.dropped(&rows);
         (
             Exposition {
                 families,
-                rows: Some(Rows { layout, values }),
+                rows: Some(rows),
             },
             dropped,
         )
@@ -486,8 +500,8 @@ impl Exposition {
             if !entry.same_as_previous() {
                 cursor.group_written = false;
             }
-            let value = rows.values[entry.value()];
-            if value.is_nan() || cursor.group_written {
+            let value = rows.value(entry);
+            if value.is_empty() || cursor.group_written {
                 continue;
             }
             cursor.group_written = true;
@@ -499,7 +513,7 @@ impl Exposition {
             out.extend_from_slice(suffix);
             layout.write_labels(entry, out);
             out.push(b' ');
-            write_value(out, value);
+            out.extend_from_slice(value);
             out.push(b'\n');
             if out.len() >= limit {
                 return cursor.entry == entries.len();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::encode::write_label;
+use super::encode::{write_label, write_value};
 use super::{Kind, Label, Labels, Sample, Tail};
 
 /// What one column becomes: indices into its map's families, heads and tails.
@@ -221,13 +221,32 @@ fn to_u32(n: usize) -> u32 {
 pub struct Frame {
     pub(super) map: Arc<SeriesMap>,
     pub(super) values: Vec<f64>,
+    /// The values of the columns that yield a series, as the encoder writes them, end to end;
+    /// a column without a value or a series has none.
+    pub(super) text: Vec<u8>,
+    /// End of each column's text in `text`; it starts where the previous column's ends.
+    pub(super) ends: Vec<u32>,
 }
 
 impl Frame {
     /// A row and its map; missing trailing values count as NaN (absent), extra ones are
-    /// ignored.
+    /// ignored. The values are formatted here, in the host's own task while other hosts are
+    /// still downloading, rather than by the encoder once all have arrived.
     pub fn new(map: Arc<SeriesMap>, mut values: Vec<f64>) -> Frame {
         values.resize(map.columns(), f64::NAN);
-        Frame { map, values }
+        let mut text = Vec::with_capacity(values.len() * 8);
+        let mut ends = Vec::with_capacity(values.len());
+        for (column, &value) in values.iter().enumerate() {
+            if !value.is_nan() && map.series(column).is_some() {
+                write_value(&mut text, value);
+            }
+            ends.push(to_u32(text.len()));
+        }
+        Frame {
+            map,
+            values,
+            text,
+            ends,
+        }
     }
 }
