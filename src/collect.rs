@@ -261,10 +261,13 @@ impl Pool {
         inventory: Option<Arc<Inventory>>,
     ) -> Result<HostSamples, HostFailure> {
         let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
-        let mut parsed = rrd::parse(&body).map_err(|e| HostFailure {
-            reason: "parse",
-            message: e.to_string(),
-        })?;
+        let mut parsed = self
+            .maps
+            .parse(&target.endpoint, &body)
+            .map_err(|e| HostFailure {
+                reason: "parse",
+                message: e.to_string(),
+            })?;
         let mut inventory = match inventory {
             Some(inventory) => inventory,
             None => timeout_at(deadline, self.inventory.get())
@@ -302,7 +305,7 @@ impl Pool {
                 Ok(Err(error)) => self.count_collector_error("inventory", &error),
             }
         }
-        let samples = mapped.into_samples(parsed.newest.take().map(|row| row.values));
+        let samples = mapped.into_samples(parsed.updates.newest.take().map(|row| row.values));
         let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
             return Err(HostFailure {

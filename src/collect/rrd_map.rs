@@ -19,7 +19,7 @@ use crate::metrics::catalog::{self, Owner, SrRef};
 use crate::metrics::exposition::LayoutCache;
 use crate::metrics::series::{Frame, SeriesMap, SeriesMapBuilder};
 use crate::metrics::{FamiliesBuilder, Label, Tail};
-use crate::xapi::rrd::{Legend, RrdUpdates};
+use crate::xapi::rrd::{self, KnownLegend, Legend, RrdUpdates};
 
 use super::HostSamples;
 
@@ -45,35 +45,83 @@ impl MapCache {
         &self.layouts
     }
 
+    fn cached(&self, key: &str, now: Instant) -> Option<Arc<HostMap>> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.get_mut(key).map(|slot| {
+            slot.used = now;
+            slot.map.clone()
+        })
+    }
+
+    /// Parses a reply from the host at `endpoint`, recognising the legend of its cached map.
+    pub(super) fn parse<'a>(
+        &self,
+        endpoint: &Endpoint,
+        body: &'a [u8],
+    ) -> Result<Parsed<'a>, rrd::ParseError> {
+        let map = self.cached(&endpoint.to_string(), Instant::now());
+        let known = map.as_ref().and_then(|m| match &m.legend {
+            LegendKey::Json { json, entries } => Some(KnownLegend {
+                json,
+                entries: *entries,
+            }),
+            LegendKey::Entries(_) => None,
+        });
+        let updates = rrd::parse_with(body, known)?;
+        let known = map.filter(|_| updates.legend_known);
+        Ok(Parsed { updates, known })
+    }
+
     /// The mapping of `parsed` from the host at `endpoint`: the cached one when still valid,
     /// a new one (then cached) otherwise.
     pub(super) fn map(
         &self,
         endpoint: &Endpoint,
-        parsed: &RrdUpdates<'_>,
+        parsed: &Parsed<'_>,
         inventory: &Arc<Inventory>,
         srs: &SrIndex,
         known: Option<&HostEntry>,
     ) -> Mapped {
-        let host = HostOf::new(parsed, inventory, known);
-        let Some(row) = &parsed.newest else {
-            return Mapped::without_rows(host);
-        };
         let key = endpoint.to_string();
         let now = Instant::now();
-        let cached = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-            hosts.get_mut(&key).map(|slot| {
-                slot.used = now;
-                slot.map.clone()
-            })
+        let updates = &parsed.updates;
+        // The map whose legend this reply has, if any.
+        let same_legend = match &parsed.known {
+            Some(map) => Some(map.clone()),
+            None => self
+                .cached(&key, now)
+                .filter(|map| map.legend.matches(updates)),
         };
-        if let Some(map) = cached
-            && map.is_valid_for(parsed, &host.entry, inventory, srs)
+        let host_uuid = match &same_legend {
+            Some(map) => map.host_in_legend.clone(),
+            None => host_in_legend(&updates.legend),
+        };
+        let host = HostOf::new(host_uuid.as_deref(), inventory, known);
+        let Some(row) = &updates.newest else {
+            return Mapped::without_rows(host);
+        };
+        if let Some(map) = &same_legend
+            && map.is_valid_for(&host.entry, inventory, srs)
         {
-            return Mapped::new(map, host, &row.values);
+            return Mapped::new(map.clone(), host, &row.values);
         }
-        let map = Arc::new(HostMap::build(parsed, &host.entry, inventory, srs));
+        let recognised = same_legend.as_ref().and_then(|map| match &map.legend {
+            LegendKey::Json { json, .. } if updates.legend_known => Some(json),
+            _ => None,
+        });
+        let map = match recognised {
+            Some(json) => {
+                // The reply's legend was not split: split the cached copy of it.
+                let body = [br#"{"meta":{"legend":"#, &json[..], b"}}"].concat();
+                match rrd::parse(&body) {
+                    Ok(legend) => HostMap::build(&legend, &host.entry, inventory, srs),
+                    // It parsed once as part of a reply.
+                    Err(_) => return Mapped::without_rows(host),
+                }
+            }
+            None => HostMap::build(updates, &host.entry, inventory, srs),
+        };
+        let map = Arc::new(map);
         {
             let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
             hosts.retain(|_, slot| now.duration_since(slot.used) < EVICT_AFTER);
@@ -89,6 +137,22 @@ impl MapCache {
     }
 }
 
+/// A parsed reply, and the cached map whose legend it was recognised to have.
+#[derive(Debug)]
+pub(super) struct Parsed<'a> {
+    pub(super) updates: RrdUpdates<'a>,
+    known: Option<Arc<HostMap>>,
+}
+
+/// The UUID of the first `host` entry of a legend.
+fn host_in_legend(legend: &[Cow<'_, str>]) -> Option<Arc<str>> {
+    legend
+        .iter()
+        .filter_map(|e| Legend::parse(e))
+        .find(|l| l.owner == "host")
+        .map(|l| Arc::from(l.uuid))
+}
+
 /// The host a reply comes from: the first `host` entry of its legend, else what the caller
 /// knew, else nobody.
 struct HostOf {
@@ -97,13 +161,7 @@ struct HostOf {
 }
 
 impl HostOf {
-    fn new(parsed: &RrdUpdates<'_>, inventory: &Inventory, known: Option<&HostEntry>) -> HostOf {
-        let uuid = parsed
-            .legend
-            .iter()
-            .filter_map(|e| Legend::parse(e))
-            .find(|l| l.owner == "host")
-            .map(|l| l.uuid);
+    fn new(uuid: Option<&str>, inventory: &Inventory, known: Option<&HostEntry>) -> HostOf {
         match uuid {
             Some(uuid) => match inventory.host(uuid) {
                 Some(h) => HostOf {
@@ -137,7 +195,9 @@ type Resolved = (Owner, u32, Option<usize>);
 /// A host's series map and what it depends on besides the legend.
 #[derive(Debug)]
 struct HostMap {
-    legend: StoredLegend,
+    legend: LegendKey,
+    /// The UUID of the legend's first `host` entry: the reply's host.
+    host_in_legend: Option<Arc<str>>,
     series: Arc<SeriesMap>,
     host_name: Arc<str>,
     host_uuid: Arc<str>,
@@ -269,7 +329,8 @@ impl HostMap {
             builder.set(column, family, head, tail);
         }
         HostMap {
-            legend: StoredLegend::new(&parsed.legend),
+            legend: LegendKey::new(parsed),
+            host_in_legend: host_in_legend(&parsed.legend),
             series: Arc::new(builder.finish()),
             host_name: host.name.clone(),
             host_uuid: host.uuid.clone(),
@@ -281,15 +342,9 @@ impl HostMap {
         }
     }
 
-    fn is_valid_for(
-        &self,
-        parsed: &RrdUpdates<'_>,
-        host: &HostEntry,
-        inventory: &Arc<Inventory>,
-        srs: &SrIndex,
-    ) -> bool {
-        if !self.legend.matches(&parsed.legend)
-            || *self.host_name != *host.name
+    /// Whether the names the map used are still those of `inventory` and `srs`.
+    fn is_valid_for(&self, host: &HostEntry, inventory: &Arc<Inventory>, srs: &SrIndex) -> bool {
+        if *self.host_name != *host.name
             || *self.host_uuid != *host.uuid
             || !same_srs(&self.srs, srs)
         {
@@ -332,7 +387,36 @@ fn same_srs(names: &[(Arc<str>, Arc<str>)], srs: &SrIndex) -> bool {
             .all(|((uuid, name), s)| **uuid == *s.uuid && **name == *s.name)
 }
 
-/// The legend a map was built from, for a byte-exact comparison with the next one.
+/// The legend a map was built from, for a byte-exact comparison with the next one: as JSON
+/// text, which the parser can then recognise without splitting it, or split into entries
+/// (XML replies).
+#[derive(Debug)]
+enum LegendKey {
+    Json { json: Box<[u8]>, entries: usize },
+    Entries(StoredLegend),
+}
+
+impl LegendKey {
+    fn new(parsed: &RrdUpdates<'_>) -> LegendKey {
+        match parsed.legend_json {
+            Some(json) => LegendKey::Json {
+                json: json.into(),
+                entries: parsed.legend.len(),
+            },
+            None => LegendKey::Entries(StoredLegend::new(&parsed.legend)),
+        }
+    }
+
+    fn matches(&self, parsed: &RrdUpdates<'_>) -> bool {
+        match self {
+            LegendKey::Json { json, .. } => parsed.legend_json == Some(&json[..]),
+            LegendKey::Entries(stored) => {
+                parsed.legend_json.is_none() && stored.matches(&parsed.legend)
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct StoredLegend {
     bytes: Vec<u8>,
@@ -438,7 +522,8 @@ pub(super) fn map_rrd(
     srs: &SrIndex,
     known: Option<&HostEntry>,
 ) -> Mapped {
-    let host = HostOf::new(parsed, inventory, known);
+    let uuid = host_in_legend(&parsed.legend);
+    let host = HostOf::new(uuid.as_deref(), inventory, known);
     let Some(row) = &parsed.newest else {
         return Mapped::without_rows(host);
     };
@@ -545,7 +630,8 @@ mod tests {
         srs: &SrIndex,
         known: Option<&HostEntry>,
     ) -> (HostEntry, FamiliesBuilder, Vec<String>, Vec<String>) {
-        let host = HostOf::new(parsed, inventory, known);
+        let uuid = host_in_legend(&parsed.legend);
+        let host = HostOf::new(uuid.as_deref(), inventory, known);
         let mut unknown = Vec::new();
         if host.unknown {
             unknown.push(host.entry.uuid.to_string());
@@ -620,6 +706,53 @@ mod tests {
             );
         }
         (host, out, unresolved, unknown)
+    }
+
+    /// `updates` as a format C body, as the simulator or XAPI would send it.
+    fn render(updates: &RrdUpdates<'_>) -> Vec<u8> {
+        let legend: Vec<String> = updates
+            .legend
+            .iter()
+            .map(|e| serde_json::to_string(&e[..]).unwrap())
+            .collect();
+        let mut body = format!(
+            r#"{{"meta":{{"step":"5","legend":[{}]}},"data":["#,
+            legend.join(",")
+        );
+        if let Some(row) = &updates.newest {
+            let values: Vec<String> = row
+                .values
+                .iter()
+                .map(|v| {
+                    if v.is_nan() {
+                        "\"NaN\"".into()
+                    } else {
+                        format!("\"{v}\"")
+                    }
+                })
+                .collect();
+            body.push_str(&format!(
+                r#"{{"t":"{}","values":[{}]}}"#,
+                row.t,
+                values.join(",")
+            ));
+        }
+        body.push_str("]}");
+        body.into_bytes()
+    }
+
+    /// What a scrape does with the reply `updates` of the host at `endpoint`.
+    fn via_cache(
+        cache: &MapCache,
+        endpoint: &Endpoint,
+        updates: &RrdUpdates<'_>,
+        inventory: &Arc<Inventory>,
+        srs: &SrIndex,
+        known: Option<&HostEntry>,
+    ) -> Mapped {
+        let body = render(updates);
+        let parsed = cache.parse(endpoint, &body).unwrap();
+        cache.map(endpoint, &parsed, inventory, srs, known)
     }
 
     struct Rng(u64);
@@ -747,7 +880,14 @@ mod tests {
         let mut new_parts = Vec::new();
         for (i, parsed) in bodies.iter().enumerate() {
             let (host, families, unresolved, unknown) = reference(parsed, inventory, &srs, None);
-            let mapped = cache.map(&endpoint(&format!("h{i}")), parsed, inventory, &srs, None);
+            let mapped = via_cache(
+                cache,
+                &endpoint(&format!("h{i}")),
+                parsed,
+                inventory,
+                &srs,
+                None,
+            );
             assert_eq!(mapped.host.uuid, host.uuid);
             assert_eq!(mapped.unresolved, unresolved);
             assert_eq!(mapped.unknown_owners, unknown);
@@ -917,10 +1057,16 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, b)| {
-                    cache
-                        .map(&endpoint(&format!("h{i}")), b, &inventory, &srs, None)
-                        .into_samples(b.newest.as_ref().map(|r| r.values.clone()))
-                        .families
+                    via_cache(
+                        &cache,
+                        &endpoint(&format!("h{i}")),
+                        b,
+                        &inventory,
+                        &srs,
+                        None,
+                    )
+                    .into_samples(b.newest.as_ref().map(|r| r.values.clone()))
+                    .families
                 })
                 .collect();
             old.merge(old_parts);
@@ -941,10 +1087,16 @@ mod tests {
         parsed: &RrdUpdates<'_>,
         inventory: &Arc<Inventory>,
     ) -> Arc<HostMap> {
-        cache
-            .map(&endpoint("h"), parsed, inventory, &inventory.srs, None)
-            .map
-            .unwrap()
+        via_cache(
+            cache,
+            &endpoint("h"),
+            parsed,
+            inventory,
+            &inventory.srs,
+            None,
+        )
+        .map
+        .unwrap()
     }
 
     #[test]
@@ -966,6 +1118,34 @@ mod tests {
             row.values.iter_mut().for_each(|v| *v = f64::NAN);
         }
         assert!(Arc::ptr_eq(&first, &map_of(&cache, &other, &inventory)));
+    }
+
+    #[test]
+    fn the_legend_of_a_cached_map_is_recognised_and_not_split_again() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        let body = render(&bodies[0]);
+        let first = cache.parse(&endpoint("h"), &body).unwrap();
+        assert!(first.known.is_none() && !first.updates.legend.is_empty());
+        let mapped = cache.map(&endpoint("h"), &first, &inventory, &inventory.srs, None);
+        let second = cache.parse(&endpoint("h"), &body).unwrap();
+        assert!(second.updates.legend_known && second.updates.legend.is_empty());
+        assert!(Arc::ptr_eq(
+            second.known.as_ref().unwrap(),
+            mapped.map.as_ref().unwrap()
+        ));
+        let again = cache.map(&endpoint("h"), &second, &inventory, &inventory.srs, None);
+        assert!(Arc::ptr_eq(&again.map.unwrap(), &mapped.map.unwrap()));
+        assert_eq!(again.host.uuid, mapped.host.uuid);
+        // Another host's cached legend is not this one's.
+        assert!(
+            cache
+                .parse(&endpoint("other"), &body)
+                .unwrap()
+                .known
+                .is_none()
+        );
     }
 
     #[test]
@@ -1017,7 +1197,14 @@ mod tests {
         assert!(!Arc::ptr_eq(&second, &third));
 
         let partial = Arc::new(self::inventory(&bodies, 2, None));
-        let unknown = cache.map(&endpoint("h"), &bodies[0], &partial, &partial.srs, None);
+        let unknown = via_cache(
+            &cache,
+            &endpoint("h"),
+            &bodies[0],
+            &partial,
+            &partial.srs,
+            None,
+        );
         assert!(!unknown.unknown_owners.is_empty());
         let fourth = unknown.map.unwrap();
         assert!(Arc::ptr_eq(&fourth, &map_of(&cache, &bodies[0], &partial)));
@@ -1039,7 +1226,14 @@ mod tests {
                 *value = f64::NAN;
             }
         }
-        let mapped = cache.map(&endpoint("h"), &parsed, &inventory, &inventory.srs, None);
+        let mapped = via_cache(
+            &cache,
+            &endpoint("h"),
+            &parsed,
+            &inventory,
+            &inventory.srs,
+            None,
+        );
         let values = parsed.newest.map(|r| r.values);
         let mut out = FamiliesBuilder::new();
         out.merge(vec![mapped.into_samples(values).families]);
@@ -1067,18 +1261,18 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                cache
-                    .map(
-                        &endpoint(&format!("h{i}")),
-                        b,
-                        &inventory,
-                        &inventory.srs,
-                        None,
-                    )
-                    .map
-                    .unwrap()
-                    .series
-                    .clone()
+                via_cache(
+                    &cache,
+                    &endpoint(&format!("h{i}")),
+                    b,
+                    &inventory,
+                    &inventory.srs,
+                    None,
+                )
+                .map
+                .unwrap()
+                .series
+                .clone()
             })
             .collect();
         let layout = cache.layouts().get(&maps);

@@ -18,8 +18,14 @@ pub struct RrdUpdates<'a> {
     pub step: Option<i64>,
     /// `meta.end` (host clock, epoch seconds), if present and numeric.
     pub end: Option<i64>,
-    /// Legend entries in column order, e.g. `AVERAGE:vm:<uuid>:cpu0`.
+    /// Legend entries in column order, e.g. `AVERAGE:vm:<uuid>:cpu0`; empty when
+    /// `legend_known`.
     pub legend: Vec<Cow<'a, str>>,
+    /// The legend as it is in a JSON body: the array, brackets included.
+    pub legend_json: Option<&'a [u8]>,
+    /// The legend was byte for byte the [`KnownLegend`] given to [`parse_with`], so it was not
+    /// split into entries: they are the known legend's.
+    pub legend_known: bool,
     /// The row with the largest `t`, or `None` when the reply has no rows.
     pub newest: Option<Row>,
 }
@@ -63,6 +69,18 @@ impl<'a> Legend<'a> {
     }
 }
 
+/// A legend from an earlier reply of the same host, as [`RrdUpdates::legend_json`] gave it,
+/// and its number of entries. XAPI repeats a host's legend until its set of data sources
+/// changes, and a legend is most of a body: recognising it with one comparison skips most of
+/// the parsing.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownLegend<'k> {
+    /// The JSON array, brackets included.
+    pub json: &'k [u8],
+    /// Its number of entries.
+    pub entries: usize,
+}
+
 /// Why a body could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed rrd_updates body at byte {offset}: {what}")]
@@ -82,6 +100,16 @@ pub struct ParseError {
 /// Every row is checked to have exactly one value per legend entry, even rows older than the
 /// newest, because a short row anywhere means the body is not what XAPI wrote.
 pub fn parse(body: &[u8]) -> Result<RrdUpdates<'_>, ParseError> {
+    parse_with(body, None)
+}
+
+/// [`parse`], recognising `known` if the body's legend is that one: then
+/// [`RrdUpdates::legend_known`] is set and [`RrdUpdates::legend`] left empty. Only JSON
+/// legends are recognised.
+pub fn parse_with<'a>(
+    body: &'a [u8],
+    known: Option<KnownLegend<'_>>,
+) -> Result<RrdUpdates<'a>, ParseError> {
     let mut start = 0;
     if body.starts_with(b"\xEF\xBB\xBF") {
         start = 3;
@@ -90,7 +118,7 @@ pub fn parse(body: &[u8]) -> Result<RrdUpdates<'_>, ParseError> {
         start += 1;
     }
     match body.get(start) {
-        Some(b'{') => json::parse(body, start),
+        Some(b'{') => json::parse(body, start, known),
         Some(b'<') => xml::parse(body, start),
         Some(_) => Err(err(start, "expected `{` or `<` at the start of the body")),
         None => Err(err(start, "empty body")),
@@ -109,6 +137,10 @@ struct Sink<'a> {
     step: Option<i64>,
     end: Option<i64>,
     legend: Option<Vec<Cow<'a, str>>>,
+    /// Number of legend entries, also when the legend is known and not split.
+    legend_len: usize,
+    legend_json: Option<&'a [u8]>,
+    legend_known: bool,
     newest: Option<Row>,
     /// Values of the row being read; swapped with `newest.values` when that row is newer, so
     /// steady state needs no allocation per row.
@@ -119,15 +151,27 @@ struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     fn set_legend(&mut self, legend: Vec<Cow<'a, str>>, at: usize) -> Result<(), ParseError> {
+        let len = legend.len();
+        self.set_legend_of(legend, len, at)
+    }
+
+    /// A legend of `len` entries: `legend` itself, or nothing when it is the known one.
+    fn set_legend_of(
+        &mut self,
+        legend: Vec<Cow<'a, str>>,
+        len: usize,
+        at: usize,
+    ) -> Result<(), ParseError> {
         if self.legend.is_some() {
             return Err(err(at, "legend appears twice"));
         }
         if let Some((width, row_at)) = self.width
-            && width != legend.len()
+            && width != len
         {
             return Err(err(row_at, ROW_WIDTH));
         }
         self.legend = Some(legend);
+        self.legend_len = len;
         Ok(())
     }
 
@@ -142,7 +186,7 @@ impl<'a> Sink<'a> {
     /// first row's.
     fn expected_width(&self) -> Option<usize> {
         match (&self.legend, self.width) {
-            (Some(legend), _) => Some(legend.len()),
+            (Some(_), _) => Some(self.legend_len),
             (None, width) => width.map(|(width, _)| width),
         }
     }
@@ -175,7 +219,7 @@ impl<'a> Sink<'a> {
     fn finish(self, at: usize) -> Result<RrdUpdates<'a>, ParseError> {
         let legend = self.legend.ok_or(err(at, "no legend in the body"))?;
         if let Some((width, row_at)) = self.width
-            && width != legend.len()
+            && width != self.legend_len
         {
             return Err(err(row_at, ROW_WIDTH));
         }
@@ -183,6 +227,8 @@ impl<'a> Sink<'a> {
             step: self.step,
             end: self.end,
             legend,
+            legend_json: self.legend_json,
+            legend_known: self.legend_known,
             newest: self.newest,
         })
     }
@@ -211,17 +257,22 @@ mod json {
     //! JSON and the JSON5 subset legacy XAPI printed: unquoted keys, bare `NaN`/`Infinity`,
     //! plus trailing commas. `data` is looked for both at top level and inside `meta`.
 
-    use super::{Cow, ParseError, RrdUpdates, Sink, err, text_f64, text_i64};
+    use super::{Cow, KnownLegend, ParseError, RrdUpdates, Sink, err, text_f64, text_i64};
     use memchr::memchr2;
 
     /// Deepest nesting of an unknown value that is skipped; deeper is refused, which keeps the
     /// skipper allocation-free.
     const MAX_SKIP_DEPTH: u32 = 128;
 
-    pub(super) fn parse(body: &[u8], start: usize) -> Result<RrdUpdates<'_>, ParseError> {
+    pub(super) fn parse<'a>(
+        body: &'a [u8],
+        start: usize,
+        known: Option<KnownLegend<'_>>,
+    ) -> Result<RrdUpdates<'a>, ParseError> {
         let mut p = Parser {
             b: body,
             i: start,
+            known,
             // One validation of the whole body is several times cheaper than one per string
             // and value; a body with invalid UTF-8 somewhere falls back to the latter, which
             // also finds where it is.
@@ -245,11 +296,12 @@ mod json {
     }
 
     #[derive(Debug)]
-    struct Parser<'a> {
+    struct Parser<'a, 'k> {
         b: &'a [u8],
         i: usize,
         /// `b` as text, when it is valid UTF-8 as a whole.
         text: Option<&'a str>,
+        known: Option<KnownLegend<'k>>,
     }
 
     /// Bytes that may form a bare token: numbers, `NaN`, `Infinity`, `true`, `null`, keys.
@@ -257,7 +309,7 @@ mod json {
         c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b'_' | b'$')
     }
 
-    impl<'a> Parser<'a> {
+    impl<'a> Parser<'a, '_> {
         fn peek(&self) -> Option<u8> {
             self.b.get(self.i).copied()
         }
@@ -503,8 +555,18 @@ mod json {
                     "legend" => {
                         self.ws();
                         let at = self.i;
-                        let legend = self.legend()?;
-                        sink.set_legend(legend, at)?;
+                        match self.known {
+                            Some(known) if self.b[at..].starts_with(known.json) => {
+                                self.i += known.json.len();
+                                sink.set_legend_of(Vec::new(), known.entries, at)?;
+                                sink.legend_known = true;
+                            }
+                            _ => {
+                                let legend = self.legend()?;
+                                sink.set_legend(legend, at)?;
+                            }
+                        }
+                        sink.legend_json = Some(&self.b[at..self.i]);
                     }
                     // Generation B nests `data` here.
                     "data" => self.data(sink)?,
@@ -1189,6 +1251,7 @@ mod tests {
         let xml = ok(SMALL_XML.as_bytes());
         let strip = |u: &RrdUpdates<'static>| RrdUpdates {
             newest: None,
+            legend_json: None,
             ..u.clone()
         };
         assert_eq!(strip(&c), strip(&xml));
@@ -1247,6 +1310,43 @@ mod tests {
         assert!(parse(short).is_err());
         let nested = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[[1]]}]}"#;
         assert!(parse(nested).is_err());
+    }
+
+    #[test]
+    fn a_known_legend_is_recognised_and_not_split() {
+        let full = ok(HOST1_C);
+        let json = full
+            .legend_json
+            .expect("JSON bodies give their legend's text");
+        assert!(json.starts_with(b"[\"") && json.ends_with(b"\"]"));
+        let known = KnownLegend {
+            json,
+            entries: full.legend.len(),
+        };
+        let fast = parse_with(HOST1_C, Some(known)).unwrap();
+        assert!(fast.legend_known && fast.legend.is_empty());
+        assert_eq!(newest(&fast).t, newest(&full).t);
+        assert!(same_values(&newest(&fast).values, &newest(&full).values));
+        assert_eq!(fast.legend_json, full.legend_json);
+
+        // Another legend, even one byte off, is split as usual.
+        let mut other = json.to_vec();
+        let last = other.len() - 3;
+        other[last] ^= 1;
+        let other = KnownLegend {
+            json: &other,
+            entries: full.legend.len(),
+        };
+        let slow = parse_with(HOST1_C, Some(other)).unwrap();
+        assert!(!slow.legend_known);
+        assert_eq!(slow.legend, full.legend);
+
+        // A known legend of another length makes the rows the wrong width.
+        let short = KnownLegend { json, entries: 1 };
+        assert!(parse_with(HOST1_C, Some(short)).is_err());
+
+        let xml = parse_with(SMALL_XML.as_bytes(), Some(known)).unwrap();
+        assert!(!xml.legend_known && xml.legend_json.is_none() && xml.legend.len() == 3);
     }
 
     #[test]
