@@ -305,7 +305,7 @@ impl Pool {
                 Ok(Err(error)) => self.count_collector_error("inventory", &error),
             }
         }
-        let samples = mapped.into_samples(parsed.updates.newest.take().map(|row| row.values));
+        let samples = mapped.into_samples(parsed.updates.newest.take());
         let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
             return Err(HostFailure {
@@ -461,11 +461,7 @@ pub fn families_from_bodies(bodies: &[&[u8]], inventory: &Inventory) -> Vec<Fami
             continue;
         };
         let mapped = rrd_map::map_rrd(&parsed, inventory, &inventory.srs, None);
-        parts.push(
-            mapped
-                .into_samples(parsed.newest.map(|row| row.values))
-                .families,
-        );
+        parts.push(mapped.into_samples(parsed.newest).families);
     }
     out.merge(parts);
     out.finish().0

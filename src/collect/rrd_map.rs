@@ -19,7 +19,7 @@ use crate::metrics::catalog::{self, Owner, SrRef};
 use crate::metrics::exposition::LayoutCache;
 use crate::metrics::series::{Frame, SeriesMap, SeriesMapBuilder};
 use crate::metrics::{FamiliesBuilder, Label, Tail};
-use crate::xapi::rrd::{self, KnownLegend, Legend, RrdUpdates};
+use crate::xapi::rrd::{self, KnownLegend, Legend, Row, RrdUpdates};
 
 use super::HostSamples;
 
@@ -501,11 +501,16 @@ impl Mapped {
         mapped
     }
 
-    /// The samples of this reply, its newest row's `values` going into a frame.
-    pub(super) fn into_samples(self, values: Option<Vec<f64>>) -> HostSamples {
+    /// The samples of this reply, its newest `row` going into a frame.
+    pub(super) fn into_samples(self, row: Option<Row>) -> HostSamples {
         let mut families = FamiliesBuilder::new();
-        if let (Some(map), Some(values)) = (self.map, values) {
-            families.push_frame(Frame::new(map.series.clone(), values));
+        if let (Some(map), Some(row)) = (self.map, row) {
+            families.push_frame(Frame::with_text(
+                map.series.clone(),
+                row.values,
+                &row.text,
+                &row.ends,
+            ));
         }
         HostSamples {
             host: self.host,
@@ -723,9 +728,13 @@ mod tests {
             let values: Vec<String> = row
                 .values
                 .iter()
-                .map(|v| {
+                .enumerate()
+                .map(|(i, v)| {
                     if v.is_nan() {
                         "\"NaN\"".into()
+                    } else if i % 5 == 0 {
+                        // Not in the form the exposition wants: formatted, not copied.
+                        format!("\"{v:e}\"")
                     } else {
                         format!("\"{v}\"")
                     }
@@ -750,9 +759,30 @@ mod tests {
         srs: &SrIndex,
         known: Option<&HostEntry>,
     ) -> Mapped {
+        via_cache_with_row(cache, endpoint, updates, inventory, srs, known).0
+    }
+
+    /// [`via_cache`], and the newest row as the scrape reads it from the body.
+    fn via_cache_with_row(
+        cache: &MapCache,
+        endpoint: &Endpoint,
+        updates: &RrdUpdates<'_>,
+        inventory: &Arc<Inventory>,
+        srs: &SrIndex,
+        known: Option<&HostEntry>,
+    ) -> (Mapped, Option<Row>) {
         let body = render(updates);
-        let parsed = cache.parse(endpoint, &body).unwrap();
-        cache.map(endpoint, &parsed, inventory, srs, known)
+        let mut parsed = cache.parse(endpoint, &body).unwrap();
+        let mapped = cache.map(endpoint, &parsed, inventory, srs, known);
+        (mapped, parsed.updates.newest.take())
+    }
+
+    fn row(updates: &RrdUpdates<'_>) -> Option<Row> {
+        updates.newest.as_ref().map(|r| Row {
+            t: r.t,
+            values: r.values.clone(),
+            ..Row::default()
+        })
     }
 
     struct Rng(u64);
@@ -880,7 +910,7 @@ mod tests {
         let mut new_parts = Vec::new();
         for (i, parsed) in bodies.iter().enumerate() {
             let (host, families, unresolved, unknown) = reference(parsed, inventory, &srs, None);
-            let mapped = via_cache(
+            let (mapped, row) = via_cache_with_row(
                 cache,
                 &endpoint(&format!("h{i}")),
                 parsed,
@@ -892,8 +922,7 @@ mod tests {
             assert_eq!(mapped.unresolved, unresolved);
             assert_eq!(mapped.unknown_owners, unknown);
             old_parts.push(families);
-            let values = parsed.newest.as_ref().map(|r| r.values.clone());
-            new_parts.push(mapped.into_samples(values).families);
+            new_parts.push(mapped.into_samples(row).families);
         }
         old.merge(old_parts);
         new.merge(new_parts);
@@ -982,10 +1011,7 @@ mod tests {
                 let family_gone = rng.next() % 40;
                 for body in &mut bodies {
                     let names: Vec<String> = body.legend.iter().map(|e| e.to_string()).collect();
-                    let row = body.newest.get_or_insert_with(|| Row {
-                        t: 0,
-                        values: Vec::new(),
-                    });
+                    let row = body.newest.get_or_insert_with(Row::default);
                     row.values.resize(names.len(), 1.0);
                     for (value, name) in row.values.iter_mut().zip(&names) {
                         let gone = rng.chance(percent)
@@ -1065,7 +1091,7 @@ mod tests {
                         &srs,
                         None,
                     )
-                    .into_samples(b.newest.as_ref().map(|r| r.values.clone()))
+                    .into_samples(row(b))
                     .families
                 })
                 .collect();
@@ -1234,9 +1260,8 @@ mod tests {
             &inventory.srs,
             None,
         );
-        let values = parsed.newest.map(|r| r.values);
         let mut out = FamiliesBuilder::new();
-        out.merge(vec![mapped.into_samples(values).families]);
+        out.merge(vec![mapped.into_samples(parsed.newest).families]);
         let mut text = Vec::new();
         out.finish_exposition(cache.layouts())
             .0
@@ -1291,10 +1316,9 @@ mod tests {
             !mapped.unknown_owners.is_empty(),
             "the host and its VMs are unknown too"
         );
-        let values = parsed.newest.as_ref().map(|r| r.values.clone());
         let (families, dropped) = {
             let mut out = FamiliesBuilder::new();
-            out.merge(vec![mapped.into_samples(values).families]);
+            out.merge(vec![mapped.into_samples(parsed.newest).families]);
             out.finish()
         };
         assert_eq!(dropped, 0, "prefixes keep the SRs' series apart");

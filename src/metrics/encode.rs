@@ -258,6 +258,45 @@ pub(super) fn write_value(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Whether [`write_value`] writes the number `text` stands for exactly as `text`: a plain
+/// integer of at most 15 digits, or a decimal of at most 15 significant digits without
+/// trailing zeros, at least 1e-5, not written in exponent form. Such a text is the shortest
+/// one that reads back as its double (two different decimals of at most 15 significant
+/// digits never read as the same double), which is what `ryu` writes, in the same layout.
+pub(super) fn is_canonical(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let all_digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    match digits.iter().position(|&b| b == b'.') {
+        None => {
+            // `-0` is written `0`.
+            let zero = digits == b"0";
+            !digits.is_empty()
+                && digits.len() <= 15
+                && all_digits(digits)
+                && (digits[0] != b'0' || (zero && digits.len() == text.len()))
+        }
+        Some(dot) => {
+            let (int, frac) = (&digits[..dot], &digits[dot + 1..]);
+            let significant = if int == b"0" {
+                let zeros = frac.iter().take_while(|&&b| b == b'0').count();
+                // Below 1e-5 `ryu` switches to exponent form.
+                if zeros > 4 {
+                    return false;
+                }
+                frac.len() - zeros
+            } else {
+                int.len() + frac.len()
+            };
+            !int.is_empty()
+                && (int[0] != b'0' || int.len() == 1)
+                && all_digits(int)
+                && frac.last().is_some_and(|&b| b != b'0')
+                && all_digits(frac)
+                && significant <= 15
+        }
+    }
+}
+
 fn is_metric_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
@@ -463,6 +502,98 @@ mod tests {
         ] {
             assert_eq!(parse_value(&value_text(v)), Some(v), "{v:?}");
         }
+    }
+
+    #[test]
+    fn a_canonical_text_is_what_write_value_writes() {
+        for text in [
+            "0",
+            "7",
+            "-3",
+            "16777216",
+            "999999999999999",
+            "0.5",
+            "-0.5",
+            "1766.7",
+            "0.0116978868614843",
+            "0.00001",
+            "0.000015",
+            "123456789012.345",
+            "1.00000000000001",
+        ] {
+            assert!(is_canonical(text.as_bytes()), "{text}");
+            assert_eq!(value_text(text.parse().unwrap()), text);
+        }
+        for text in [
+            "",
+            "-",
+            "-0",
+            "00",
+            "01",
+            "1.",
+            ".5",
+            "1.0",
+            "1.50",
+            "0.000001",
+            "1e5",
+            "1E5",
+            "1000000000000000",
+            "0.1234567890123456",
+            "NaN",
+            "inf",
+            "+1",
+            "1 ",
+            "0x1",
+            "1.2.3",
+            "--1",
+            "-.5",
+            "1.000000000000001",
+        ] {
+            assert!(!is_canonical(text.as_bytes()), "{text}");
+        }
+        // Random decimals in every shape the check accepts or nearly accepts.
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let mut text = String::new();
+            if next(4) == 0 {
+                text.push('-');
+            }
+            let int_len = next(17);
+            for i in 0..int_len {
+                text.push(char::from(
+                    b'0' + if i == 0 {
+                        next(10) as u8 % 10
+                    } else {
+                        next(10) as u8
+                    },
+                ));
+            }
+            if int_len == 0 {
+                text.push('0');
+            }
+            if next(3) > 0 {
+                text.push('.');
+                for _ in 0..next(7) {
+                    text.push('0');
+                }
+                for _ in 0..=next(16) {
+                    text.push(char::from(b'0' + next(10) as u8));
+                }
+            }
+            if is_canonical(text.as_bytes()) {
+                accepted += 1;
+                let v: f64 = text.parse().unwrap();
+                assert_eq!(value_text(v), text, "{text}");
+            }
+        }
+        assert!(accepted > 50_000, "{accepted}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::encode::{write_label, write_value};
+use super::encode::{is_canonical, write_label, write_value};
 use super::{Kind, Label, Labels, Sample, Tail};
 
 /// What one column becomes: indices into its map's families, heads and tails.
@@ -232,13 +232,38 @@ impl Frame {
     /// A row and its map; missing trailing values count as NaN (absent), extra ones are
     /// ignored. The values are formatted here, in the host's own task while other hosts are
     /// still downloading, rather than by the encoder once all have arrived.
-    pub fn new(map: Arc<SeriesMap>, mut values: Vec<f64>) -> Frame {
+    pub fn new(map: Arc<SeriesMap>, values: Vec<f64>) -> Frame {
+        Frame::with_text(map, values, &[], &[])
+    }
+
+    /// [`Frame::new`] for values read from text: `text` holds each value's text end to end,
+    /// `ends` where each ends. A value whose text is already what the encoder would write is
+    /// copied instead of formatted; without one text per value, all are formatted.
+    pub fn with_text(
+        map: Arc<SeriesMap>,
+        mut values: Vec<f64>,
+        source: &[u8],
+        source_ends: &[u32],
+    ) -> Frame {
+        let texts = source_ends.len() == values.len();
         values.resize(map.columns(), f64::NAN);
         let mut text = Vec::with_capacity(values.len() * 8);
         let mut ends = Vec::with_capacity(values.len());
+        let mut start = 0;
         for (column, &value) in values.iter().enumerate() {
+            let given = match source_ends.get(column) {
+                Some(&end) if texts => {
+                    let given = source.get(start as usize..end as usize);
+                    start = end;
+                    given
+                }
+                _ => None,
+            };
             if !value.is_nan() && map.series(column).is_some() {
-                write_value(&mut text, value);
+                match given.filter(|t| is_canonical(t)) {
+                    Some(given) => text.extend_from_slice(given),
+                    None => write_value(&mut text, value),
+                }
             }
             ends.push(to_u32(text.len()));
         }

@@ -31,12 +31,17 @@ pub struct RrdUpdates<'a> {
 }
 
 /// One data row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row {
     /// Epoch seconds (host clock).
     pub t: i64,
     /// One value per legend entry; NaN where the RRD has no value.
     pub values: Vec<f64>,
+    /// The values as the body writes them, end to end, so that one already in the form the
+    /// exposition wants can be copied rather than formatted again; empty for XML bodies.
+    pub text: Vec<u8>,
+    /// Where each value's text ends in `text` (it starts where the previous one ends).
+    pub ends: Vec<u32>,
 }
 
 /// A legend entry split into its four fields: `<cf>:<owner>:<uuid>:<name>`.
@@ -142,9 +147,9 @@ struct Sink<'a> {
     legend_json: Option<&'a [u8]>,
     legend_known: bool,
     newest: Option<Row>,
-    /// Values of the row being read; swapped with `newest.values` when that row is newer, so
-    /// steady state needs no allocation per row.
-    scratch: Vec<f64>,
+    /// The row being read; swapped with `newest` when it is newer, so steady state needs no
+    /// allocation per row.
+    scratch: Row,
     /// Width and offset of the first row, kept because `data` may come before the legend.
     width: Option<(usize, usize)>,
 }
@@ -177,9 +182,13 @@ impl<'a> Sink<'a> {
 
     /// Starts a row; the front end then pushes its values into `scratch`.
     fn begin_row(&mut self) {
-        self.scratch.clear();
+        self.scratch.values.clear();
+        self.scratch.text.clear();
+        self.scratch.ends.clear();
         // After the first row took the buffer, size the next one once instead of by doubling.
-        self.scratch.reserve(self.expected_width().unwrap_or(0));
+        self.scratch
+            .values
+            .reserve(self.expected_width().unwrap_or(0));
     }
 
     /// How many values a row must have: the legend's length, or before the legend is seen, the
@@ -192,7 +201,7 @@ impl<'a> Sink<'a> {
     }
 
     fn end_row(&mut self, t: i64, at: usize) -> Result<(), ParseError> {
-        let n = self.scratch.len();
+        let n = self.scratch.values.len();
         if self.expected_width().is_some_and(|e| e != n) {
             return Err(err(at, ROW_WIDTH));
         }
@@ -203,13 +212,13 @@ impl<'a> Sink<'a> {
             // Ties keep the first row: XAPI never repeats a `t`, so either choice is arbitrary.
             Some(row) if row.t >= t => {}
             Some(row) => {
+                std::mem::swap(row, &mut self.scratch);
                 row.t = t;
-                std::mem::swap(&mut row.values, &mut self.scratch);
             }
             None => {
                 self.newest = Some(Row {
                     t,
-                    values: std::mem::take(&mut self.scratch),
+                    ..std::mem::take(&mut self.scratch)
                 });
             }
         }
@@ -257,7 +266,7 @@ mod json {
     //! JSON and the JSON5 subset legacy XAPI printed: unquoted keys, bare `NaN`/`Infinity`,
     //! plus trailing commas. `data` is looked for both at top level and inside `meta`.
 
-    use super::{Cow, KnownLegend, ParseError, RrdUpdates, Sink, err, text_f64, text_i64};
+    use super::{Cow, KnownLegend, ParseError, Row, RrdUpdates, Sink, err, text_f64, text_i64};
     use memchr::memchr2;
 
     /// Deepest nesting of an unknown value that is skipped; deeper is refused, which keeps the
@@ -629,23 +638,26 @@ mod json {
             sink.end_row(t, at)
         }
 
-        /// A row's values; with `convert` false only their number counts, and each is only
-        /// checked to be a scalar.
-        fn values(&mut self, out: &mut Vec<f64>, convert: bool) -> Result<(), ParseError> {
+        /// A row's values and their text; with `convert` false only their number counts, and
+        /// each is only checked to be a scalar.
+        fn values(&mut self, out: &mut Row, convert: bool) -> Result<(), ParseError> {
             self.expect(b'[', "`values` must be an array")?;
             let mut first = true;
             while self.next_elem(&mut first)? {
                 let at = self.i;
                 let (start, text) = self.scalar("expected a number")?;
                 if !convert {
-                    out.push(f64::NAN);
+                    out.values.push(f64::NAN);
                     continue;
                 }
+                out.text.extend_from_slice(&text);
+                out.ends
+                    .push(u32::try_from(out.text.len()).unwrap_or(u32::MAX));
                 let value = match text {
                     Cow::Borrowed(raw) => self.text(start, raw).ok().and_then(|t| t.parse().ok()),
                     Cow::Owned(text) => text_f64(&text),
                 };
-                out.push(value.ok_or(err(at, "expected a number"))?);
+                out.values.push(value.ok_or(err(at, "expected a number"))?);
             }
             Ok(())
         }
@@ -1041,7 +1053,7 @@ mod xml {
                             let text = self.text(&tag)?;
                             let v = text_f64(text.as_bytes())
                                 .ok_or(err(tag.at, "expected a number"))?;
-                            sink.scratch.push(v);
+                            sink.scratch.values.push(v);
                         }
                         _ => self.skip(&tag)?,
                     }
@@ -1267,7 +1279,9 @@ mod tests {
             newest(&u),
             &Row {
                 t: 30,
-                values: vec![3.0]
+                values: vec![3.0],
+                text: b"3".to_vec(),
+                ends: vec![1],
             }
         );
 
@@ -1276,7 +1290,8 @@ mod tests {
             newest(&ok(xml.as_bytes())),
             &Row {
                 t: 20,
-                values: vec![2.0]
+                values: vec![2.0],
+                ..Row::default()
             }
         );
 
@@ -1303,7 +1318,9 @@ mod tests {
             newest(&u),
             &Row {
                 t: 30,
-                values: vec![3.0]
+                values: vec![3.0],
+                text: b"3".to_vec(),
+                ends: vec![1],
             }
         );
         let short = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[]}]}"#;
@@ -1347,6 +1364,24 @@ mod tests {
 
         let xml = parse_with(SMALL_XML.as_bytes(), Some(known)).unwrap();
         assert!(!xml.legend_known && xml.legend_json.is_none() && xml.legend.len() == 3);
+    }
+
+    #[test]
+    fn the_newest_row_keeps_its_values_text() {
+        let u = ok(SMALL_C.as_bytes());
+        let row = newest(&u);
+        let texts: Vec<&[u8]> = row
+            .ends
+            .iter()
+            .scan(0, |start, &end| {
+                let text = &row.text[*start as usize..end as usize];
+                *start = end;
+                Some(text)
+            })
+            .collect();
+        assert_eq!(texts, [&b"0.0412345678901234"[..], b"16777216", b"NaN"]);
+        let legacy = ok(SMALL_A.as_bytes());
+        assert_eq!(newest(&legacy).text, b"0.041216777216.0000NaN");
     }
 
     #[test]
@@ -1452,7 +1487,8 @@ mod tests {
             newest(&u),
             &Row {
                 t: 120,
-                values: vec![f64::NEG_INFINITY, 0.0]
+                values: vec![f64::NEG_INFINITY, 0.0],
+                ..Row::default()
             }
         );
     }
