@@ -249,6 +249,42 @@ fn text_f64(text: &[u8]) -> Option<f64> {
     std::str::from_utf8(text).ok()?.parse().ok()
 }
 
+/// A plain decimal (`-?[0-9]+(\.[0-9]+)?`, as XAPI writes most values) whose digits make an
+/// integer below 2^53 with at most 22 of them after the point: that integer and the power of
+/// ten are exact doubles, so one division gives the correctly rounded value, as
+/// `f64::from_str` would, without its general machinery. `None` otherwise.
+fn plain_f64(text: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, text),
+    };
+    let mut mantissa: u64 = 0;
+    let mut dot = None;
+    for (i, &b) in digits.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                if mantissa >= 1 << 53 {
+                    return None;
+                }
+            }
+            b'.' if dot.is_none() && i > 0 && i + 1 < digits.len() => dot = Some(i),
+            _ => return None,
+        }
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    let scale = dot.map_or(0, |d| digits.len() - d - 1);
+    #[allow(clippy::cast_precision_loss)]
+    let value = mantissa as f64 / *POW10.get(scale)?;
+    Some(if negative { -value } else { value })
+}
+
 /// Epoch seconds and steps are integers, but a float with no fractional part is taken too, in
 /// case a serialiser ever writes `1767225600.0`.
 fn text_i64(text: &[u8]) -> Option<i64> {
@@ -266,7 +302,9 @@ mod json {
     //! JSON and the JSON5 subset legacy XAPI printed: unquoted keys, bare `NaN`/`Infinity`,
     //! plus trailing commas. `data` is looked for both at top level and inside `meta`.
 
-    use super::{Cow, KnownLegend, ParseError, Row, RrdUpdates, Sink, err, text_f64, text_i64};
+    use super::{
+        Cow, KnownLegend, ParseError, Row, RrdUpdates, Sink, err, plain_f64, text_f64, text_i64,
+    };
     use memchr::memchr2;
 
     /// Deepest nesting of an unknown value that is skipped; deeper is refused, which keeps the
@@ -284,8 +322,13 @@ mod json {
             known,
             // One validation of the whole body is several times cheaper than one per string
             // and value; a body with invalid UTF-8 somewhere falls back to the latter, which
-            // also finds where it is.
-            text: std::str::from_utf8(body).ok(),
+            // also finds where it is. With a known legend, most of the body is never looked
+            // at as text, and the few values that are check themselves.
+            text: if known.is_none() {
+                std::str::from_utf8(body).ok()
+            } else {
+                None
+            },
         };
         let mut sink = Sink::default();
         p.expect(b'{', "expected `{`")?;
@@ -642,6 +685,10 @@ mod json {
         /// each is only checked to be a scalar.
         fn values(&mut self, out: &mut Row, convert: bool) -> Result<(), ParseError> {
             self.expect(b'[', "`values` must be an array")?;
+            if !convert && let Some(count) = self.count_plain_values() {
+                out.values.resize(out.values.len() + count, f64::NAN);
+                return Ok(());
+            }
             let mut first = true;
             while self.next_elem(&mut first)? {
                 let at = self.i;
@@ -654,12 +701,64 @@ mod json {
                 out.ends
                     .push(u32::try_from(out.text.len()).unwrap_or(u32::MAX));
                 let value = match text {
-                    Cow::Borrowed(raw) => self.text(start, raw).ok().and_then(|t| t.parse().ok()),
+                    Cow::Borrowed(raw) => plain_f64(raw)
+                        .or_else(|| self.text(start, raw).ok().and_then(|t| t.parse().ok())),
                     Cow::Owned(text) => text_f64(&text),
                 };
                 out.values.push(value.ok_or(err(at, "expected a number"))?);
             }
             Ok(())
+        }
+
+        /// After the `[` of an array of strings without escapes and bare tokens, as XAPI writes
+        /// rows: counts the elements and moves past the `]`. `None`, with nothing consumed,
+        /// for anything else, which the general path then reads (or rejects).
+        fn count_plain_values(&mut self) -> Option<usize> {
+            let b = self.b;
+            let ws = |j: &mut usize| {
+                while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(*j) {
+                    *j += 1;
+                }
+            };
+            let mut j = self.i;
+            let mut count = 0;
+            ws(&mut j);
+            if b.get(j) == Some(&b']') {
+                self.i = j + 1;
+                return Some(0);
+            }
+            loop {
+                ws(&mut j);
+                match *b.get(j)? {
+                    b'"' => {
+                        j += 1;
+                        loop {
+                            match *b.get(j)? {
+                                b'"' => break,
+                                b'\\' => return None,
+                                _ => j += 1,
+                            }
+                        }
+                        j += 1;
+                    }
+                    c if is_bare(c) => {
+                        while b.get(j).copied().is_some_and(is_bare) {
+                            j += 1;
+                        }
+                    }
+                    _ => return None,
+                }
+                count += 1;
+                ws(&mut j);
+                match *b.get(j)? {
+                    b',' => j += 1,
+                    b']' => {
+                        self.i = j + 1;
+                        return Some(count);
+                    }
+                    _ => return None,
+                }
+            }
         }
 
         /// Skips one value of any type without recursion; the open containers are a bit stack
@@ -1327,6 +1426,10 @@ mod tests {
         assert!(parse(short).is_err());
         let nested = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[[1]]}]}"#;
         assert!(parse(nested).is_err());
+        let spaced = br#"{"meta":{"legend":["a:b:c:d","e:f:g:h"]},"data":[{"t":"30","values":["3",4]},{"t":"10","values":[ "1" , 2 ,]},{"t":"5","values":["a\"b",NaN]}]}"#;
+        assert_eq!(newest(&ok(spaced)).values, [3.0, 4.0]);
+        let unclosed = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":["1"#;
+        assert!(parse(unclosed).is_err());
     }
 
     #[test]
@@ -1382,6 +1485,60 @@ mod tests {
         assert_eq!(texts, [&b"0.0412345678901234"[..], b"16777216", b"NaN"]);
         let legacy = ok(SMALL_A.as_bytes());
         assert_eq!(newest(&legacy).text, b"0.041216777216.0000NaN");
+    }
+
+    #[test]
+    fn plain_decimals_read_exactly_as_from_str_reads_them() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut fast = 0;
+        for _ in 0..300_000 {
+            let mut text = String::new();
+            if next(3) == 0 {
+                text.push('-');
+            }
+            for _ in 0..next(18) {
+                text.push(char::from(b'0' + next(10) as u8));
+            }
+            if next(2) == 0 {
+                text.push('.');
+                for _ in 0..next(18) {
+                    text.push(char::from(b'0' + next(10) as u8));
+                }
+            }
+            let std: Option<f64> = text.parse().ok();
+            if let Some(v) = plain_f64(text.as_bytes()) {
+                fast += 1;
+                assert_eq!(Some(v.to_bits()), std.map(f64::to_bits), "{text}");
+            }
+        }
+        assert!(fast > 100_000, "{fast}");
+        assert_eq!(plain_f64(b"0.0116978868614843"), Some(0.0116978868614843));
+        assert_eq!(plain_f64(b"9007199254740991"), Some(9007199254740991.0));
+        for text in [
+            "",
+            "-",
+            ".",
+            "1.",
+            ".5",
+            "1e5",
+            "NaN",
+            "+1",
+            "1.2.3",
+            "9007199254740992",
+            "0.00000000000000000000001",
+        ] {
+            assert_eq!(plain_f64(text.as_bytes()), None, "{text}");
+        }
+        assert_eq!(
+            plain_f64(b"-0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
     }
 
     #[test]
