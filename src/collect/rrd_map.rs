@@ -61,10 +61,7 @@ impl MapCache {
     ) -> Result<Parsed<'a>, rrd::ParseError> {
         let map = self.cached(&endpoint.to_string(), Instant::now());
         let known = map.as_ref().and_then(|m| match &m.legend {
-            LegendKey::Json { json, entries } => Some(KnownLegend {
-                json,
-                entries: *entries,
-            }),
+            LegendKey::Json(known) => Some(known),
             LegendKey::Entries(_) => None,
         });
         let updates = rrd::parse_with(body, known)?;
@@ -106,13 +103,13 @@ impl MapCache {
             return Mapped::new(map.clone(), host, &row.values);
         }
         let recognised = same_legend.as_ref().and_then(|map| match &map.legend {
-            LegendKey::Json { json, .. } if updates.legend_known => Some(json),
+            LegendKey::Json(known) if updates.legend_known => Some(known),
             _ => None,
         });
         let map = match recognised {
-            Some(json) => {
+            Some(known) => {
                 // The reply's legend was not split: split the cached copy of it.
-                let body = [br#"{"meta":{"legend":"#, &json[..], b"}}"].concat();
+                let body = [br#"{"meta":{"legend":"#, &known.json()[..], b"}}"].concat();
                 match rrd::parse(&body) {
                     Ok(legend) => HostMap::build(&legend, &host.entry, inventory, srs),
                     // It parsed once as part of a reply.
@@ -392,24 +389,21 @@ fn same_srs(names: &[(Arc<str>, Arc<str>)], srs: &SrIndex) -> bool {
 /// (XML replies).
 #[derive(Debug)]
 enum LegendKey {
-    Json { json: Box<[u8]>, entries: usize },
+    Json(KnownLegend),
     Entries(StoredLegend),
 }
 
 impl LegendKey {
     fn new(parsed: &RrdUpdates<'_>) -> LegendKey {
         match parsed.legend_json {
-            Some(json) => LegendKey::Json {
-                json: json.into(),
-                entries: parsed.legend.len(),
-            },
+            Some(json) => LegendKey::Json(KnownLegend::new(json, parsed.legend.len())),
             None => LegendKey::Entries(StoredLegend::new(&parsed.legend)),
         }
     }
 
     fn matches(&self, parsed: &RrdUpdates<'_>) -> bool {
         match self {
-            LegendKey::Json { json, .. } => parsed.legend_json == Some(&json[..]),
+            LegendKey::Json(known) => parsed.legend_json.is_some_and(|json| known.is(json)),
             LegendKey::Entries(stored) => {
                 parsed.legend_json.is_none() && stored.matches(&parsed.legend)
             }
