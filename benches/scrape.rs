@@ -175,6 +175,7 @@ async fn run(args: Args) {
         exposition_bytes = scrape(false).await;
     }
     let rss_after_warmup = status_kib(pid, "VmRSS:");
+    let peak_after_warmup = status_kib(pid, "VmHWM:");
     let mut results = Vec::new();
     for gzip in [true, false] {
         if gzip && !args.gzip {
@@ -218,9 +219,10 @@ async fn run(args: Args) {
         );
     }
     println!(
-        "exporter RSS when ready (inventory loaded) {:.1} MiB; after warm-up scrapes {:.1} MiB; peak RSS (VmHWM) {:.1} MiB",
+        "exporter RSS when ready (inventory loaded) {:.1} MiB; after warm-up scrapes {:.1} MiB (peak so far {:.1} MiB); peak RSS (VmHWM) {:.1} MiB",
         rss_ready as f64 / 1024.0,
         rss_after_warmup as f64 / 1024.0,
+        peak_after_warmup as f64 / 1024.0,
         peak as f64 / 1024.0
     );
 }
