@@ -132,7 +132,7 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
         .is_some_and(accepts_gzip);
     let families = state.collect().await;
     // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
-    // each chunk is a few hundred samples of CPU work, small enough for an async worker. The
+    // each chunk is a few thousand samples of CPU work, small enough for an async worker. The
     // encoder runs as its own task a few chunks ahead of the connection, so that encoding
     // the next chunk and sending the last one use both cores; it stops when the client goes.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_AHEAD);
@@ -164,11 +164,13 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
     response
 }
 
-/// Size of the chunks an exposition is streamed in.
-const CHUNK: usize = 64 << 10;
+/// Size of the chunks an exposition is streamed in. Fewer, larger writes cut a 9 MiB
+/// exposition's send time by a millisecond or two against 64 KiB (scrape bench, 8 × 250);
+/// with two chunks ahead, at most about a megabyte of it is in memory at once.
+const CHUNK: usize = 256 << 10;
 
 /// How many chunks the encoder may be ahead of the connection.
-const CHUNKS_AHEAD: usize = 4;
+const CHUNKS_AHEAD: usize = 2;
 
 /// Encodes a collection a chunk at a time, compressing when asked.
 struct Encoder {
