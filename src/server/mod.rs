@@ -169,6 +169,10 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
 /// with two chunks ahead, at most about a megabyte of it is in memory at once.
 const CHUNK: usize = 256 << 10;
 
+/// Size of the compressed chunks: 64 KiB of output is about 256 KiB of text, a millisecond or
+/// so of compression, about as long as an async worker should be held at a time.
+const GZIP_CHUNK: usize = 64 << 10;
+
 /// How many chunks the encoder may be ahead of the connection.
 const CHUNKS_AHEAD: usize = 2;
 
@@ -242,7 +246,7 @@ impl Encoder {
                 Some(gz) => {
                     let _ = gz.write_all(&text);
                     text.clear();
-                    if gz.get_ref().len() >= CHUNK {
+                    if gz.get_ref().len() >= GZIP_CHUNK {
                         return Some(std::mem::take(gz.get_mut()));
                     }
                 }
