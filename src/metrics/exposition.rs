@@ -18,10 +18,11 @@ use super::{Family, Kind, compare_label_slices};
 /// that encoding reads entries in order instead of chasing each map.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Index into the rows' values, all hosts' rows end to end, with [`SAME_AS_PREVIOUS`] set
-    /// when the entry has the same labels as the one before it: of such a run only the first
-    /// entry with a value is written.
+    /// The column, with [`SAME_AS_PREVIOUS`] set when the entry has the same labels as the one
+    /// before it: of such a run only the first entry with a value is written.
     value: u32,
+    /// The map, and the row of this scrape, the entry belongs to.
+    slot: u32,
     head: u32,
     tail: u32,
 }
@@ -58,8 +59,6 @@ pub struct Layout {
     text: Vec<u8>,
     heads: Vec<(u32, u32)>,
     tails: Vec<(u32, u32)>,
-    /// Number of values of all rows together.
-    columns: usize,
     duplicates: bool,
 }
 
@@ -191,18 +190,14 @@ impl Layout {
             }
         }
 
-        // The maps' label text copied together, and each row's values placed end to end.
+        // The maps' label text copied together.
         let mut text = Vec::new();
         let mut head_base = Vec::with_capacity(maps.len());
         let mut tail_base = Vec::with_capacity(maps.len());
-        let mut value_base = Vec::with_capacity(maps.len());
         let (mut head_spans, mut tail_spans) = (Vec::new(), Vec::new());
-        let mut columns = 0;
         for map in maps {
             head_base.push(to_u32(head_spans.len()));
             tail_base.push(to_u32(tail_spans.len()));
-            value_base.push(columns);
-            columns += map.columns();
             for h in 0..map.heads.len() {
                 let start = to_u32(text.len());
                 text.extend_from_slice(map.head_text(h));
@@ -220,8 +215,9 @@ impl Layout {
             .map(|(k, &same)| {
                 let m = k.map as usize;
                 let s = series(k);
-                let value = to_u32(value_base[m] + k.column as usize);
+                let value = k.column;
                 Entry {
+                    slot: k.map,
                     value: if same {
                         value | SAME_AS_PREVIOUS
                     } else {
@@ -249,7 +245,6 @@ impl Layout {
             text,
             heads: head_spans,
             tails: tail_spans,
-            columns,
             duplicates: same.contains(&true),
         }
     }
@@ -351,17 +346,17 @@ impl LayoutCache {
 #[derive(Debug)]
 struct Rows {
     layout: Arc<Layout>,
-    /// Every frame's value text end to end, in the order of the layout's maps; an entry whose
-    /// text is empty has no value.
-    text: Vec<u8>,
-    ends: Vec<u32>,
+    /// One per map of the layout, in its order.
+    frames: Vec<Frame>,
 }
 
 impl Rows {
+    /// The value text of an entry; empty when it has no value.
     fn value(&self, entry: Entry) -> &[u8] {
+        let frame = &self.frames[entry.slot as usize];
         let i = entry.value();
-        let start = i.checked_sub(1).map_or(0, |p| self.ends[p]);
-        &self.text[start as usize..self.ends[i] as usize]
+        let start = i.checked_sub(1).map_or(0, |p| frame.ends[p]);
+        &frame.text[start as usize..frame.ends[i] as usize]
     }
 }
 
@@ -399,16 +394,13 @@ impl Exposition {
     pub(super) fn with_rows(
         families: Vec<Family>,
         layout: Arc<Layout>,
-        frames: Vec<Frame>,
+        mut frames: Vec<Frame>,
     ) -> (Exposition, usize) {
-        let mut text = Vec::with_capacity(frames.iter().map(|f| f.text.len()).sum());
-        let mut ends = Vec::with_capacity(layout.columns);
-        for frame in &frames {
-            let base = to_u32(text.len());
-            text.extend_from_slice(&frame.text);
-            ends.extend(frame.ends.iter().map(|end| end + base));
+        for frame in &mut frames {
+            // The text is all the encoder needs.
+            frame.values = Vec::new();
         }
-        let rows = Rows { layout, text, ends };
+        let rows = Rows { layout, frames };
         let dropped = rows.layout.dropped(&rows);
         (
             Exposition {
