@@ -286,6 +286,18 @@ impl Layout {
         }
     }
 
+    /// What [`Layout::write_labels`] writes for `entry`, in bytes.
+    fn labels_len(&self, entry: Entry) -> usize {
+        let (hs, he) = self.heads[entry.head as usize];
+        let (ts, te) = self.tails[entry.tail as usize];
+        let (head, tail) = ((he - hs) as usize, (te - ts) as usize);
+        match (head, tail) {
+            (0, 0) => 0,
+            (0, tail) => tail + 1,
+            (head, tail) => head + tail + 1,
+        }
+    }
+
     /// How many series of `rows` are not written as duplicates of another.
     fn dropped(&self, rows: &Rows) -> usize {
         if !self.duplicates {
@@ -470,6 +482,53 @@ impl Exposition {
                 }
             }
         }
+    }
+
+    /// The length of the encoding in `format`, without encoding the rows.
+    pub fn encoded_len(&self, format: Format) -> usize {
+        let mut scratch = Vec::new();
+        let mut len = 0;
+        for family in &self.families {
+            scratch.clear();
+            encode::encode_family(family, format, &mut scratch);
+            len += scratch.len();
+        }
+        scratch.clear();
+        encode::encode_end(format, &mut scratch);
+        len += scratch.len();
+        let Some(rows) = &self.rows else {
+            return len;
+        };
+        let layout = &rows.layout;
+        for (f, family) in layout.families.iter().enumerate() {
+            let fixed =
+                family.name.len() + sample_suffix(&family.name, family.kind, format).len() + 2;
+            let (mut lines, mut written) = (0, false);
+            let mut any = false;
+            for &entry in layout.entries(f) {
+                if !entry.same_as_previous() {
+                    written = false;
+                }
+                let value = rows.value(entry);
+                if value.is_empty() || written {
+                    continue;
+                }
+                (written, any) = (true, true);
+                lines += fixed + layout.labels_len(entry) + value.len();
+            }
+            if any {
+                scratch.clear();
+                write_header(
+                    &family.name,
+                    &family.help,
+                    family.kind,
+                    format,
+                    &mut scratch,
+                );
+                len += scratch.len() + lines;
+            }
+        }
+        len
     }
 
     /// Continues the row family at the cursor; true when it is complete. A family whose every

@@ -131,6 +131,11 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let families = state.collect().await;
+    let length = if gzip {
+        0
+    } else {
+        families.encoded_len(format)
+    };
     // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
     // each chunk is a few thousand samples of CPU work, small enough for an async worker. The
     // encoder runs as its own task a few chunks ahead of the connection, so that encoding
@@ -156,6 +161,8 @@ async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) ->
     );
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    } else {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     headers.insert(
         header::VARY,
