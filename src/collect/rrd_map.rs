@@ -23,8 +23,8 @@ use crate::xapi::rrd::{self, KnownLegend, Legend, Row, RrdUpdates};
 
 use super::HostSamples;
 
-/// A host missing from this many minutes of scrapes (removed from the pool, say) loses its
-/// map.
+/// A host not scraped for this long (removed from the pool, say) loses its map; checked
+/// whenever a map is built.
 const EVICT_AFTER: Duration = Duration::from_secs(600);
 
 /// Series maps by host endpoint, and the layout of the last scrape's maps.

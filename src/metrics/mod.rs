@@ -543,6 +543,74 @@ mod tests {
     }
 
     #[test]
+    fn frames_and_samples_of_one_series_keep_the_first_added() {
+        let head: Arc<[Label]> = Arc::from(vec![Label::new("host", "h")]);
+        let frame = |value: f64| {
+            let mut map = series::SeriesMapBuilder::new(1);
+            let family = map.family("xen_host_a".into(), |_| ("help".into(), Kind::Gauge));
+            let h = map.head(head.clone());
+            let t = map.tail(Tail::new());
+            map.set(0, family, h, t);
+            Frame::new(Arc::new(map.finish()), vec![value])
+        };
+        let sample = |value: f64| Sample {
+            labels: Labels::head(head.clone()),
+            value,
+        };
+        let meta = |_: &str| (Cow::Borrowed("help"), Kind::Gauge);
+        // Pushed before and after a frame, merged from parts in either order, with and
+        // without frames that stay rows: the first added always wins.
+        for frame_first in [false, true] {
+            let mut rows_part = FamiliesBuilder::new();
+            rows_part.push_frame(frame(1.0));
+            let mut samples_part = FamiliesBuilder::new();
+            samples_part.push("xen_host_a".into(), meta, sample(2.0));
+            let parts = if frame_first {
+                vec![rows_part, samples_part]
+            } else {
+                vec![samples_part, rows_part]
+            };
+            let mut out = FamiliesBuilder::new();
+            out.merge(parts);
+            let (families, dropped) = out.finish();
+            assert_eq!(dropped, 1);
+            assert_eq!(
+                families[0].samples[0].value,
+                if frame_first { 1.0 } else { 2.0 }
+            );
+        }
+        for pushed_first in [false, true] {
+            let mut out = FamiliesBuilder::new();
+            if pushed_first {
+                out.push("xen_host_a".into(), meta, sample(2.0));
+            }
+            out.push_frame(frame(1.0));
+            out.push("xen_host_a".into(), meta, sample(3.0));
+            let (families, dropped) = out.finish();
+            assert_eq!(dropped, if pushed_first { 2 } else { 1 });
+            assert_eq!(
+                families[0].samples[0].value,
+                if pushed_first { 2.0 } else { 1.0 }
+            );
+            let mut out = FamiliesBuilder::new();
+            if pushed_first {
+                out.push("xen_host_a".into(), meta, sample(2.0));
+            }
+            out.push_frame(frame(1.0));
+            let (exposition, dropped) = out.finish_exposition(&LayoutCache::new());
+            let mut text = Vec::new();
+            exposition.encode(encode::Format::Text, &mut text);
+            let value = if pushed_first { "2" } else { "1" };
+            assert!(
+                String::from_utf8(text)
+                    .unwrap()
+                    .ends_with(&format!("xen_host_a{{host=\"h\"}} {value}\n")),
+            );
+            assert_eq!(dropped, usize::from(pushed_first));
+        }
+    }
+
+    #[test]
     fn finish_orders_by_head_then_tail_across_interleaved_heads() {
         let vm = |name: &str| -> Arc<[Label]> { Arc::from(vec![Label::new("vm", name)]) };
         let (b_head, a_head) = (vm("b"), vm("a"));
