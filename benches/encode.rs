@@ -1,13 +1,18 @@
 //! Benchmark of the exposition encoders: 100,000 samples shaped like a pool's `xen_vm_*`
 //! families (1,000 VMs × 100 series, a shared vm/vm_uuid/host/host_uuid head and one tail
-//! label), with plain label values and with values that need escaping.
+//! label), with plain label values and with values that need escaping; both from samples
+//! (`metrics::encode`) and from hosts' rows with cached series maps (`Exposition::encode`,
+//! what a warm scrape does).
 
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use xen_exporter::metrics::FamiliesBuilder;
 use xen_exporter::metrics::encode::{Format, encode};
+use xen_exporter::metrics::exposition::{Exposition, LayoutCache};
+use xen_exporter::metrics::series::{Frame, SeriesMapBuilder};
 use xen_exporter::metrics::{Family, Kind, Label, Labels, Sample};
 
 const VMS: usize = 1_000;
@@ -64,6 +69,51 @@ fn families(escaping: bool) -> Vec<Family> {
         .collect()
 }
 
+/// The same series as rows: one series map and one row per host (16 hosts), as a warm scrape
+/// hands them to the encoder.
+fn exposition(families: &[Family]) -> Exposition {
+    const HOSTS: usize = 16;
+    let per_host = |host: usize| {
+        families.iter().flat_map(move |f| {
+            f.samples
+                .iter()
+                .filter(move |s| s.labels.head[2].value.ends_with(&format!("{host:02}")))
+        })
+    };
+    let mut out = FamiliesBuilder::new();
+    for host in 0..HOSTS {
+        let columns = per_host(host).count();
+        let mut map = SeriesMapBuilder::new(columns);
+        let mut heads: Vec<(*const Label, u32)> = Vec::new();
+        let mut values = Vec::with_capacity(columns);
+        let mut column = 0;
+        for f in families {
+            let family = map.family(f.name.clone(), |_| (f.help.clone(), f.kind));
+            for s in f
+                .samples
+                .iter()
+                .filter(|s| s.labels.head[2].value.ends_with(&format!("{host:02}")))
+            {
+                let key = s.labels.head.as_ptr();
+                let head = match heads.iter().find(|(k, _)| *k == key) {
+                    Some(&(_, h)) => h,
+                    None => {
+                        let h = map.head(s.labels.head.clone());
+                        heads.push((key, h));
+                        h
+                    }
+                };
+                let tail = map.tail(s.labels.tail.clone());
+                map.set(column, family, head, tail);
+                values.push(s.value);
+                column += 1;
+            }
+        }
+        out.push_frame(Frame::new(Arc::new(map.finish()), values));
+    }
+    out.finish_exposition(&LayoutCache::new()).0
+}
+
 fn bench(c: &mut Criterion) {
     let samples = (VMS * FAMILIES * TAILS) as u64;
     for (escaping, label) in [(false, "plain"), (true, "escaping")] {
@@ -88,6 +138,17 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     out.clear();
                     encode(black_box(&families), format, &mut out);
+                    black_box(out.len())
+                })
+            });
+            let rows = exposition(&families);
+            let mut from_rows = Vec::new();
+            rows.encode(format, &mut from_rows);
+            assert!(from_rows == out, "rows encode to other bytes than samples");
+            group.bench_function("rows", |b| {
+                b.iter(|| {
+                    out.clear();
+                    black_box(&rows).encode(format, &mut out);
                     black_box(out.len())
                 })
             });

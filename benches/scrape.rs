@@ -2,7 +2,8 @@
 //! `xen-exporter` binary in its own process, and three figures: the scrape's wall time against
 //! the time the same `/rrd_updates` bodies take just to download, the exporter's CPU time per
 //! scrape, and its peak RSS. Run with `cargo bench --bench scrape` (optionally
-//! `-- --hosts N --vms N --scrapes N`).
+//! `-- --hosts N --vms N --scrapes N`, and `--no-gzip` to leave out the gzip scrapes, e.g.
+//! when profiling).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -16,6 +17,7 @@ struct Args {
     hosts: usize,
     vms: usize,
     scrapes: usize,
+    gzip: bool,
 }
 
 fn args() -> Args {
@@ -23,6 +25,7 @@ fn args() -> Args {
         hosts: 8,
         vms: 250,
         scrapes: 20,
+        gzip: true,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -32,6 +35,7 @@ fn args() -> Args {
             "--hosts" => args.hosts = next().unwrap_or(args.hosts),
             "--vms" => args.vms = next().unwrap_or(args.vms),
             "--scrapes" => args.scrapes = next().unwrap_or(args.scrapes),
+            "--no-gzip" => args.gzip = false,
             _ => {}
         }
         i += 1;
@@ -120,7 +124,11 @@ async fn run(args: Args) {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_xen-exporter"))
+    // BENCH_EXPORTER runs another build of the exporter against the same simulator and client,
+    // for A/B comparisons on this noisy machine.
+    let exporter = std::env::var_os("BENCH_EXPORTER")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_xen-exporter").into());
+    let mut child = std::process::Command::new(exporter)
         .env_clear()
         .env("XEN_HOST", sim.master_url())
         .env("XEN_USER", sim.username())
@@ -167,8 +175,12 @@ async fn run(args: Args) {
         exposition_bytes = scrape(false).await;
     }
     let rss_after_warmup = status_kib(pid, "VmRSS:");
+    let peak_after_warmup = status_kib(pid, "VmHWM:");
     let mut results = Vec::new();
     for gzip in [true, false] {
+        if gzip && !args.gzip {
+            continue;
+        }
         let cpu_before = cpu_seconds(pid);
         let mut walls = Vec::new();
         let mut bytes = 0;
@@ -207,9 +219,10 @@ async fn run(args: Args) {
         );
     }
     println!(
-        "exporter RSS when ready (inventory loaded) {:.1} MiB; after warm-up scrapes {:.1} MiB; peak RSS (VmHWM) {:.1} MiB",
+        "exporter RSS when ready (inventory loaded) {:.1} MiB; after warm-up scrapes {:.1} MiB (peak so far {:.1} MiB); peak RSS (VmHWM) {:.1} MiB",
         rss_ready as f64 / 1024.0,
         rss_after_warmup as f64 / 1024.0,
+        peak_after_warmup as f64 / 1024.0,
         peak as f64 / 1024.0
     );
 }

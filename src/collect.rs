@@ -5,13 +5,12 @@
 //! one log line; a scrape never fails. The only XAPI calls a scrape makes are the
 //! `/rrd_updates` requests.
 
+mod rrd_map;
 mod state;
 mod uuids;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-
-use rustc_hash::FxHashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,9 +21,10 @@ use tokio::time::Instant;
 use crate::config::{Collectors, Endpoint, Mode, PoolConfig, SecretBytes, TrustMode};
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
-use crate::metrics::catalog::{self, Owner, SrRef};
-use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample, Tail};
-use crate::xapi::rrd::{self, Legend, RrdUpdates};
+use crate::metrics::catalog;
+use crate::metrics::exposition::Exposition;
+use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample};
+use crate::xapi::rrd;
 use crate::xapi::{self, Client};
 
 /// A pool being exported: its client (and session), live inventory and error counters.
@@ -55,6 +55,8 @@ pub struct Pool {
     trust_mode: TrustMode,
     /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with.
     hash_uuids_key: Option<SecretBytes>,
+    /// Each host's legend joined with names, kept while neither changes.
+    maps: rrd_map::MapCache,
 }
 
 /// A host to fetch, with what the inventory knows of it.
@@ -71,8 +73,6 @@ struct HostSamples {
     families: FamiliesBuilder,
     /// SR prefixes that matched no SR (their series keep the prefix as `sr_uuid`).
     unresolved: Vec<String>,
-    /// Hosts and VMs of the legend missing from the inventory.
-    unknown_owners: Vec<String>,
 }
 
 /// Why a host produced no samples this scrape.
@@ -120,6 +120,7 @@ impl Pool {
             identity: Mutex::new(None),
             trust_mode: config.tls.mode(),
             hash_uuids_key: config.hash_uuids_key.clone(),
+            maps: rrd_map::MapCache::default(),
         })
     }
 
@@ -157,8 +158,9 @@ impl Pool {
     }
 
     /// Runs one collection within `timeout` (the pool's own timeout when `None` or longer)
-    /// and returns its families, sorted and free of duplicates.
-    pub async fn scrape(self: &Arc<Self>, timeout: Option<Duration>) -> Vec<Family> {
+    /// and returns its exposition: families sorted and free of duplicates, the hosts' rows
+    /// still rows.
+    pub async fn scrape(self: &Arc<Self>, timeout: Option<Duration>) -> Exposition {
         self.start();
         let started = Instant::now();
         let timeout = timeout.map_or(self.timeout, |t| t.min(self.timeout));
@@ -210,7 +212,6 @@ impl Pool {
         for (target, result, elapsed) in hosts {
             self.push_host(&mut out, &mut parts, &target, result, elapsed);
         }
-        out.merge(parts);
         self.push_error_counters(&mut out);
         push_build_info(&mut out);
         // Every mode is a series, so that `== 0` alerts work without absent().
@@ -234,23 +235,24 @@ impl Pool {
         );
         *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(started.elapsed().as_secs_f64());
-        let (families, dropped) = out.finish();
-        let families = match &inventory {
-            Some(inventory) => merge_sorted(families, &self.state_families(inventory)),
-            None => families,
-        };
-        let families = match &self.hash_uuids_key {
-            Some(key) => uuids::hash_uuid_labels(families, key.expose()),
-            None => families,
+        if let Some(key) = &self.hash_uuids_key {
+            // Before the hosts' rows join: their series maps hashed their own labels.
+            uuids::hash_builder_samples(&mut out, key.expose());
+        }
+        out.merge(parts);
+        let (exposition, dropped) = out.finish_exposition(self.maps.layouts());
+        let exposition = match &inventory {
+            Some(inventory) => exposition.merge_families(&self.state_families(inventory)),
+            None => exposition,
         };
         tracing::debug!(
             fetched_and_mapped = ?fetched,
             total = ?started.elapsed(),
-            families = families.len(),
+            families = exposition.family_count(),
             dropped_duplicates = dropped,
             "Collection done"
         );
-        families
+        exposition
     }
 
     fn targets(&self, inventory: Option<&Inventory>) -> Vec<Target> {
@@ -307,22 +309,33 @@ impl Pool {
             None => None,
         };
         let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
-        let parsed = rrd::parse(&body).map_err(|e| HostFailure {
-            reason: "parse",
-            message: e.to_string(),
-        })?;
+        let mut parsed = self
+            .maps
+            .parse(&target.endpoint, &body)
+            .map_err(|e| HostFailure {
+                reason: "parse",
+                message: e.to_string(),
+            })?;
         let inventory = inventory.unwrap_or_default();
         // An owner the inventory does not know yet (a VM created a moment ago, whose event
         // is still on its way) is named by its UUID for this one scrape, as the original
         // exporter did: asking XAPI here would put an API call on the scrape path.
-        let samples = map_rrd(&parsed, &inventory, &inventory.srs, target.known.as_ref());
-        if !samples.unknown_owners.is_empty() {
+        let mapped = self.maps.map(
+            &target.endpoint,
+            &parsed,
+            &inventory,
+            &inventory.srs,
+            target.known.as_ref(),
+            self.hash_uuids_key.as_ref().map(SecretBytes::expose),
+        );
+        if !mapped.unknown_owners.is_empty() {
             tracing::debug!(
-                host = %samples.host.name,
-                unknown = samples.unknown_owners.len(),
+                host = %mapped.host.name,
+                unknown = mapped.unknown_owners.len(),
                 "RRD owners not in the inventory yet; named by UUID"
             );
         }
+        let samples = mapped.into_samples(parsed.updates.newest.take());
         let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
             return Err(HostFailure {
@@ -410,7 +423,12 @@ impl Pool {
         }
         let mut out = FamiliesBuilder::new();
         state::push_families(&mut out, &inventory.state, &inventory.srs, self.collectors);
-        let families = Arc::new(out.finish().0);
+        let families = out.finish().0;
+        // Hashed here, once per snapshot, like the hosts' series maps.
+        let families = Arc::new(match &self.hash_uuids_key {
+            Some(key) => uuids::hash_uuid_labels(families, key.expose()),
+            None => families,
+        });
         *cache = Some((inventory.clone(), families.clone()));
         families
     }
@@ -501,24 +519,6 @@ impl Pool {
     }
 }
 
-/// Merges `extra`, sorted by name, into `families`, sorted by name. The record-derived names
-/// never collide with the others; should an unknown data source ever map to one, the RRD's
-/// family wins rather than a name appearing twice.
-fn merge_sorted(families: Vec<Family>, extra: &[Family]) -> Vec<Family> {
-    let mut merged = Vec::with_capacity(families.len() + extra.len());
-    let mut extra = extra.iter().peekable();
-    for family in families {
-        while let Some(next) = extra.next_if(|e| e.name <= family.name) {
-            if next.name != family.name {
-                merged.push(next.clone());
-            }
-        }
-        merged.push(family);
-    }
-    merged.extend(extra.cloned());
-    merged
-}
-
 /// `xen_exporter_build_info`.
 pub fn push_build_info(out: &mut FamiliesBuilder) {
     out.push(
@@ -573,295 +573,9 @@ pub fn families_from_bodies(bodies: &[&[u8]], inventory: &Inventory) -> Vec<Fami
         let Ok(parsed) = rrd::parse(body) else {
             continue;
         };
-        parts.push(map_rrd(&parsed, inventory, &inventory.srs, None).families);
+        let mapped = rrd_map::map_rrd(&parsed, inventory, &inventory.srs, None);
+        parts.push(mapped.into_samples(parsed.newest).families);
     }
     out.merge(parts);
     out.finish().0
-}
-
-/// How one data source name maps, cached per host so that the catalog is asked once per
-/// distinct name instead of once per VM.
-#[derive(Clone, Copy)]
-struct Mapping<'a> {
-    family: usize,
-    label: Option<(&'static str, &'a str)>,
-    sr: Option<SrRef<'a>>,
-}
-
-/// Joins one host's newest row with names into families.
-fn map_rrd<'a>(
-    parsed: &'a RrdUpdates<'a>,
-    inventory: &Inventory,
-    srs: &SrIndex,
-    known: Option<&HostEntry>,
-) -> HostSamples {
-    let mut unknown_owners = Vec::new();
-    let host = parsed
-        .legend
-        .iter()
-        .filter_map(|e| Legend::parse(e))
-        .find(|l| l.owner == "host")
-        .map(|l| match inventory.host(l.uuid) {
-            Some(h) => h.clone(),
-            None => {
-                unknown_owners.push(l.uuid.to_string());
-                HostEntry {
-                    uuid: Arc::from(l.uuid),
-                    name: Arc::from(l.uuid),
-                    address: String::new(),
-                }
-            }
-        })
-        .or_else(|| known.cloned())
-        .unwrap_or_else(|| HostEntry {
-            uuid: Arc::from(""),
-            name: Arc::from(""),
-            address: String::new(),
-        });
-    let mut out = FamiliesBuilder::new();
-    let mut unresolved = Vec::new();
-    let Some(row) = &parsed.newest else {
-        return HostSamples {
-            host,
-            families: out,
-            unresolved,
-            unknown_owners,
-        };
-    };
-    let host_head: Arc<[Label]> = Arc::from(vec![
-        Label::new("host", host.name.clone()),
-        Label::new("host_uuid", host.uuid.clone()),
-    ]);
-    let mut heads: FxHashMap<&str, (Owner, Arc<[Label]>)> = FxHashMap::default();
-    let mut mappings: FxHashMap<(Owner, &str), Mapping<'_>> = FxHashMap::default();
-    let mut interned: FxHashMap<&str, Arc<str>> = FxHashMap::default();
-    let mut last: Option<(&str, Owner, Arc<[Label]>)> = None;
-    for (entry, &value) in parsed.legend.iter().zip(&row.values) {
-        if value.is_nan() {
-            continue;
-        }
-        let Some(legend) = Legend::parse(entry) else {
-            continue;
-        };
-        // We ask for cf=AVERAGE; a host that ignores it would otherwise yield duplicates.
-        if legend.cf != "AVERAGE" {
-            continue;
-        }
-        // Legends come grouped by owner, so the previous entry's head is almost always it.
-        let (owner, head) = match &last {
-            Some((uuid, owner, head)) if *uuid == legend.uuid => (*owner, head.clone()),
-            _ => {
-                let resolved = match heads.get(legend.uuid) {
-                    Some(found) => found.clone(),
-                    None => {
-                        let Some(resolved) = owner_head(
-                            &legend,
-                            &host,
-                            &host_head,
-                            inventory,
-                            srs,
-                            &mut unknown_owners,
-                        ) else {
-                            continue;
-                        };
-                        heads.insert(legend.uuid, resolved.clone());
-                        resolved
-                    }
-                };
-                last = Some((legend.uuid, resolved.0, resolved.1.clone()));
-                resolved
-            }
-        };
-        let mapping = *mappings.entry((owner, legend.name)).or_insert_with(|| {
-            let mapped = catalog::map_data_source(owner, legend.name);
-            Mapping {
-                family: out.family_index(mapped.family, catalog::describe),
-                label: mapped.label,
-                sr: mapped.sr,
-            }
-        });
-        let mut tail = Tail::new();
-        if let Some(sr) = mapping.sr {
-            let (name, uuid) = match sr {
-                SrRef::Prefix(prefix) => match srs.by_prefix(prefix) {
-                    Some(s) => (s.name.clone(), s.uuid.clone()),
-                    None => {
-                        if !unresolved.iter().any(|p| p == prefix) {
-                            unresolved.push(prefix.to_string());
-                        }
-                        let p = intern(&mut interned, prefix);
-                        (p.clone(), p)
-                    }
-                },
-                SrRef::Full(uuid) => match srs.by_uuid(uuid) {
-                    Some(s) => (s.name.clone(), s.uuid.clone()),
-                    None => {
-                        let u = intern(&mut interned, uuid);
-                        (u.clone(), u)
-                    }
-                },
-            };
-            tail.push(Label::new("sr", name));
-            tail.push(Label::new("sr_uuid", uuid));
-        }
-        if let Some((name, value)) = mapping.label {
-            tail.push(Label::new(name, intern(&mut interned, value)));
-        }
-        out.push_at(
-            mapping.family,
-            Sample {
-                labels: Labels { head, tail },
-                value,
-            },
-        );
-    }
-    HostSamples {
-        host,
-        families: out,
-        unresolved,
-        unknown_owners,
-    }
-}
-
-/// The head labels of the RRD owner named by `legend`; `None` for an owner type we do not
-/// export.
-fn owner_head(
-    legend: &Legend<'_>,
-    host: &HostEntry,
-    host_head: &Arc<[Label]>,
-    inventory: &Inventory,
-    srs: &SrIndex,
-    unknown_owners: &mut Vec<String>,
-) -> Option<(Owner, Arc<[Label]>)> {
-    Some(match legend.owner {
-        "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone()),
-        "host" => {
-            let (name, uuid) = match inventory.host(legend.uuid) {
-                Some(h) => (h.name.clone(), h.uuid.clone()),
-                None => {
-                    unknown_owners.push(legend.uuid.to_string());
-                    (Arc::from(legend.uuid), Arc::from(legend.uuid))
-                }
-            };
-            (
-                Owner::Host,
-                Arc::from(vec![
-                    Label::new("host", name),
-                    Label::new("host_uuid", uuid),
-                ]),
-            )
-        }
-        "vm" => {
-            // An unknown VM (e.g. migrated in from another pool) is named by its UUID, as
-            // the original exporter did.
-            let (name, uuid) = match inventory.vm(legend.uuid) {
-                Some(v) => (v.name.clone(), v.uuid.clone()),
-                None => {
-                    unknown_owners.push(legend.uuid.to_string());
-                    (Arc::from(legend.uuid), Arc::from(legend.uuid))
-                }
-            };
-            (
-                Owner::Vm,
-                Arc::from(vec![
-                    Label::new("vm", name),
-                    Label::new("vm_uuid", uuid),
-                    Label::new("host", host.name.clone()),
-                    Label::new("host_uuid", host.uuid.clone()),
-                ]),
-            )
-        }
-        "sr" => {
-            let (name, uuid) = match srs.by_uuid(legend.uuid) {
-                Some(s) => (s.name.clone(), s.uuid.clone()),
-                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
-            };
-            (
-                Owner::Sr,
-                Arc::from(vec![Label::new("sr", name), Label::new("sr_uuid", uuid)]),
-            )
-        }
-        _ => return None,
-    })
-}
-
-fn intern<'a>(cache: &mut FxHashMap<&'a str, Arc<str>>, text: &'a str) -> Arc<str> {
-    cache.entry(text).or_insert_with(|| Arc::from(text)).clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn family(name: &'static str) -> Family {
-        Family {
-            name: Cow::Borrowed(name),
-            help: Cow::Borrowed(""),
-            kind: crate::metrics::Kind::Gauge,
-            samples: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn merged_families_stay_sorted_and_never_repeat_a_name() {
-        let a = vec![family("xen_b"), family("xen_d"), family("xen_f")];
-        let b = [
-            family("xen_a"),
-            family("xen_d"),
-            family("xen_e"),
-            family("xen_z"),
-        ];
-        let names: Vec<String> = merge_sorted(a, &b)
-            .into_iter()
-            .map(|f| f.name.into_owned())
-            .collect();
-        assert_eq!(
-            names,
-            ["xen_a", "xen_b", "xen_d", "xen_e", "xen_f", "xen_z"]
-        );
-    }
-
-    const HOST1: &[u8] = include_bytes!("../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
-
-    #[test]
-    fn an_unknown_sr_prefix_keeps_the_prefix_as_sr_uuid_and_is_reported() {
-        let parsed = rrd::parse(HOST1).unwrap();
-        let inventory = Inventory::default();
-        let mapped = map_rrd(&parsed, &inventory, &SrIndex::default(), None);
-        assert_eq!(mapped.unresolved.len(), 3, "{:?}", mapped.unresolved);
-        assert!(
-            !mapped.unknown_owners.is_empty(),
-            "the host and its VMs are unknown too"
-        );
-        let (families, dropped) = {
-            let mut out = FamiliesBuilder::new();
-            out.merge(vec![mapped.families]);
-            out.finish()
-        };
-        assert_eq!(dropped, 0, "prefixes keep the SRs' series apart");
-        let read = families.iter().find(|f| f.name == "xen_host_read").unwrap();
-        let sr_uuids: Vec<&str> = read
-            .samples
-            .iter()
-            .map(|s| {
-                &*s.labels
-                    .tail
-                    .iter()
-                    .find(|l| l.name == "sr_uuid")
-                    .unwrap()
-                    .value
-            })
-            .collect();
-        assert_eq!(sr_uuids.len(), 3);
-        assert!(sr_uuids.iter().all(|u| u.len() == 8), "{sr_uuids:?}");
-    }
-
-    #[test]
-    fn an_empty_reply_is_no_samples_not_an_error() {
-        let body = br#"{"meta":{"start":"1740534010","step":"5","end":"1740533965","rows":"0","columns":"1","legend":["AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:cpu_avg"]},"data":[]}"#;
-        let parsed = rrd::parse(body).unwrap();
-        let mapped = map_rrd(&parsed, &Inventory::default(), &SrIndex::default(), None);
-        assert_eq!(&*mapped.host.uuid, "0844f276-6eef-4658-a5a6-6d0bd5ed740a");
-        assert!(mapped.families.finish().0.is_empty());
-    }
 }

@@ -17,13 +17,13 @@ use crate::metrics::{FamiliesBuilder, Family, Label, Tail};
 const HEX_DIGITS: usize = 32;
 
 /// Hashes label values with one key, each distinct value once.
-struct Hasher {
+pub(super) struct Hasher {
     keyed: Hmac<Sha256>,
     memo: FxHashMap<Arc<str>, Arc<str>>,
 }
 
 impl Hasher {
-    fn new(key: &[u8]) -> Hasher {
+    pub(super) fn new(key: &[u8]) -> Hasher {
         Hasher {
             // HMAC takes keys of any length; this cannot fail.
             keyed: <Hmac<Sha256> as Mac>::new_from_slice(key)
@@ -81,6 +81,36 @@ impl Hasher {
                 })
                 .collect(),
         )
+    }
+}
+
+impl Hasher {
+    /// A head with its UUIDs hashed.
+    pub(super) fn relabel_head(&mut self, head: Arc<[Label]>) -> Arc<[Label]> {
+        match self.relabel(head.iter()) {
+            Some(labels) => Arc::from(labels),
+            None => head,
+        }
+    }
+
+    /// A tail with its UUIDs hashed.
+    pub(super) fn relabel_tail(&mut self, tail: Tail) -> Tail {
+        match self.relabel(tail.iter()) {
+            Some(labels) => Tail::from_vec(labels),
+            None => tail,
+        }
+    }
+}
+
+/// Replaces UUID label values of the samples added to `out` one by one; rows added as frames
+/// come from series maps, which hash their labels when they are built.
+pub(super) fn hash_builder_samples(out: &mut FamiliesBuilder, key: &[u8]) {
+    let mut hasher = Hasher::new(key);
+    for samples in out.samples_mut() {
+        for sample in samples {
+            sample.labels.head = hasher.relabel_head(sample.labels.head.clone());
+            sample.labels.tail = hasher.relabel_tail(std::mem::take(&mut sample.labels.tail));
+        }
     }
 }
 

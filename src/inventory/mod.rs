@@ -312,6 +312,15 @@ impl Inventory {
         })
     }
 
+    /// The same snapshot with other SRs: what a scrape sees after an SR record changed.
+    #[cfg(test)]
+    pub fn with_srs(&self, srs: Arc<SrIndex>) -> Inventory {
+        Inventory {
+            srs,
+            ..self.clone()
+        }
+    }
+
     /// Derives the snapshot from every record table.
     pub fn from_store(store: &Store) -> Inventory {
         let named_host = |reference: &str| {

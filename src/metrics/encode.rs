@@ -83,7 +83,6 @@ pub fn negotiate(accept: Option<&str>) -> Format {
 /// Appends one family: its metadata lines, then one line per sample in the given order.
 pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
     let name = family.name.as_ref();
-    debug_assert!(is_metric_name(name), "illegal metric name {name:?}");
     debug_assert!(
         family
             .samples
@@ -91,39 +90,7 @@ pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
             .all(|w| w[0].labels != w[1].labels),
         "duplicate series in {name}"
     );
-    // OpenMetrics names a counter family without `_total` and requires it on the samples; a
-    // counter that lacks it gets it in OpenMetrics rather than producing an invalid exposition.
-    let (meta_name, suffix): (&str, &[u8]) = match (format, family.kind) {
-        (Format::OpenMetrics, Kind::Counter) => match name.strip_suffix("_total") {
-            Some(stem) => (stem, b""),
-            None => (name, b"_total"),
-        },
-        _ => (name, b""),
-    };
-    match format {
-        Format::Text => {
-            write_meta(out, b"# HELP ", meta_name);
-            write_help_text(out, &family.help);
-            out.push(b'\n');
-            write_meta(out, b"# TYPE ", meta_name);
-            out.extend_from_slice(match family.kind {
-                Kind::Gauge => b"gauge\n",
-                Kind::Counter => b"counter\n",
-                Kind::Untyped => b"untyped\n",
-            });
-        }
-        Format::OpenMetrics => {
-            write_meta(out, b"# TYPE ", meta_name);
-            out.extend_from_slice(match family.kind {
-                Kind::Gauge => b"gauge\n",
-                Kind::Counter => b"counter\n",
-                Kind::Untyped => b"unknown\n",
-            });
-            write_meta(out, b"# HELP ", meta_name);
-            write_escaped_quoted(out, &family.help);
-            out.push(b'\n');
-        }
-    }
+    let suffix = write_header(name, &family.help, family.kind, format, out);
     // Samples of one object are adjacent and share their head, so its encoding is copied from
     // the previous line instead of being escaped again.
     let mut previous_head: Option<(&Arc<[Label]>, Range<usize>)> = None;
@@ -163,6 +130,58 @@ pub fn encode_family(family: &Family, format: Format, out: &mut Vec<u8>) {
     }
 }
 
+/// Appends the metadata lines of a family and returns what its sample names need after the
+/// family name.
+pub(super) fn write_header(
+    name: &str,
+    help: &str,
+    kind: Kind,
+    format: Format,
+    out: &mut Vec<u8>,
+) -> &'static [u8] {
+    debug_assert!(is_metric_name(name), "illegal metric name {name:?}");
+    let suffix = sample_suffix(name, kind, format);
+    let meta_name = match (format, kind) {
+        (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    match format {
+        Format::Text => {
+            write_meta(out, b"# HELP ", meta_name);
+            write_help_text(out, help);
+            out.push(b'\n');
+            write_meta(out, b"# TYPE ", meta_name);
+            out.extend_from_slice(match kind {
+                Kind::Gauge => b"gauge\n",
+                Kind::Counter => b"counter\n",
+                Kind::Untyped => b"untyped\n",
+            });
+        }
+        Format::OpenMetrics => {
+            write_meta(out, b"# TYPE ", meta_name);
+            out.extend_from_slice(match kind {
+                Kind::Gauge => b"gauge\n",
+                Kind::Counter => b"counter\n",
+                Kind::Untyped => b"unknown\n",
+            });
+            write_meta(out, b"# HELP ", meta_name);
+            write_escaped_quoted(out, help);
+            out.push(b'\n');
+        }
+    }
+    suffix
+}
+
+/// What sample names need after the family name: OpenMetrics names a counter family without
+/// `_total` and requires it on the samples, so a counter that lacks it gets it there rather
+/// than producing an invalid exposition.
+pub(super) fn sample_suffix(name: &str, kind: Kind, format: Format) -> &'static [u8] {
+    match (format, kind) {
+        (Format::OpenMetrics, Kind::Counter) if !name.ends_with("_total") => b"_total",
+        _ => b"",
+    }
+}
+
 /// Appends what ends an exposition (`# EOF` in OpenMetrics, nothing in text).
 pub fn encode_end(format: Format, out: &mut Vec<u8>) {
     if format == Format::OpenMetrics {
@@ -184,7 +203,7 @@ fn write_meta(out: &mut Vec<u8>, keyword: &[u8], name: &str) {
     out.push(b' ');
 }
 
-fn write_label(out: &mut Vec<u8>, label: &Label) {
+pub(super) fn write_label(out: &mut Vec<u8>, label: &Label) {
     out.extend_from_slice(label.name.as_bytes());
     out.extend_from_slice(b"=\"");
     write_escaped_quoted(out, &label.value);
@@ -226,7 +245,7 @@ fn escape(byte: u8) -> &'static [u8] {
 
 /// Writes `v` so that parsing it gives `v` back: integers without a fraction (as XAPI prints
 /// them, and cheaper to read), everything else as the shortest round-trip decimal.
-fn write_value(out: &mut Vec<u8>, v: f64) {
+pub(super) fn write_value(out: &mut Vec<u8>, v: f64) {
     if v.is_nan() {
         out.extend_from_slice(b"NaN");
     } else if v.is_infinite() {
@@ -236,6 +255,45 @@ fn write_value(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
     } else {
         out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    }
+}
+
+/// Whether [`write_value`] writes the number `text` stands for exactly as `text`: a plain
+/// integer of at most 15 digits, or a decimal of at most 15 significant digits without
+/// trailing zeros, at least 1e-5, not written in exponent form. Such a text is the shortest
+/// one that reads back as its double (two different decimals of at most 15 significant
+/// digits never read as the same double), which is what `ryu` writes, in the same layout.
+pub(super) fn is_canonical(text: &[u8]) -> bool {
+    let digits = text.strip_prefix(b"-").unwrap_or(text);
+    let all_digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    match digits.iter().position(|&b| b == b'.') {
+        None => {
+            // `-0` is written `0`.
+            let zero = digits == b"0";
+            !digits.is_empty()
+                && digits.len() <= 15
+                && all_digits(digits)
+                && (digits[0] != b'0' || (zero && digits.len() == text.len()))
+        }
+        Some(dot) => {
+            let (int, frac) = (&digits[..dot], &digits[dot + 1..]);
+            let significant = if int == b"0" {
+                let zeros = frac.iter().take_while(|&&b| b == b'0').count();
+                // Below 1e-5 `ryu` switches to exponent form.
+                if zeros > 4 {
+                    return false;
+                }
+                frac.len() - zeros
+            } else {
+                int.len() + frac.len()
+            };
+            !int.is_empty()
+                && (int[0] != b'0' || int.len() == 1)
+                && all_digits(int)
+                && frac.last().is_some_and(|&b| b != b'0')
+                && all_digits(frac)
+                && significant <= 15
+        }
     }
 }
 
@@ -444,6 +502,98 @@ mod tests {
         ] {
             assert_eq!(parse_value(&value_text(v)), Some(v), "{v:?}");
         }
+    }
+
+    #[test]
+    fn a_canonical_text_is_what_write_value_writes() {
+        for text in [
+            "0",
+            "7",
+            "-3",
+            "16777216",
+            "999999999999999",
+            "0.5",
+            "-0.5",
+            "1766.7",
+            "0.0116978868614843",
+            "0.00001",
+            "0.000015",
+            "123456789012.345",
+            "1.00000000000001",
+        ] {
+            assert!(is_canonical(text.as_bytes()), "{text}");
+            assert_eq!(value_text(text.parse().unwrap()), text);
+        }
+        for text in [
+            "",
+            "-",
+            "-0",
+            "00",
+            "01",
+            "1.",
+            ".5",
+            "1.0",
+            "1.50",
+            "0.000001",
+            "1e5",
+            "1E5",
+            "1000000000000000",
+            "0.1234567890123456",
+            "NaN",
+            "inf",
+            "+1",
+            "1 ",
+            "0x1",
+            "1.2.3",
+            "--1",
+            "-.5",
+            "1.000000000000001",
+        ] {
+            assert!(!is_canonical(text.as_bytes()), "{text}");
+        }
+        // Random decimals in every shape the check accepts or nearly accepts.
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut accepted = 0;
+        for _ in 0..200_000 {
+            let mut text = String::new();
+            if next(4) == 0 {
+                text.push('-');
+            }
+            let int_len = next(17);
+            for i in 0..int_len {
+                text.push(char::from(
+                    b'0' + if i == 0 {
+                        next(10) as u8 % 10
+                    } else {
+                        next(10) as u8
+                    },
+                ));
+            }
+            if int_len == 0 {
+                text.push('0');
+            }
+            if next(3) > 0 {
+                text.push('.');
+                for _ in 0..next(7) {
+                    text.push('0');
+                }
+                for _ in 0..=next(16) {
+                    text.push(char::from(b'0' + next(10) as u8));
+                }
+            }
+            if is_canonical(text.as_bytes()) {
+                accepted += 1;
+                let v: f64 = text.parse().unwrap();
+                assert_eq!(value_text(v), text, "{text}");
+            }
+        }
+        assert!(accepted > 50_000, "{accepted}");
     }
 
     #[test]

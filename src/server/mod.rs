@@ -26,10 +26,11 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::collect::Pool;
+use crate::metrics::FamiliesBuilder;
 use crate::metrics::encode::{self, Format};
-use crate::metrics::{FamiliesBuilder, Family};
+use crate::metrics::exposition::{Cursor, Exposition};
 
-type Collection = Arc<Vec<Family>>;
+type Collection = Arc<Exposition>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
 type LastCollection = Arc<Mutex<Option<(tokio::time::Instant, Collection)>>>;
 
@@ -137,7 +138,7 @@ impl State {
                             Ok(families) => families,
                             Err(error) => {
                                 tracing::error!(%error, "Collection task failed");
-                                Arc::new(Vec::new())
+                                Arc::new(Exposition::default())
                             }
                         }
                     }
@@ -159,7 +160,7 @@ impl State {
             slot.pool.push_own(&mut out);
         }
         crate::collect::push_build_info(&mut out);
-        Arc::new(out.finish().0)
+        Arc::new(Exposition::from_families(out.finish().0))
     }
 
     /// Collection deadline from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`, minus
@@ -272,16 +273,28 @@ fn exposition(headers: &HeaderMap, families: Collection) -> Response {
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
+    let length = if gzip {
+        0
+    } else {
+        families.encoded_len(format)
+    };
     // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
-    // each chunk is a few hundred samples of CPU work, small enough for an async worker.
-    let chunks = futures::stream::unfold(
-        Encoder::new(families, format, gzip),
-        |mut encoder| async move {
-            encoder
-                .next_chunk()
-                .map(|chunk| (Ok::<_, std::io::Error>(Bytes::from(chunk)), encoder))
-        },
-    );
+    // each chunk is a few thousand samples of CPU work, small enough for an async worker. The
+    // encoder runs as its own task a few chunks ahead of the connection, so that encoding
+    // the next chunk and sending the last one use both cores; it stops when the client goes.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    tokio::spawn(async move {
+        let mut encoder = Encoder::new(families, format, gzip);
+        while let Some(chunk) = encoder.next_chunk() {
+            if sender.send(Bytes::from(chunk)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
+        let chunk = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(chunk), receiver))
+    });
     let mut response = Response::new(Body::from_stream(chunks));
     let headers = response.headers_mut();
     headers.insert(
@@ -290,6 +303,8 @@ fn exposition(headers: &HeaderMap, families: Collection) -> Response {
     );
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    } else {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     headers.insert(
         header::VARY,
@@ -298,25 +313,36 @@ fn exposition(headers: &HeaderMap, families: Collection) -> Response {
     response
 }
 
-/// Size of the chunks an exposition is streamed in.
-const CHUNK: usize = 64 << 10;
+/// Size of the chunks an exposition is streamed in. Fewer, larger writes cut a 9 MiB
+/// exposition's send time by a millisecond or two against 64 KiB (scrape bench, 8 × 250);
+/// with two chunks ahead, at most about a megabyte of it is in memory at once.
+const CHUNK: usize = 256 << 10;
 
-/// Encodes a collection a few families at a time, compressing when asked.
+/// Size of the compressed chunks: 64 KiB of output is about 256 KiB of text, a millisecond or
+/// so of compression, about as long as an async worker should be held at a time.
+const GZIP_CHUNK: usize = 64 << 10;
+
+/// How many chunks the encoder may be ahead of the connection.
+const CHUNKS_AHEAD: usize = 2;
+
+/// Encodes a collection a chunk at a time, compressing when asked.
 struct Encoder {
-    families: Collection,
-    next: usize,
+    exposition: Collection,
+    cursor: Cursor,
     format: Format,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
     done: bool,
     started: tokio::time::Instant,
+    /// Time spent encoding (and compressing), as opposed to waiting for the client.
+    busy: std::time::Duration,
     bytes: usize,
 }
 
 impl Encoder {
-    fn new(families: Collection, format: Format, gzip: bool) -> Encoder {
+    fn new(exposition: Collection, format: Format, gzip: bool) -> Encoder {
         Encoder {
-            families,
-            next: 0,
+            exposition,
+            cursor: Cursor::default(),
             format,
             gzip: gzip.then(|| {
                 flate2::write::GzEncoder::new(
@@ -326,21 +352,35 @@ impl Encoder {
             }),
             done: false,
             started: tokio::time::Instant::now(),
+            busy: std::time::Duration::ZERO,
             bytes: 0,
         }
     }
 
     /// The next chunk of about [`CHUNK`] bytes, or `None` at the end.
     fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let chunk = self.encode_chunk();
+        self.busy += started.elapsed();
+        if self.done && chunk.is_some() {
+            tracing::debug!(elapsed = ?self.started.elapsed(), encoding = ?self.busy, bytes = self.bytes, "Exposition encoded and sent");
+        }
+        chunk
+    }
+
+    fn encode_chunk(&mut self) -> Option<Vec<u8>> {
         if self.done {
             return None;
         }
+        // Room for the line or family that crosses the limit.
         let mut text = Vec::with_capacity(CHUNK + (CHUNK >> 2));
         loop {
-            let Some(family) = self.families.get(self.next) else {
-                encode::encode_end(self.format, &mut text);
+            let complete =
+                self.exposition
+                    .encode_some(&mut self.cursor, self.format, &mut text, CHUNK);
+            self.bytes += text.len();
+            if complete {
                 self.done = true;
-                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes + text.len(), "Exposition encoded and sent");
                 return Some(match self.gzip.take() {
                     // Writing into a Vec cannot fail.
                     Some(mut gz) => {
@@ -349,21 +389,13 @@ impl Encoder {
                     }
                     None => text,
                 });
-            };
-            self.next += 1;
-            encode::encode_family(family, self.format, &mut text);
-            if text.len() < CHUNK {
-                continue;
             }
             match &mut self.gzip {
-                None => {
-                    self.bytes += text.len();
-                    return Some(text);
-                }
+                None => return Some(text),
                 Some(gz) => {
                     let _ = gz.write_all(&text);
                     text.clear();
-                    if gz.get_ref().len() >= CHUNK {
+                    if gz.get_ref().len() >= GZIP_CHUNK {
                         return Some(std::mem::take(gz.get_mut()));
                     }
                 }

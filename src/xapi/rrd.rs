@@ -4,7 +4,8 @@
 //! One hand-written, single-pass scanner per syntax (JSON/JSON5-ish and XML), both feeding the
 //! same `Sink`, so the rules that matter (newest row by `t`, row width = legend length) live
 //! in one place. Legend entries are borrowed from the body unless they contain escapes or
-//! entities. Nothing is allocated in proportion to anything but the input, and deeply nested
+//! entities. In JSON, the values of a row that comes after a newer one (XAPI sends the newest
+//! first) are counted and checked to be scalars but not converted. Nothing is allocated in proportion to anything but the input, and deeply nested
 //! unknown values are refused rather than recursed into.
 
 use std::borrow::Cow;
@@ -17,19 +18,30 @@ pub struct RrdUpdates<'a> {
     pub step: Option<i64>,
     /// `meta.end` (host clock, epoch seconds), if present and numeric.
     pub end: Option<i64>,
-    /// Legend entries in column order, e.g. `AVERAGE:vm:<uuid>:cpu0`.
+    /// Legend entries in column order, e.g. `AVERAGE:vm:<uuid>:cpu0`; empty when
+    /// `legend_known`.
     pub legend: Vec<Cow<'a, str>>,
+    /// The legend as it is in a JSON body: the array, brackets included.
+    pub legend_json: Option<&'a [u8]>,
+    /// The legend was byte for byte the [`KnownLegend`] given to [`parse_with`], so it was not
+    /// split into entries: they are the known legend's.
+    pub legend_known: bool,
     /// The row with the largest `t`, or `None` when the reply has no rows.
     pub newest: Option<Row>,
 }
 
 /// One data row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Row {
     /// Epoch seconds (host clock).
     pub t: i64,
     /// One value per legend entry; NaN where the RRD has no value.
     pub values: Vec<f64>,
+    /// The values as the body writes them, end to end, so that one already in the form the
+    /// exposition wants can be copied rather than formatted again; empty for XML bodies.
+    pub text: Vec<u8>,
+    /// Where each value's text ends in `text` (it starts where the previous one ends).
+    pub ends: Vec<u32>,
 }
 
 /// A legend entry split into its four fields: `<cf>:<owner>:<uuid>:<name>`.
@@ -62,6 +74,105 @@ impl<'a> Legend<'a> {
     }
 }
 
+/// A legend from an earlier reply of the same host, as [`RrdUpdates::legend_json`] gave it,
+/// and its number of entries. XAPI repeats a host's legend until its set of data sources
+/// changes, and a legend is most of a body: recognising it by comparison skips most of the
+/// parsing.
+///
+/// Kept front-coded, since consecutive entries mostly differ only after their owner's UUID:
+/// the text is cut after every `","`, and each piece is stored as how much it shares with the
+/// previous piece and what follows. A few times smaller than the text, and still compared
+/// byte for byte.
+#[derive(Debug, Clone)]
+pub struct KnownLegend {
+    entries: usize,
+    len: usize,
+    shared: Vec<u16>,
+    /// End of each piece's own bytes in `rest`.
+    ends: Vec<u32>,
+    rest: Vec<u8>,
+}
+
+impl KnownLegend {
+    /// The legend whose JSON text is `json` (brackets included) and which has `entries`
+    /// entries.
+    pub fn new(json: &[u8], entries: usize) -> KnownLegend {
+        let mut known = KnownLegend {
+            entries,
+            len: json.len(),
+            shared: Vec::new(),
+            ends: Vec::new(),
+            rest: Vec::new(),
+        };
+        let mut previous: &[u8] = &[];
+        let mut start = 0;
+        let cuts = memchr::memmem::find_iter(json, b"\",\"").map(|i| i + 3);
+        for end in cuts.chain(std::iter::once(json.len())) {
+            let piece = &json[start..end];
+            let shared = piece
+                .iter()
+                .zip(previous)
+                .take(usize::from(u16::MAX))
+                .take_while(|(a, b)| a == b)
+                .count();
+            known.shared.push(u16::try_from(shared).unwrap_or(u16::MAX));
+            known.rest.extend_from_slice(&piece[shared..]);
+            known
+                .ends
+                .push(u32::try_from(known.rest.len()).unwrap_or(u32::MAX));
+            previous = piece;
+            start = end;
+        }
+        known.shared.shrink_to_fit();
+        known.ends.shrink_to_fit();
+        known.rest.shrink_to_fit();
+        known
+    }
+
+    /// Number of entries.
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    /// Whether `text` starts with this legend's JSON text.
+    fn starts(&self, text: &[u8]) -> bool {
+        if text.len() < self.len {
+            return false;
+        }
+        let (mut at, mut previous, mut own) = (0, 0, 0);
+        for (&shared, &end) in self.shared.iter().zip(&self.ends) {
+            let (shared, end) = (usize::from(shared), end as usize);
+            let piece = shared + end - own;
+            if text.get(at..at + shared) != text.get(previous..previous + shared)
+                || text.get(at + shared..at + piece) != self.rest.get(own..end)
+            {
+                return false;
+            }
+            (previous, own) = (at, end);
+            at += piece;
+        }
+        at == self.len
+    }
+
+    /// Whether `json` is exactly this legend's JSON text.
+    pub fn is(&self, json: &[u8]) -> bool {
+        json.len() == self.len && self.starts(json)
+    }
+
+    /// The JSON text.
+    pub fn json(&self) -> Vec<u8> {
+        let mut json: Vec<u8> = Vec::with_capacity(self.len);
+        let (mut previous, mut own) = (0, 0);
+        for (&shared, &end) in self.shared.iter().zip(&self.ends) {
+            let at = json.len();
+            json.extend_from_within(previous..previous + usize::from(shared));
+            json.extend_from_slice(&self.rest[own..end as usize]);
+            (previous, own) = (at, end as usize);
+        }
+        json
+    }
+}
+
 /// Why a body could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed rrd_updates body at byte {offset}: {what}")]
@@ -81,6 +192,16 @@ pub struct ParseError {
 /// Every row is checked to have exactly one value per legend entry, even rows older than the
 /// newest, because a short row anywhere means the body is not what XAPI wrote.
 pub fn parse(body: &[u8]) -> Result<RrdUpdates<'_>, ParseError> {
+    parse_with(body, None)
+}
+
+/// [`parse`], recognising `known` if the body's legend is that one: then
+/// [`RrdUpdates::legend_known`] is set and [`RrdUpdates::legend`] left empty. Only JSON
+/// legends are recognised.
+pub fn parse_with<'a>(
+    body: &'a [u8],
+    known: Option<&KnownLegend>,
+) -> Result<RrdUpdates<'a>, ParseError> {
     let mut start = 0;
     if body.starts_with(b"\xEF\xBB\xBF") {
         start = 3;
@@ -89,7 +210,7 @@ pub fn parse(body: &[u8]) -> Result<RrdUpdates<'_>, ParseError> {
         start += 1;
     }
     match body.get(start) {
-        Some(b'{') => json::parse(body, start),
+        Some(b'{') => json::parse(body, start, known),
         Some(b'<') => xml::parse(body, start),
         Some(_) => Err(err(start, "expected `{` or `<` at the start of the body")),
         None => Err(err(start, "empty body")),
@@ -108,46 +229,66 @@ struct Sink<'a> {
     step: Option<i64>,
     end: Option<i64>,
     legend: Option<Vec<Cow<'a, str>>>,
+    /// Number of legend entries, also when the legend is known and not split.
+    legend_len: usize,
+    legend_json: Option<&'a [u8]>,
+    legend_known: bool,
     newest: Option<Row>,
-    /// Values of the row being read; swapped with `newest.values` when that row is newer, so
-    /// steady state needs no allocation per row.
-    scratch: Vec<f64>,
+    /// The row being read; swapped with `newest` when it is newer, so steady state needs no
+    /// allocation per row.
+    scratch: Row,
     /// Width and offset of the first row, kept because `data` may come before the legend.
     width: Option<(usize, usize)>,
 }
 
 impl<'a> Sink<'a> {
     fn set_legend(&mut self, legend: Vec<Cow<'a, str>>, at: usize) -> Result<(), ParseError> {
+        let len = legend.len();
+        self.set_legend_of(legend, len, at)
+    }
+
+    /// A legend of `len` entries: `legend` itself, or nothing when it is the known one.
+    fn set_legend_of(
+        &mut self,
+        legend: Vec<Cow<'a, str>>,
+        len: usize,
+        at: usize,
+    ) -> Result<(), ParseError> {
         if self.legend.is_some() {
             return Err(err(at, "legend appears twice"));
         }
         if let Some((width, row_at)) = self.width
-            && width != legend.len()
+            && width != len
         {
             return Err(err(row_at, ROW_WIDTH));
         }
         self.legend = Some(legend);
+        self.legend_len = len;
         Ok(())
     }
 
     /// Starts a row; the front end then pushes its values into `scratch`.
     fn begin_row(&mut self) {
-        self.scratch.clear();
+        self.scratch.values.clear();
+        self.scratch.text.clear();
+        self.scratch.ends.clear();
         // After the first row took the buffer, size the next one once instead of by doubling.
-        self.scratch.reserve(self.expected_width().unwrap_or(0));
+        self.scratch
+            .values
+            .reserve(self.expected_width().unwrap_or(0));
     }
 
     /// How many values a row must have: the legend's length, or before the legend is seen, the
     /// first row's.
     fn expected_width(&self) -> Option<usize> {
         match (&self.legend, self.width) {
-            (Some(legend), _) => Some(legend.len()),
+            (Some(_), _) => Some(self.legend_len),
             (None, width) => width.map(|(width, _)| width),
         }
     }
 
     fn end_row(&mut self, t: i64, at: usize) -> Result<(), ParseError> {
-        let n = self.scratch.len();
+        let n = self.scratch.values.len();
         if self.expected_width().is_some_and(|e| e != n) {
             return Err(err(at, ROW_WIDTH));
         }
@@ -158,13 +299,13 @@ impl<'a> Sink<'a> {
             // Ties keep the first row: XAPI never repeats a `t`, so either choice is arbitrary.
             Some(row) if row.t >= t => {}
             Some(row) => {
+                std::mem::swap(row, &mut self.scratch);
                 row.t = t;
-                std::mem::swap(&mut row.values, &mut self.scratch);
             }
             None => {
                 self.newest = Some(Row {
                     t,
-                    values: std::mem::take(&mut self.scratch),
+                    ..std::mem::take(&mut self.scratch)
                 });
             }
         }
@@ -174,7 +315,7 @@ impl<'a> Sink<'a> {
     fn finish(self, at: usize) -> Result<RrdUpdates<'a>, ParseError> {
         let legend = self.legend.ok_or(err(at, "no legend in the body"))?;
         if let Some((width, row_at)) = self.width
-            && width != legend.len()
+            && width != self.legend_len
         {
             return Err(err(row_at, ROW_WIDTH));
         }
@@ -182,6 +323,8 @@ impl<'a> Sink<'a> {
             step: self.step,
             end: self.end,
             legend,
+            legend_json: self.legend_json,
+            legend_known: self.legend_known,
             newest: self.newest,
         })
     }
@@ -191,6 +334,70 @@ impl<'a> Sink<'a> {
 /// in any case (what `f64::from_str` accepts, which is a superset of what XAPI writes).
 fn text_f64(text: &[u8]) -> Option<f64> {
     std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// A plain decimal (`-?[0-9]+(\.[0-9]+)?`, as XAPI writes most values) whose digits make an
+/// integer below 2^53 with at most 22 of them after the point: that integer and the power of
+/// ten are exact doubles, so one division gives the correctly rounded value, as
+/// `f64::from_str` would, without its general machinery. `None` otherwise.
+fn plain_f64(text: &[u8]) -> Option<f64> {
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, text),
+    };
+    let mut mantissa: u64 = 0;
+    let mut dot = None;
+    for (i, &b) in digits.iter().enumerate() {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                if mantissa >= 1 << 53 {
+                    return None;
+                }
+            }
+            b'.' if dot.is_none() && i > 0 && i + 1 < digits.len() => dot = Some(i),
+            _ => return None,
+        }
+    }
+    if digits.is_empty() {
+        return None;
+    }
+    let scale = dot.map_or(0, |d| digits.len() - d - 1);
+    #[allow(clippy::cast_precision_loss)]
+    let value = mantissa as f64 / *POW10.get(scale)?;
+    Some(if negative { -value } else { value })
+}
+
+/// The first `"` or `\\` in `bytes`. Values are a few bytes long, too short for `memchr`'s
+/// vector loop to pay for its set-up: this looks at eight bytes per step in a plain `u64`.
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let mut at = 0;
+    for word in words.by_ref() {
+        let mut eight = [0; 8];
+        eight.copy_from_slice(word);
+        let x = u64::from_le_bytes(eight);
+        let (quote, backslash) = (x ^ (ONES * u64::from(b'"')), x ^ (ONES * u64::from(b'\\')));
+        // The lowest byte flagged is the first zero byte of either; higher flags may be false.
+        let found = ((quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash))
+            & HIGHS;
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    words
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|n| at + n)
 }
 
 /// Epoch seconds and steps are integers, but a float with no fractional part is taken too, in
@@ -210,15 +417,35 @@ mod json {
     //! JSON and the JSON5 subset legacy XAPI printed: unquoted keys, bare `NaN`/`Infinity`,
     //! plus trailing commas. `data` is looked for both at top level and inside `meta`.
 
-    use super::{Cow, ParseError, RrdUpdates, Sink, err, text_f64, text_i64};
+    use super::{
+        Cow, KnownLegend, ParseError, Row, RrdUpdates, Sink, err, plain_f64, quote_or_backslash,
+        text_f64, text_i64,
+    };
     use memchr::memchr2;
 
     /// Deepest nesting of an unknown value that is skipped; deeper is refused, which keeps the
     /// skipper allocation-free.
     const MAX_SKIP_DEPTH: u32 = 128;
 
-    pub(super) fn parse(body: &[u8], start: usize) -> Result<RrdUpdates<'_>, ParseError> {
-        let mut p = Parser { b: body, i: start };
+    pub(super) fn parse<'a>(
+        body: &'a [u8],
+        start: usize,
+        known: Option<&KnownLegend>,
+    ) -> Result<RrdUpdates<'a>, ParseError> {
+        let mut p = Parser {
+            b: body,
+            i: start,
+            known,
+            // One validation of the whole body is several times cheaper than one per string
+            // and value; a body with invalid UTF-8 somewhere falls back to the latter, which
+            // also finds where it is. With a known legend, most of the body is never looked
+            // at as text, and the few values that are check themselves.
+            text: if known.is_none() {
+                std::str::from_utf8(body).ok()
+            } else {
+                None
+            },
+        };
         let mut sink = Sink::default();
         p.expect(b'{', "expected `{`")?;
         let mut first = true;
@@ -237,9 +464,12 @@ mod json {
     }
 
     #[derive(Debug)]
-    struct Parser<'a> {
+    struct Parser<'a, 'k> {
         b: &'a [u8],
         i: usize,
+        /// `b` as text, when it is valid UTF-8 as a whole.
+        text: Option<&'a str>,
+        known: Option<&'k KnownLegend>,
     }
 
     /// Bytes that may form a bare token: numbers, `NaN`, `Infinity`, `true`, `null`, keys.
@@ -247,7 +477,7 @@ mod json {
         c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.' | b'_' | b'$')
     }
 
-    impl<'a> Parser<'a> {
+    impl<'a> Parser<'a, '_> {
         fn peek(&self) -> Option<u8> {
             self.b.get(self.i).copied()
         }
@@ -348,7 +578,7 @@ mod json {
         fn raw_string(&mut self) -> Result<Option<&'a [u8]>, ParseError> {
             let start = self.i + 1;
             let rest = self.b.get(start..).unwrap_or_default();
-            match memchr2(b'"', b'\\', rest) {
+            match quote_or_backslash(rest) {
                 Some(n) if rest[n] == b'"' => {
                     self.i = start + n + 1;
                     Ok(Some(&rest[..n]))
@@ -362,10 +592,19 @@ mod json {
         fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
             let start = self.i + 1;
             match self.raw_string()? {
-                Some(raw) => std::str::from_utf8(raw)
+                Some(raw) => self
+                    .text(start, raw)
                     .map(Cow::Borrowed)
                     .map_err(|e| err(start + e.valid_up_to(), "invalid UTF-8 in a string")),
                 None => self.escaped_string().map(Cow::Owned),
+            }
+        }
+
+        /// `raw`, found at `start`, as text.
+        fn text(&self, start: usize, raw: &'a [u8]) -> Result<&'a str, std::str::Utf8Error> {
+            match self.text.and_then(|t| t.get(start..start + raw.len())) {
+                Some(text) => Ok(text),
+                None => std::str::from_utf8(raw),
             }
         }
 
@@ -433,20 +672,22 @@ mod json {
             Ok(v)
         }
 
-        /// The text of a scalar that should be a number: a string's content or a bare token.
-        fn scalar(&mut self, what: &'static str) -> Result<Cow<'a, [u8]>, ParseError> {
+        /// The text of a scalar that should be a number: a string's content or a bare token,
+        /// with where it starts.
+        fn scalar(&mut self, what: &'static str) -> Result<(usize, Cow<'a, [u8]>), ParseError> {
             self.ws();
             match self.peek() {
                 Some(b'"') => match self.raw_string()? {
-                    Some(raw) => Ok(Cow::Borrowed(raw)),
-                    None => Ok(Cow::Owned(self.escaped_string()?.into_bytes())),
+                    Some(raw) => Ok((self.i - raw.len() - 1, Cow::Borrowed(raw))),
+                    None => Ok((self.i, Cow::Owned(self.escaped_string()?.into_bytes()))),
                 },
                 Some(_) => {
+                    let start = self.i;
                     let token = self.bare();
                     if token.is_empty() {
                         Err(err(self.i, what))
                     } else {
-                        Ok(Cow::Borrowed(token))
+                        Ok((start, Cow::Borrowed(token)))
                     }
                 }
                 None => Err(self.eof()),
@@ -456,7 +697,7 @@ mod json {
         fn int(&mut self) -> Result<i64, ParseError> {
             self.ws();
             let at = self.i;
-            let text = self.scalar("expected an integer")?;
+            let (_, text) = self.scalar("expected an integer")?;
             text_i64(&text).ok_or(err(at, "expected an integer"))
         }
 
@@ -482,8 +723,18 @@ mod json {
                     "legend" => {
                         self.ws();
                         let at = self.i;
-                        let legend = self.legend()?;
-                        sink.set_legend(legend, at)?;
+                        match self.known {
+                            Some(known) if known.starts(&self.b[at..]) => {
+                                self.i += known.len;
+                                sink.set_legend_of(Vec::new(), known.entries, at)?;
+                                sink.legend_known = true;
+                            }
+                            _ => {
+                                let legend = self.legend()?;
+                                sink.set_legend(legend, at)?;
+                            }
+                        }
+                        sink.legend_json = Some(&self.b[at..self.i]);
                     }
                     // Generation B nests `data` here.
                     "data" => self.data(sink)?,
@@ -531,7 +782,10 @@ mod json {
                     }
                     "values" => {
                         have_values = true;
-                        self.values(&mut sink.scratch)?;
+                        // XAPI sends the newest row first: the others are only counted.
+                        let older =
+                            t.is_some_and(|t| sink.newest.as_ref().is_some_and(|n| n.t >= t));
+                        self.values(&mut sink.scratch, !older)?;
                     }
                     _ => self.skip_value()?,
                 }
@@ -543,15 +797,81 @@ mod json {
             sink.end_row(t, at)
         }
 
-        fn values(&mut self, out: &mut Vec<f64>) -> Result<(), ParseError> {
+        /// A row's values and their text; with `convert` false only their number counts, and
+        /// each is only checked to be a scalar.
+        fn values(&mut self, out: &mut Row, convert: bool) -> Result<(), ParseError> {
             self.expect(b'[', "`values` must be an array")?;
+            if !convert && let Some(count) = self.count_plain_values() {
+                out.values.resize(out.values.len() + count, f64::NAN);
+                return Ok(());
+            }
             let mut first = true;
             while self.next_elem(&mut first)? {
                 let at = self.i;
-                let text = self.scalar("expected a number")?;
-                out.push(text_f64(&text).ok_or(err(at, "expected a number"))?);
+                let (start, text) = self.scalar("expected a number")?;
+                if !convert {
+                    out.values.push(f64::NAN);
+                    continue;
+                }
+                out.text.extend_from_slice(&text);
+                out.ends
+                    .push(u32::try_from(out.text.len()).unwrap_or(u32::MAX));
+                let value = match text {
+                    Cow::Borrowed(raw) => plain_f64(raw)
+                        .or_else(|| self.text(start, raw).ok().and_then(|t| t.parse().ok())),
+                    Cow::Owned(text) => text_f64(&text),
+                };
+                out.values.push(value.ok_or(err(at, "expected a number"))?);
             }
             Ok(())
+        }
+
+        /// After the `[` of an array of strings without escapes and bare tokens, as XAPI writes
+        /// rows: counts the elements and moves past the `]`. `None`, with nothing consumed,
+        /// for anything else, which the general path then reads (or rejects).
+        fn count_plain_values(&mut self) -> Option<usize> {
+            let b = self.b;
+            let ws = |j: &mut usize| {
+                while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(*j) {
+                    *j += 1;
+                }
+            };
+            let mut j = self.i;
+            let mut count = 0;
+            ws(&mut j);
+            if b.get(j) == Some(&b']') {
+                self.i = j + 1;
+                return Some(0);
+            }
+            loop {
+                ws(&mut j);
+                match *b.get(j)? {
+                    b'"' => {
+                        let rest = b.get(j + 1..)?;
+                        let n = quote_or_backslash(rest)?;
+                        if rest[n] == b'\\' {
+                            return None;
+                        }
+                        j += n + 2;
+                    }
+                    c if is_bare(c) => {
+                        while b.get(j).copied().is_some_and(is_bare) {
+                            j += 1;
+                        }
+                    }
+                    _ => return None,
+                }
+                count += 1;
+                ws(&mut j);
+                match *b.get(j)? {
+                    b',' => j += 1,
+                    b']' => {
+                        self.i = j + 1;
+                        return Some(count);
+                    }
+                    _ => return None,
+                }
+            }
         }
 
         /// Skips one value of any type without recursion; the open containers are a bit stack
@@ -945,7 +1265,7 @@ mod xml {
                             let text = self.text(&tag)?;
                             let v = text_f64(text.as_bytes())
                                 .ok_or(err(tag.at, "expected a number"))?;
-                            sink.scratch.push(v);
+                            sink.scratch.values.push(v);
                         }
                         _ => self.skip(&tag)?,
                     }
@@ -1155,6 +1475,7 @@ mod tests {
         let xml = ok(SMALL_XML.as_bytes());
         let strip = |u: &RrdUpdates<'static>| RrdUpdates {
             newest: None,
+            legend_json: None,
             ..u.clone()
         };
         assert_eq!(strip(&c), strip(&xml));
@@ -1170,7 +1491,9 @@ mod tests {
             newest(&u),
             &Row {
                 t: 30,
-                values: vec![3.0]
+                values: vec![3.0],
+                text: b"3".to_vec(),
+                ends: vec![1],
             }
         );
 
@@ -1179,7 +1502,8 @@ mod tests {
             newest(&ok(xml.as_bytes())),
             &Row {
                 t: 20,
-                values: vec![2.0]
+                values: vec![2.0],
+                ..Row::default()
             }
         );
 
@@ -1197,6 +1521,165 @@ mod tests {
         let (fwd, rev) = (ok(HOST1_C), ok(body.as_bytes()));
         assert_eq!(newest(&rev).t, NEWEST_T);
         assert!(same_values(&newest(&fwd).values, &newest(&rev).values));
+    }
+
+    #[test]
+    fn parse_counts_but_does_not_convert_rows_older_than_one_already_read() {
+        let u = ok(br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":["x"]},{"values":["2"],"t":"20"}]}"#);
+        assert_eq!(
+            newest(&u),
+            &Row {
+                t: 30,
+                values: vec![3.0],
+                text: b"3".to_vec(),
+                ends: vec![1],
+            }
+        );
+        let short = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[]}]}"#;
+        assert!(parse(short).is_err());
+        let nested = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[[1]]}]}"#;
+        assert!(parse(nested).is_err());
+        let spaced = br#"{"meta":{"legend":["a:b:c:d","e:f:g:h"]},"data":[{"t":"30","values":["3",4]},{"t":"10","values":[ "1" , 2 ,]},{"t":"5","values":["a\"b",NaN]}]}"#;
+        assert_eq!(newest(&ok(spaced)).values, [3.0, 4.0]);
+        let unclosed = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":["1"#;
+        assert!(parse(unclosed).is_err());
+    }
+
+    #[test]
+    fn a_known_legend_is_recognised_and_not_split() {
+        let full = ok(HOST1_C);
+        let json = full
+            .legend_json
+            .expect("JSON bodies give their legend's text");
+        assert!(json.starts_with(b"[\"") && json.ends_with(b"\"]"));
+        let known = KnownLegend::new(json, full.legend.len());
+        assert_eq!(known.json(), json);
+        assert!(known.is(json) && !known.is(&json[1..]));
+        assert!(known.rest.len() * 3 < json.len(), "front coding pays");
+        let fast = parse_with(HOST1_C, Some(&known)).unwrap();
+        assert!(fast.legend_known && fast.legend.is_empty());
+        assert_eq!(newest(&fast).t, newest(&full).t);
+        assert!(same_values(&newest(&fast).values, &newest(&full).values));
+        assert_eq!(fast.legend_json, full.legend_json);
+
+        // Another legend, even one byte off anywhere, is split as usual.
+        for at in [1, json.len() / 2, json.len() - 3] {
+            let mut other = json.to_vec();
+            other[at] ^= 1;
+            let other = KnownLegend::new(&other, full.legend.len());
+            let slow = parse_with(HOST1_C, Some(&other)).unwrap();
+            assert!(!slow.legend_known, "{at}");
+            assert_eq!(slow.legend, full.legend);
+        }
+
+        // A known legend of another length makes the rows the wrong width.
+        let short = KnownLegend::new(json, 1);
+        assert!(parse_with(HOST1_C, Some(&short)).is_err());
+
+        let xml = parse_with(SMALL_XML.as_bytes(), Some(&known)).unwrap();
+        assert!(!xml.legend_known && xml.legend_json.is_none() && xml.legend.len() == 3);
+
+        for text in [
+            &b"[]"[..],
+            b"[\"a\"]",
+            b"[\"a\",\"a\",\"ab\",\"b\"]",
+            b"[\"\",\"\"]",
+        ] {
+            let known = KnownLegend::new(text, 0);
+            assert_eq!(known.json(), text);
+            assert!(known.is(text));
+        }
+    }
+
+    #[test]
+    fn the_newest_row_keeps_its_values_text() {
+        let u = ok(SMALL_C.as_bytes());
+        let row = newest(&u);
+        let texts: Vec<&[u8]> = row
+            .ends
+            .iter()
+            .scan(0, |start, &end| {
+                let text = &row.text[*start as usize..end as usize];
+                *start = end;
+                Some(text)
+            })
+            .collect();
+        assert_eq!(texts, [&b"0.0412345678901234"[..], b"16777216", b"NaN"]);
+        let legacy = ok(SMALL_A.as_bytes());
+        assert_eq!(newest(&legacy).text, b"0.041216777216.0000NaN");
+    }
+
+    #[test]
+    fn plain_decimals_read_exactly_as_from_str_reads_them() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut fast = 0;
+        for _ in 0..300_000 {
+            let mut text = String::new();
+            if next(3) == 0 {
+                text.push('-');
+            }
+            for _ in 0..next(18) {
+                text.push(char::from(b'0' + next(10) as u8));
+            }
+            if next(2) == 0 {
+                text.push('.');
+                for _ in 0..next(18) {
+                    text.push(char::from(b'0' + next(10) as u8));
+                }
+            }
+            let std: Option<f64> = text.parse().ok();
+            if let Some(v) = plain_f64(text.as_bytes()) {
+                fast += 1;
+                assert_eq!(Some(v.to_bits()), std.map(f64::to_bits), "{text}");
+            }
+        }
+        assert!(fast > 100_000, "{fast}");
+        assert_eq!(plain_f64(b"0.0116978868614843"), Some(0.0116978868614843));
+        assert_eq!(plain_f64(b"9007199254740991"), Some(9007199254740991.0));
+        for text in [
+            "",
+            "-",
+            ".",
+            "1.",
+            ".5",
+            "1e5",
+            "NaN",
+            "+1",
+            "1.2.3",
+            "9007199254740992",
+            "0.00000000000000000000001",
+        ] {
+            assert_eq!(plain_f64(text.as_bytes()), None, "{text}");
+        }
+        assert_eq!(
+            plain_f64(b"-0").map(f64::to_bits),
+            Some((-0.0f64).to_bits())
+        );
+    }
+
+    #[test]
+    fn quote_or_backslash_finds_the_first_of_either() {
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 40) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| {
+                    [b'a', b'"', b'\\', 0x22 ^ 0x80, 0x5c ^ 0x01, 0, b'1']
+                        [((x >> (i % 60)) % 7) as usize]
+                })
+                .collect();
+            let expected = bytes.iter().position(|&b| b == b'"' || b == b'\\');
+            assert_eq!(quote_or_backslash(&bytes), expected, "{bytes:?}");
+        }
     }
 
     #[test]
@@ -1302,7 +1785,8 @@ mod tests {
             newest(&u),
             &Row {
                 t: 120,
-                values: vec![f64::NEG_INFINITY, 0.0]
+                values: vec![f64::NEG_INFINITY, 0.0],
+                ..Row::default()
             }
         );
     }

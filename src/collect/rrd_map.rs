@@ -1,0 +1,1374 @@
+//! The join of one host's `/rrd_updates` legend with names, as a [`SeriesMap`] kept between
+//! scrapes. A steady pool sends the same legend every time and its names rarely change, so
+//! after the first scrape a host's reply costs a legend comparison and a few hundred name
+//! lookups instead of splitting, mapping and labelling every column again.
+//!
+//! A cached map is reused only when everything that went into it is unchanged: the legend
+//! (compared byte for byte), the host's own name, the names of the SRs, and the name of every
+//! host and VM it labelled (or their absence from the inventory).
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+
+use crate::config::Endpoint;
+use crate::inventory::{HostEntry, Inventory, SrIndex};
+use crate::metrics::catalog::{self, Owner, SrRef};
+use crate::metrics::exposition::LayoutCache;
+use crate::metrics::series::{Frame, SeriesMap, SeriesMapBuilder};
+use crate::metrics::{FamiliesBuilder, Label, Tail};
+use crate::xapi::rrd::{self, KnownLegend, Legend, Row, RrdUpdates};
+
+use super::HostSamples;
+use super::uuids::Hasher;
+
+/// A host not scraped for this long (removed from the pool, say) loses its map; checked
+/// whenever a map is built.
+const EVICT_AFTER: Duration = Duration::from_secs(600);
+
+/// Series maps by host endpoint, and the layout of the last scrape's maps.
+#[derive(Debug, Default)]
+pub(super) struct MapCache {
+    hosts: Mutex<FxHashMap<String, Slot>>,
+    layouts: LayoutCache,
+}
+
+#[derive(Debug)]
+struct Slot {
+    map: Arc<HostMap>,
+    used: Instant,
+}
+
+impl MapCache {
+    pub(super) fn layouts(&self) -> &LayoutCache {
+        &self.layouts
+    }
+
+    fn cached(&self, key: &str, now: Instant) -> Option<Arc<HostMap>> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.get_mut(key).map(|slot| {
+            slot.used = now;
+            slot.map.clone()
+        })
+    }
+
+    /// Parses a reply from the host at `endpoint`, recognising the legend of its cached map.
+    pub(super) fn parse<'a>(
+        &self,
+        endpoint: &Endpoint,
+        body: &'a [u8],
+    ) -> Result<Parsed<'a>, rrd::ParseError> {
+        let map = self.cached(&endpoint.to_string(), Instant::now());
+        let known = map.as_ref().and_then(|m| match &m.legend {
+            LegendKey::Json(known) => Some(known),
+            LegendKey::Entries(_) => None,
+        });
+        let updates = rrd::parse_with(body, known)?;
+        let known = map.filter(|_| updates.legend_known);
+        Ok(Parsed { updates, known })
+    }
+
+    /// The mapping of `parsed` from the host at `endpoint`: the cached one when still valid,
+    /// a new one (then cached) otherwise.
+    pub(super) fn map(
+        &self,
+        endpoint: &Endpoint,
+        parsed: &Parsed<'_>,
+        inventory: &Arc<Inventory>,
+        srs: &SrIndex,
+        known: Option<&HostEntry>,
+        hash_key: Option<&[u8]>,
+    ) -> Mapped {
+        let key = endpoint.to_string();
+        let now = Instant::now();
+        let updates = &parsed.updates;
+        // The map whose legend this reply has, if any.
+        let same_legend = match &parsed.known {
+            Some(map) => Some(map.clone()),
+            None => self
+                .cached(&key, now)
+                .filter(|map| map.legend.matches(updates)),
+        };
+        let host_uuid = match &same_legend {
+            Some(map) => map.host_in_legend.clone(),
+            None => host_in_legend(&updates.legend),
+        };
+        let host = HostOf::new(host_uuid.as_deref(), inventory, known);
+        let Some(row) = &updates.newest else {
+            return Mapped::without_rows(host);
+        };
+        if let Some(map) = &same_legend
+            && map.is_valid_for(&host.entry, inventory, srs)
+        {
+            return Mapped::new(map.clone(), host, &row.values);
+        }
+        let recognised = same_legend.as_ref().and_then(|map| match &map.legend {
+            LegendKey::Json(known) if updates.legend_known => Some(known),
+            _ => None,
+        });
+        let map = match recognised {
+            Some(known) => {
+                // The reply's legend was not split: split the cached copy of it.
+                let body = [br#"{"meta":{"legend":"#, &known.json()[..], b"}}"].concat();
+                match rrd::parse(&body) {
+                    Ok(legend) => HostMap::build(&legend, &host.entry, inventory, srs, hash_key),
+                    // It parsed once as part of a reply.
+                    Err(_) => return Mapped::without_rows(host),
+                }
+            }
+            None => HostMap::build(updates, &host.entry, inventory, srs, hash_key),
+        };
+        let map = Arc::new(map);
+        {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            hosts.retain(|_, slot| now.duration_since(slot.used) < EVICT_AFTER);
+            hosts.insert(
+                key,
+                Slot {
+                    map: map.clone(),
+                    used: now,
+                },
+            );
+        }
+        Mapped::new(map, host, &row.values)
+    }
+}
+
+/// A parsed reply, and the cached map whose legend it was recognised to have.
+#[derive(Debug)]
+pub(super) struct Parsed<'a> {
+    pub(super) updates: RrdUpdates<'a>,
+    known: Option<Arc<HostMap>>,
+}
+
+/// The UUID of the first `host` entry of a legend.
+fn host_in_legend(legend: &[Cow<'_, str>]) -> Option<Arc<str>> {
+    legend
+        .iter()
+        .filter_map(|e| Legend::parse(e))
+        .find(|l| l.owner == "host")
+        .map(|l| Arc::from(l.uuid))
+}
+
+/// The host a reply comes from: the first `host` entry of its legend, else what the caller
+/// knew, else nobody.
+struct HostOf {
+    entry: HostEntry,
+    unknown: bool,
+}
+
+impl HostOf {
+    fn new(uuid: Option<&str>, inventory: &Inventory, known: Option<&HostEntry>) -> HostOf {
+        match uuid {
+            Some(uuid) => match inventory.host(uuid) {
+                Some(h) => HostOf {
+                    entry: h.clone(),
+                    unknown: false,
+                },
+                None => HostOf {
+                    entry: HostEntry {
+                        uuid: Arc::from(uuid),
+                        name: Arc::from(uuid),
+                        address: String::new(),
+                    },
+                    unknown: true,
+                },
+            },
+            None => HostOf {
+                entry: known.cloned().unwrap_or_else(|| HostEntry {
+                    uuid: Arc::from(""),
+                    name: Arc::from(""),
+                    address: String::new(),
+                }),
+                unknown: false,
+            },
+        }
+    }
+}
+
+/// A UUID's owner type, head and slot among the unknown owners.
+type Resolved = (Owner, u32, Option<usize>);
+
+/// A host's series map and what it depends on besides the legend.
+#[derive(Debug)]
+struct HostMap {
+    legend: LegendKey,
+    /// The UUID of the legend's first `host` entry: the reply's host.
+    host_in_legend: Option<Arc<str>>,
+    series: Arc<SeriesMap>,
+    host_name: Arc<str>,
+    host_uuid: Arc<str>,
+    /// The SRs' UUIDs and names: SR owners and tails name SRs, and a prefix resolves only
+    /// while it is unique among all UUIDs.
+    srs: Vec<(Arc<str>, Arc<str>)>,
+    /// Hosts and VMs labelled, with the name used (`None`: unknown, named by UUID).
+    owners: Vec<(Owner, Arc<str>, Option<Arc<str>>)>,
+    /// The inventory the owners were last checked against; the same snapshot needs no check.
+    checked: Mutex<Weak<Inventory>>,
+    /// Unknown hosts and VMs, with their columns: one counts only while it has a value.
+    unknown: Vec<(Arc<str>, Vec<u32>)>,
+    /// SR prefixes that matched no SR, with their columns, likewise.
+    unresolved: Vec<(Arc<str>, Vec<u32>)>,
+}
+
+impl HostMap {
+    /// Joins a legend with names; this is the mapping of every column, whatever its value in
+    /// this reply, so that the map serves later replies too. With `hash_key` (XEN_HASH_UUIDS)
+    /// the labels are hashed here, once per map, not at every scrape.
+    fn build(
+        parsed: &RrdUpdates<'_>,
+        host: &HostEntry,
+        inventory: &Inventory,
+        srs: &SrIndex,
+        hash_key: Option<&[u8]>,
+    ) -> HostMap {
+        let mut hasher = hash_key.map(Hasher::new);
+        let host_head: Arc<[Label]> = Arc::from(vec![
+            Label::new("host", host.name.clone()),
+            Label::new("host_uuid", host.uuid.clone()),
+        ]);
+        let mut builder = SeriesMapBuilder::new(parsed.legend.len());
+        let mut owners = Vec::new();
+        let mut unknown: Vec<(Arc<str>, Vec<u32>)> = Vec::new();
+        let mut unresolved: Vec<(Arc<str>, Vec<u32>)> = Vec::new();
+        // Head index and unknown-owner slot by UUID, as the per-sample mapping always keyed
+        // them; legends come grouped by owner, so the last one is almost always it.
+        let mut heads: FxHashMap<&str, Resolved> = FxHashMap::default();
+        let mut last: Option<(&str, Resolved)> = None;
+        // Family, tail and unresolved-prefix slot by data source, so that the catalog is asked
+        // once per distinct name instead of once per VM.
+        let mut mappings: FxHashMap<(Owner, &str), (u32, u32, Option<usize>)> =
+            FxHashMap::default();
+        for (column, entry) in parsed.legend.iter().enumerate() {
+            let Some(legend) = Legend::parse(entry) else {
+                continue;
+            };
+            // We ask for cf=AVERAGE; a host that ignores it would otherwise yield duplicates.
+            if legend.cf != "AVERAGE" {
+                continue;
+            }
+            let (owner, head, unknown_slot) = match last {
+                Some((uuid, resolved)) if uuid == legend.uuid => resolved,
+                _ => {
+                    let resolved = match heads.get(legend.uuid) {
+                        Some(&resolved) => resolved,
+                        None => {
+                            let Some((owner, labels, named)) =
+                                owner_head(&legend, host, &host_head, inventory, srs)
+                            else {
+                                continue;
+                            };
+                            let labels = match &mut hasher {
+                                Some(hasher) => hasher.relabel_head(labels),
+                                None => labels,
+                            };
+                            let head = builder.head(labels);
+                            let mut unknown_slot = None;
+                            let uuid = || Arc::<str>::from(legend.uuid);
+                            match named {
+                                Named::Elsewhere => {}
+                                Named::Found(name) => owners.push((owner, uuid(), Some(name))),
+                                Named::Unknown => {
+                                    unknown_slot = Some(unknown.len());
+                                    unknown.push((uuid(), Vec::new()));
+                                    owners.push((owner, uuid(), None));
+                                }
+                            }
+                            let resolved = (owner, head, unknown_slot);
+                            heads.insert(legend.uuid, resolved);
+                            resolved
+                        }
+                    };
+                    last = Some((legend.uuid, resolved));
+                    resolved
+                }
+            };
+            let (family, tail, unresolved_slot) =
+                *mappings.entry((owner, legend.name)).or_insert_with(|| {
+                    let mapped = catalog::map_data_source(owner, legend.name);
+                    let family = builder.family(mapped.family, catalog::describe);
+                    let mut tail = Tail::new();
+                    let mut unresolved_slot = None;
+                    if let Some(sr) = mapped.sr {
+                        let (name, uuid): (Arc<str>, Arc<str>) = match sr {
+                            SrRef::Prefix(prefix) => match srs.by_prefix(prefix) {
+                                Some(s) => (s.name.clone(), s.uuid.clone()),
+                                None => {
+                                    let p: Arc<str> = Arc::from(prefix);
+                                    unresolved_slot = Some(
+                                        match unresolved.iter().position(|(u, _)| **u == *prefix) {
+                                            Some(i) => i,
+                                            None => {
+                                                unresolved.push((p.clone(), Vec::new()));
+                                                unresolved.len() - 1
+                                            }
+                                        },
+                                    );
+                                    (p.clone(), p)
+                                }
+                            },
+                            SrRef::Full(uuid) => match srs.by_uuid(uuid) {
+                                Some(s) => (s.name.clone(), s.uuid.clone()),
+                                None => {
+                                    let u: Arc<str> = Arc::from(uuid);
+                                    (u.clone(), u)
+                                }
+                            },
+                        };
+                        tail.push(Label::new("sr", name));
+                        tail.push(Label::new("sr_uuid", uuid));
+                    }
+                    if let Some((name, value)) = mapped.label {
+                        tail.push(Label::new(name, value));
+                    }
+                    let tail = match &mut hasher {
+                        Some(hasher) => hasher.relabel_tail(tail),
+                        None => tail,
+                    };
+                    (family, builder.tail(tail), unresolved_slot)
+                });
+            let column_u32 = u32::try_from(column).unwrap_or(u32::MAX);
+            if let Some(slot) = unknown_slot {
+                unknown[slot].1.push(column_u32);
+            }
+            if let Some(slot) = unresolved_slot {
+                unresolved[slot].1.push(column_u32);
+            }
+            builder.set(column, family, head, tail);
+        }
+        HostMap {
+            legend: LegendKey::new(parsed),
+            host_in_legend: host_in_legend(&parsed.legend),
+            series: Arc::new(builder.finish()),
+            host_name: host.name.clone(),
+            host_uuid: host.uuid.clone(),
+            srs: sr_names(srs),
+            owners,
+            checked: Mutex::new(Weak::new()),
+            unknown,
+            unresolved,
+        }
+    }
+
+    /// Whether the names the map used are still those of `inventory` and `srs`.
+    fn is_valid_for(&self, host: &HostEntry, inventory: &Arc<Inventory>, srs: &SrIndex) -> bool {
+        if *self.host_name != *host.name
+            || *self.host_uuid != *host.uuid
+            || !same_srs(&self.srs, srs)
+        {
+            return false;
+        }
+        let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+        if std::ptr::eq(checked.as_ptr(), Arc::as_ptr(inventory)) {
+            return true;
+        }
+        let same = self.owners.iter().all(|(owner, uuid, name)| {
+            let now = match owner {
+                Owner::Vm => inventory.vm(uuid).map(|v| &v.name),
+                _ => inventory.host(uuid).map(|h| &h.name),
+            };
+            match (name, now) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                (None, None) => true,
+                _ => false,
+            }
+        });
+        if same {
+            *checked = Arc::downgrade(inventory);
+        }
+        same
+    }
+}
+
+fn sr_names(srs: &SrIndex) -> Vec<(Arc<str>, Arc<str>)> {
+    srs.srs
+        .iter()
+        .map(|s| (s.uuid.clone(), s.name.clone()))
+        .collect()
+}
+
+fn same_srs(names: &[(Arc<str>, Arc<str>)], srs: &SrIndex) -> bool {
+    names.len() == srs.srs.len()
+        && names
+            .iter()
+            .zip(&srs.srs)
+            .all(|((uuid, name), s)| **uuid == *s.uuid && **name == *s.name)
+}
+
+/// The legend a map was built from, for a byte-exact comparison with the next one: as JSON
+/// text, which the parser can then recognise without splitting it, or split into entries
+/// (XML replies).
+#[derive(Debug)]
+enum LegendKey {
+    Json(KnownLegend),
+    Entries(StoredLegend),
+}
+
+impl LegendKey {
+    fn new(parsed: &RrdUpdates<'_>) -> LegendKey {
+        match parsed.legend_json {
+            Some(json) => LegendKey::Json(KnownLegend::new(json, parsed.legend.len())),
+            None => LegendKey::Entries(StoredLegend::new(&parsed.legend)),
+        }
+    }
+
+    fn matches(&self, parsed: &RrdUpdates<'_>) -> bool {
+        match self {
+            LegendKey::Json(known) => parsed.legend_json.is_some_and(|json| known.is(json)),
+            LegendKey::Entries(stored) => {
+                parsed.legend_json.is_none() && stored.matches(&parsed.legend)
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct StoredLegend {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl StoredLegend {
+    fn new(legend: &[Cow<'_, str>]) -> StoredLegend {
+        let mut bytes = Vec::with_capacity(legend.iter().map(|e| e.len()).sum());
+        let mut ends = Vec::with_capacity(legend.len());
+        for entry in legend {
+            bytes.extend_from_slice(entry.as_bytes());
+            ends.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+        }
+        StoredLegend { bytes, ends }
+    }
+
+    fn matches(&self, legend: &[Cow<'_, str>]) -> bool {
+        if legend.len() != self.ends.len() {
+            return false;
+        }
+        let mut start = 0;
+        for (entry, &end) in legend.iter().zip(&self.ends) {
+            let end = end as usize;
+            if self.bytes.get(start..end) != Some(entry.as_bytes()) {
+                return false;
+            }
+            start = end;
+        }
+        true
+    }
+}
+
+/// One reply joined with names, before its values move into a frame.
+#[derive(Debug)]
+pub(super) struct Mapped {
+    map: Option<Arc<HostMap>>,
+    /// The host the reply comes from.
+    pub(super) host: HostEntry,
+    /// Hosts and VMs with a value in this reply but missing from the inventory.
+    pub(super) unknown_owners: Vec<String>,
+    /// SR prefixes with a value in this reply that matched no SR.
+    pub(super) unresolved: Vec<String>,
+}
+
+impl Mapped {
+    fn without_rows(host: HostOf) -> Mapped {
+        Mapped {
+            map: None,
+            unknown_owners: if host.unknown {
+                vec![host.entry.uuid.to_string()]
+            } else {
+                Vec::new()
+            },
+            host: host.entry,
+            unresolved: Vec::new(),
+        }
+    }
+
+    fn new(map: Arc<HostMap>, host: HostOf, values: &[f64]) -> Mapped {
+        let has_value = |columns: &[u32]| {
+            columns
+                .iter()
+                .position(|&c| values.get(c as usize).is_some_and(|v| !v.is_nan()))
+        };
+        // Those with a value, in the order the per-sample mapping meets them: by first value.
+        let present = |list: &[(Arc<str>, Vec<u32>)]| -> Vec<String> {
+            let mut found: Vec<(u32, &Arc<str>)> = list
+                .iter()
+                .filter_map(|(name, columns)| has_value(columns).map(|i| (columns[i], name)))
+                .collect();
+            found.sort_unstable_by_key(|&(column, _)| column);
+            found
+                .into_iter()
+                .map(|(_, name)| name.to_string())
+                .collect()
+        };
+        let mut mapped = Mapped::without_rows(host);
+        mapped.unknown_owners.extend(present(&map.unknown));
+        mapped.unresolved = present(&map.unresolved);
+        mapped.map = Some(map);
+        mapped
+    }
+
+    /// The samples of this reply, its newest `row` going into a frame.
+    pub(super) fn into_samples(self, row: Option<Row>) -> HostSamples {
+        let mut families = FamiliesBuilder::new();
+        if let (Some(map), Some(row)) = (self.map, row) {
+            families.push_frame(Frame::with_text(
+                map.series.clone(),
+                row.values,
+                &row.text,
+                &row.ends,
+            ));
+        }
+        HostSamples {
+            host: self.host,
+            families,
+            unresolved: self.unresolved,
+        }
+    }
+}
+
+/// Joins one reply with names without any cache.
+pub(super) fn map_rrd(
+    parsed: &RrdUpdates<'_>,
+    inventory: &Inventory,
+    srs: &SrIndex,
+    known: Option<&HostEntry>,
+) -> Mapped {
+    let uuid = host_in_legend(&parsed.legend);
+    let host = HostOf::new(uuid.as_deref(), inventory, known);
+    let Some(row) = &parsed.newest else {
+        return Mapped::without_rows(host);
+    };
+    let map = Arc::new(HostMap::build(parsed, &host.entry, inventory, srs, None));
+    Mapped::new(map, host, &row.values)
+}
+
+/// Where the name in an owner's labels comes from.
+enum Named {
+    /// The reply's own host or an SR, which a cached map checks as a whole.
+    Elsewhere,
+    /// The inventory's host or VM of that name.
+    Found(Arc<str>),
+    /// Missing from the inventory: named by its UUID.
+    Unknown,
+}
+
+impl Named {
+    fn of(name: Option<&Arc<str>>) -> Named {
+        name.map_or(Named::Unknown, |n| Named::Found(n.clone()))
+    }
+}
+
+/// The head labels of the RRD owner named by `legend` and where their name comes from; `None`
+/// for an owner type we do not export. A cached map is checked against exactly what this
+/// reads, so whatever else it starts reading must be added to [`HostMap::is_valid_for`].
+fn owner_head(
+    legend: &Legend<'_>,
+    host: &HostEntry,
+    host_head: &Arc<[Label]>,
+    inventory: &Inventory,
+    srs: &SrIndex,
+) -> Option<(Owner, Arc<[Label]>, Named)> {
+    Some(match legend.owner {
+        "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone(), Named::Elsewhere),
+        "host" => {
+            let found = inventory.host(legend.uuid);
+            let (name, uuid) = match found {
+                Some(h) => (h.name.clone(), h.uuid.clone()),
+                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+            };
+            (
+                Owner::Host,
+                Arc::from(vec![
+                    Label::new("host", name),
+                    Label::new("host_uuid", uuid),
+                ]),
+                Named::of(found.map(|h| &h.name)),
+            )
+        }
+        "vm" => {
+            // An unknown VM (e.g. migrated in from another pool) is named by its UUID, as
+            // the original exporter did.
+            let found = inventory.vm(legend.uuid);
+            let (name, uuid) = match found {
+                Some(v) => (v.name.clone(), v.uuid.clone()),
+                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+            };
+            (
+                Owner::Vm,
+                Arc::from(vec![
+                    Label::new("vm", name),
+                    Label::new("vm_uuid", uuid),
+                    Label::new("host", host.name.clone()),
+                    Label::new("host_uuid", host.uuid.clone()),
+                ]),
+                Named::of(found.map(|v| &v.name)),
+            )
+        }
+        "sr" => {
+            let (name, uuid) = match srs.by_uuid(legend.uuid) {
+                Some(s) => (s.name.clone(), s.uuid.clone()),
+                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
+            };
+            (
+                Owner::Sr,
+                Arc::from(vec![Label::new("sr", name), Label::new("sr_uuid", uuid)]),
+                Named::Elsewhere,
+            )
+        }
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::metrics::encode::Format;
+    use crate::metrics::exposition::Cursor;
+    use crate::metrics::{Family, Labels, Sample};
+    use crate::xapi::records::{self, Records};
+    use crate::xapi::rrd::{self, Row};
+
+    const HOST1: &[u8] = include_bytes!("../../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
+    const HOST2: &[u8] = include_bytes!("../../tests/fixtures/rrd/rrd_updates.host2.formatC.json");
+
+    /// The per-sample join the maps replaced, kept as the oracle they must agree with: every
+    /// column with a value becomes a sample, NaN and everything else decided per column.
+    fn reference(
+        parsed: &RrdUpdates<'_>,
+        inventory: &Inventory,
+        srs: &SrIndex,
+        known: Option<&HostEntry>,
+    ) -> (HostEntry, FamiliesBuilder, Vec<String>, Vec<String>) {
+        let uuid = host_in_legend(&parsed.legend);
+        let host = HostOf::new(uuid.as_deref(), inventory, known);
+        let mut unknown = Vec::new();
+        if host.unknown {
+            unknown.push(host.entry.uuid.to_string());
+        }
+        let host = host.entry;
+        let mut out = FamiliesBuilder::new();
+        let mut unresolved: Vec<String> = Vec::new();
+        let Some(row) = &parsed.newest else {
+            return (host, out, unresolved, unknown);
+        };
+        let host_head: Arc<[Label]> = Arc::from(vec![
+            Label::new("host", host.name.clone()),
+            Label::new("host_uuid", host.uuid.clone()),
+        ]);
+        let mut heads: FxHashMap<&str, (Owner, Arc<[Label]>)> = FxHashMap::default();
+        for (entry, &value) in parsed.legend.iter().zip(&row.values) {
+            if value.is_nan() {
+                continue;
+            }
+            let Some(legend) = Legend::parse(entry) else {
+                continue;
+            };
+            if legend.cf != "AVERAGE" {
+                continue;
+            }
+            let (owner, head) = match heads.get(legend.uuid) {
+                Some(found) => found.clone(),
+                None => {
+                    let Some((owner, head, name)) =
+                        owner_head(&legend, &host, &host_head, inventory, srs)
+                    else {
+                        continue;
+                    };
+                    if matches!(name, Named::Unknown) {
+                        unknown.push(legend.uuid.to_string());
+                    }
+                    heads.insert(legend.uuid, (owner, head.clone()));
+                    (owner, head)
+                }
+            };
+            let mapped = catalog::map_data_source(owner, legend.name);
+            let mut tail = Tail::new();
+            if let Some(sr) = mapped.sr {
+                let (name, uuid): (Arc<str>, Arc<str>) = match sr {
+                    SrRef::Prefix(p) => match srs.by_prefix(p) {
+                        Some(s) => (s.name.clone(), s.uuid.clone()),
+                        None => {
+                            if !unresolved.iter().any(|u| u == p) {
+                                unresolved.push(p.to_string());
+                            }
+                            (Arc::from(p), Arc::from(p))
+                        }
+                    },
+                    SrRef::Full(u) => match srs.by_uuid(u) {
+                        Some(s) => (s.name.clone(), s.uuid.clone()),
+                        None => (Arc::from(u), Arc::from(u)),
+                    },
+                };
+                tail.push(Label::new("sr", name));
+                tail.push(Label::new("sr_uuid", uuid));
+            }
+            if let Some((name, value)) = mapped.label {
+                tail.push(Label::new(name, value));
+            }
+            out.push(
+                mapped.family,
+                catalog::describe,
+                Sample {
+                    labels: Labels { head, tail },
+                    value,
+                },
+            );
+        }
+        (host, out, unresolved, unknown)
+    }
+
+    /// `updates` as a format C body, as the simulator or XAPI would send it.
+    fn render(updates: &RrdUpdates<'_>) -> Vec<u8> {
+        let legend: Vec<String> = updates
+            .legend
+            .iter()
+            .map(|e| serde_json::to_string(&e[..]).unwrap())
+            .collect();
+        let mut body = format!(
+            r#"{{"meta":{{"step":"5","legend":[{}]}},"data":["#,
+            legend.join(",")
+        );
+        if let Some(row) = &updates.newest {
+            let values: Vec<String> = row
+                .values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    if v.is_nan() {
+                        "\"NaN\"".into()
+                    } else if i % 5 == 0 {
+                        // Not in the form the exposition wants: formatted, not copied.
+                        format!("\"{v:e}\"")
+                    } else {
+                        format!("\"{v}\"")
+                    }
+                })
+                .collect();
+            body.push_str(&format!(
+                r#"{{"t":"{}","values":[{}]}}"#,
+                row.t,
+                values.join(",")
+            ));
+        }
+        body.push_str("]}");
+        body.into_bytes()
+    }
+
+    /// What a scrape does with the reply `updates` of the host at `endpoint`.
+    fn via_cache(
+        cache: &MapCache,
+        endpoint: &Endpoint,
+        updates: &RrdUpdates<'_>,
+        inventory: &Arc<Inventory>,
+        srs: &SrIndex,
+        known: Option<&HostEntry>,
+    ) -> Mapped {
+        via_cache_with_row(cache, endpoint, updates, inventory, srs, known).0
+    }
+
+    /// [`via_cache`], and the newest row as the scrape reads it from the body.
+    fn via_cache_with_row(
+        cache: &MapCache,
+        endpoint: &Endpoint,
+        updates: &RrdUpdates<'_>,
+        inventory: &Arc<Inventory>,
+        srs: &SrIndex,
+        known: Option<&HostEntry>,
+    ) -> (Mapped, Option<Row>) {
+        let body = render(updates);
+        let mut parsed = cache.parse(endpoint, &body).unwrap();
+        let mapped = cache.map(endpoint, &parsed, inventory, srs, known, None);
+        (mapped, parsed.updates.newest.take())
+    }
+
+    fn row(updates: &RrdUpdates<'_>) -> Option<Row> {
+        updates.newest.as_ref().map(|r| Row {
+            t: r.t,
+            values: r.values.clone(),
+            ..Row::default()
+        })
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    fn uuids(parsed: &RrdUpdates<'_>, owner: &str) -> Vec<String> {
+        let mut found: Vec<String> = parsed
+            .legend
+            .iter()
+            .filter_map(|e| Legend::parse(e))
+            .filter(|l| l.owner == owner)
+            .map(|l| l.uuid.to_string())
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    /// SR records for the prefixes of `bodies`: all but the first resolve, the second twice
+    /// (ambiguous, so it does not resolve either).
+    fn sr_records(bodies: &[RrdUpdates<'_>]) -> Records<records::Sr> {
+        let mut prefixes: Vec<String> = bodies
+            .iter()
+            .flat_map(|b| b.legend.iter())
+            .filter_map(|e| e.rsplit_once('_').map(|(_, p)| p.to_string()))
+            .filter(|p| p.len() == 8 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        prefixes.sort();
+        prefixes.dedup();
+        let mut srs = Records::new();
+        for (i, prefix) in prefixes.iter().enumerate().skip(1) {
+            for copy in 0..if i == 1 { 2 } else { 1 } {
+                let uuid = format!("{prefix}-1111-4000-8000-00000000000{copy}");
+                srs.insert(
+                    uuid.clone(),
+                    records::Sr {
+                        uuid,
+                        name_label: format!("SR \"{i}\"\\{copy}"),
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        srs
+    }
+
+    /// An inventory naming the hosts and VMs of `bodies`, but for every `skip`-th VM, with
+    /// names that need escaping and a name shared by two VMs.
+    fn inventory(bodies: &[RrdUpdates<'_>], skip: usize, rename: Option<&str>) -> Inventory {
+        let mut hosts = Records::new();
+        let mut vms = Records::new();
+        for body in bodies {
+            for uuid in uuids(body, "host") {
+                hosts.insert(
+                    uuid.clone(),
+                    records::Host {
+                        name_label: format!("xcp-ng-{}", &uuid[..4]),
+                        uuid,
+                        ..Default::default()
+                    },
+                );
+            }
+            for (i, uuid) in uuids(body, "vm").into_iter().enumerate() {
+                if skip > 0 && i % skip == 0 {
+                    continue;
+                }
+                let name = match (i, rename) {
+                    (1, Some(name)) => name.to_string(),
+                    (2 | 3, _) => "twin \"vm\"\n".to_string(),
+                    _ => format!("vm-{i}\\{}", &uuid[..4]),
+                };
+                vms.insert(
+                    uuid.clone(),
+                    records::Vm {
+                        uuid,
+                        name_label: name,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+        Inventory::new(Records::new(), hosts, vms, sr_records(bodies))
+    }
+
+    fn endpoint(host: &str) -> Endpoint {
+        Endpoint::parse(&format!("https://{host}")).unwrap()
+    }
+
+    fn general(out: &mut FamiliesBuilder, host: &str) {
+        out.push(
+            "xen_host_up".into(),
+            catalog::describe,
+            Sample {
+                labels: Labels::head(Arc::from(vec![Label::new("host", host)])),
+                value: 1.0,
+            },
+        );
+    }
+
+    /// The exposition of `bodies` through the sample path and through cached maps.
+    fn both(
+        bodies: &[RrdUpdates<'_>],
+        inventory: &Arc<Inventory>,
+        cache: &MapCache,
+        format: Format,
+    ) -> (String, String, usize, usize) {
+        let srs = inventory.srs.clone();
+        let mut old = FamiliesBuilder::new();
+        let mut new = FamiliesBuilder::new();
+        general(&mut old, "a");
+        general(&mut new, "a");
+        let mut old_parts = Vec::new();
+        let mut new_parts = Vec::new();
+        for (i, parsed) in bodies.iter().enumerate() {
+            let (host, families, unresolved, unknown) = reference(parsed, inventory, &srs, None);
+            let (mapped, row) = via_cache_with_row(
+                cache,
+                &endpoint(&format!("h{i}")),
+                parsed,
+                inventory,
+                &srs,
+                None,
+            );
+            assert_eq!(mapped.host.uuid, host.uuid);
+            assert_eq!(mapped.unresolved, unresolved);
+            assert_eq!(mapped.unknown_owners, unknown);
+            old_parts.push(families);
+            new_parts.push(mapped.into_samples(row).families);
+        }
+        old.merge(old_parts);
+        new.merge(new_parts);
+        general(&mut old, "b");
+        general(&mut new, "b");
+        let (old, old_dropped) = old.finish();
+        let (new, new_dropped) = new.finish_exposition(cache.layouts());
+        let mut old_text = Vec::new();
+        crate::metrics::encode::encode(&old, format, &mut old_text);
+        let mut new_text = Vec::new();
+        new.encode(format, &mut new_text);
+        // As the server streams it: chunks that end wherever a line crosses the limit.
+        let mut cursor = Cursor::default();
+        let mut chunked = Vec::new();
+        loop {
+            let mut chunk = Vec::new();
+            let done = new.encode_some(&mut cursor, format, &mut chunk, 700);
+            chunked.extend_from_slice(&chunk);
+            if done {
+                break;
+            }
+        }
+        assert!(chunked == new_text, "chunked encoding differs");
+        assert_eq!(new.encoded_len(format), new_text.len());
+        (
+            String::from_utf8(old_text).unwrap(),
+            String::from_utf8(new_text).unwrap(),
+            old_dropped,
+            new_dropped,
+        )
+    }
+
+    fn fixtures() -> Vec<RrdUpdates<'static>> {
+        vec![rrd::parse(HOST1).unwrap(), rrd::parse(HOST2).unwrap()]
+    }
+
+    /// Legend entries the sample path skips or treats specially, appended to a body.
+    fn oddities(parsed: &mut RrdUpdates<'_>) {
+        let host = uuids(parsed, "host")[0].clone();
+        let vm = uuids(parsed, "vm")[0].clone();
+        for entry in [
+            format!("MAX:host:{host}:cpu0"),
+            format!("AVERAGE:pool:{host}:cpu0"),
+            "no colons".to_string(),
+            format!("AVERAGE:vm:{vm}:cpu0"),
+            format!("AVERAGE:vm:{vm}:memory"),
+            "AVERAGE:vm:6f0e3a1c-0000-4000-8000-000000000000:cpu0".to_string(),
+            "AVERAGE:sr:aaaaaaaa-0000-4000-8000-000000000000:size".to_string(),
+            format!("AVERAGE:host:{host}:sr_aaaaaaaa-0000-4000-8000-000000000000_cache_size"),
+            format!("AVERAGE:host:{host}:weird name-ÄÖ"),
+        ] {
+            parsed.legend.push(Cow::Owned(entry));
+        }
+        let width = parsed.legend.len();
+        if let Some(row) = &mut parsed.newest {
+            row.values.resize(width, 7.5);
+        }
+    }
+
+    #[test]
+    fn maps_give_the_bytes_of_the_sample_path() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for case in 0..48 {
+            let mut bodies = fixtures();
+            if case % 3 == 1 {
+                // The same host twice: every series is a duplicate, the first with a value wins.
+                bodies[1] = rrd::parse(HOST1).unwrap();
+            }
+            if case % 4 == 2 {
+                bodies.truncate(1);
+            }
+            for body in &mut bodies {
+                if case % 2 == 1 {
+                    oddities(body);
+                }
+            }
+            let inventory = Arc::new(match case % 3 {
+                0 => inventory(&bodies, 0, None),
+                1 => inventory(&bodies, 3, None),
+                _ => Inventory::default(),
+            });
+            let cache = MapCache::default();
+            // Several scrapes through one cache: the first builds, the others reuse, each with
+            // its own missing values (none, a few, most, whole families).
+            for scrape in 0..4 {
+                let percent = [0, 3, 60, 100][(case + scrape) % 4];
+                let family_gone = rng.next() % 40;
+                for body in &mut bodies {
+                    let names: Vec<String> = body.legend.iter().map(|e| e.to_string()).collect();
+                    let row = body.newest.get_or_insert_with(Row::default);
+                    row.values.resize(names.len(), 1.0);
+                    for (value, name) in row.values.iter_mut().zip(&names) {
+                        let gone = rng.chance(percent)
+                            || (name.len() as u64 % 40 == family_gone && name.contains("cpu"));
+                        *value = if gone {
+                            f64::NAN
+                        } else {
+                            (rng.next() % 10_000) as f64 / 8.0
+                        };
+                    }
+                }
+                for format in [Format::Text, Format::OpenMetrics] {
+                    let (old, new, old_dropped, new_dropped) =
+                        both(&bodies, &inventory, &cache, format);
+                    if old != new {
+                        let line = old
+                            .lines()
+                            .zip(new.lines())
+                            .position(|(a, b)| a != b)
+                            .unwrap_or(0);
+                        let window = |t: &str| {
+                            t.lines()
+                                .skip(line.saturating_sub(3))
+                                .take(6)
+                                .collect::<Vec<_>>()
+                                .join("\n")
+                        };
+                        panic!(
+                            "case {case}, scrape {scrape}, {format:?}: line {line}\n{}\n---\n{}",
+                            window(&old),
+                            window(&new)
+                        );
+                    }
+                    assert_eq!(old_dropped, new_dropped, "case {case}, scrape {scrape}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_family_of_the_exporter_named_like_a_data_source_still_sorts_exactly() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        for collide in [false, true] {
+            let mut old = FamiliesBuilder::new();
+            let mut new = FamiliesBuilder::new();
+            for out in [&mut old, &mut new] {
+                if collide {
+                    out.push(
+                        "xen_host_memory_total_kib".into(),
+                        catalog::describe,
+                        Sample {
+                            labels: Labels::head(Arc::from(vec![
+                                Label::new("host", "xcp-ng-4826"),
+                                Label::new("host_uuid", "48265ed7-8560-493a-83f6-3457cd45cc14"),
+                            ])),
+                            value: -1.0,
+                        },
+                    );
+                }
+            }
+            let srs = inventory.srs.clone();
+            let old_parts = bodies
+                .iter()
+                .map(|b| reference(b, &inventory, &srs, None).1)
+                .collect();
+            let new_parts = bodies
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    via_cache(
+                        &cache,
+                        &endpoint(&format!("h{i}")),
+                        b,
+                        &inventory,
+                        &srs,
+                        None,
+                    )
+                    .into_samples(row(b))
+                    .families
+                })
+                .collect();
+            old.merge(old_parts);
+            new.merge(new_parts);
+            let (old, old_dropped) = old.finish();
+            let (new, new_dropped) = new.finish_exposition(cache.layouts());
+            let mut old_text = Vec::new();
+            crate::metrics::encode::encode(&old, Format::Text, &mut old_text);
+            let mut new_text = Vec::new();
+            new.encode(Format::Text, &mut new_text);
+            assert_eq!(old_dropped, new_dropped);
+            assert_eq!(String::from_utf8(old_text), String::from_utf8(new_text));
+        }
+    }
+
+    fn map_of(
+        cache: &MapCache,
+        parsed: &RrdUpdates<'_>,
+        inventory: &Arc<Inventory>,
+    ) -> Arc<HostMap> {
+        via_cache(
+            cache,
+            &endpoint("h"),
+            parsed,
+            inventory,
+            &inventory.srs,
+            None,
+        )
+        .map
+        .unwrap()
+    }
+
+    #[test]
+    fn a_map_is_reused_while_legend_and_names_stay_the_same() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        let first = map_of(&cache, &bodies[0], &inventory);
+        assert!(Arc::ptr_eq(&first, &map_of(&cache, &bodies[0], &inventory)));
+        // A new snapshot with the same names, as every SR read makes, is no reason to rebuild.
+        let same_names =
+            Arc::new(inventory.with_srs(Arc::new(SrIndex::new(sr_records(&bodies).values()))));
+        assert!(Arc::ptr_eq(
+            &first,
+            &map_of(&cache, &bodies[0], &same_names)
+        ));
+        // Other values, same legend.
+        let mut other = rrd::parse(HOST1).unwrap();
+        if let Some(row) = &mut other.newest {
+            row.values.iter_mut().for_each(|v| *v = f64::NAN);
+        }
+        assert!(Arc::ptr_eq(&first, &map_of(&cache, &other, &inventory)));
+    }
+
+    #[test]
+    fn the_legend_of_a_cached_map_is_recognised_and_not_split_again() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        let body = render(&bodies[0]);
+        let first = cache.parse(&endpoint("h"), &body).unwrap();
+        assert!(first.known.is_none() && !first.updates.legend.is_empty());
+        let mapped = cache.map(
+            &endpoint("h"),
+            &first,
+            &inventory,
+            &inventory.srs,
+            None,
+            None,
+        );
+        let second = cache.parse(&endpoint("h"), &body).unwrap();
+        assert!(second.updates.legend_known && second.updates.legend.is_empty());
+        assert!(Arc::ptr_eq(
+            second.known.as_ref().unwrap(),
+            mapped.map.as_ref().unwrap()
+        ));
+        let again = cache.map(
+            &endpoint("h"),
+            &second,
+            &inventory,
+            &inventory.srs,
+            None,
+            None,
+        );
+        assert!(Arc::ptr_eq(&again.map.unwrap(), &mapped.map.unwrap()));
+        assert_eq!(again.host.uuid, mapped.host.uuid);
+        // Another host's cached legend is not this one's.
+        assert!(
+            cache
+                .parse(&endpoint("other"), &body)
+                .unwrap()
+                .known
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_changed_legend_rebuilds_the_map() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        let first = map_of(&cache, &bodies[0], &inventory);
+        let mut changed = rrd::parse(HOST1).unwrap();
+        let last = changed.legend.len() - 1;
+        changed.legend[last] = Cow::Owned(format!("{}x", changed.legend[last]));
+        let second = map_of(&cache, &changed, &inventory);
+        assert!(!Arc::ptr_eq(&first, &second));
+        let mut shorter = rrd::parse(HOST1).unwrap();
+        shorter.legend.pop();
+        if let Some(row) = &mut shorter.newest {
+            row.values.pop();
+        }
+        let third = map_of(&cache, &shorter, &inventory);
+        assert!(!Arc::ptr_eq(&second, &third));
+        assert_eq!(third.series.columns(), shorter.legend.len());
+    }
+
+    #[test]
+    fn a_renamed_vm_or_sr_or_a_newly_known_vm_rebuilds_the_map() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        let first = map_of(&cache, &bodies[0], &inventory);
+
+        let renamed = Arc::new(self::inventory(&bodies, 0, Some("renamed")));
+        let second = map_of(&cache, &bodies[0], &renamed);
+        assert!(!Arc::ptr_eq(&first, &second));
+        let mut text = Vec::new();
+        let mut out = FamiliesBuilder::new();
+        out.push_frame(Frame::new(
+            second.series.clone(),
+            bodies[0].newest.as_ref().unwrap().values.clone(),
+        ));
+        out.finish_exposition(cache.layouts())
+            .0
+            .encode(Format::Text, &mut text);
+        assert!(String::from_utf8(text).unwrap().contains("vm=\"renamed\""));
+
+        let mut srs = sr_records(&bodies);
+        srs.values_mut().next().unwrap().name_label = "renamed SR".into();
+        let sr_renamed = Arc::new(renamed.with_srs(Arc::new(SrIndex::new(srs.values()))));
+        let third = map_of(&cache, &bodies[0], &sr_renamed);
+        assert!(!Arc::ptr_eq(&second, &third));
+
+        let partial = Arc::new(self::inventory(&bodies, 2, None));
+        let unknown = via_cache(
+            &cache,
+            &endpoint("h"),
+            &bodies[0],
+            &partial,
+            &partial.srs,
+            None,
+        );
+        assert!(!unknown.unknown_owners.is_empty());
+        let fourth = unknown.map.unwrap();
+        assert!(Arc::ptr_eq(&fourth, &map_of(&cache, &bodies[0], &partial)));
+        assert!(!Arc::ptr_eq(
+            &fourth,
+            &map_of(&cache, &bodies[0], &inventory)
+        ));
+    }
+
+    #[test]
+    fn missing_values_write_no_line_and_a_family_without_any_writes_no_header() {
+        let mut parsed = rrd::parse(HOST1).unwrap();
+        let inventory = Arc::new(inventory(std::slice::from_ref(&parsed), 0, None));
+        let cache = MapCache::default();
+        let names: Vec<String> = parsed.legend.iter().map(|e| e.to_string()).collect();
+        let row = parsed.newest.as_mut().unwrap();
+        for (value, name) in row.values.iter_mut().zip(&names) {
+            if name.ends_with(":memory_free_kib") || name.ends_with(":cpu0") {
+                *value = f64::NAN;
+            }
+        }
+        let mapped = via_cache(
+            &cache,
+            &endpoint("h"),
+            &parsed,
+            &inventory,
+            &inventory.srs,
+            None,
+        );
+        let mut out = FamiliesBuilder::new();
+        out.merge(vec![mapped.into_samples(parsed.newest).families]);
+        let mut text = Vec::new();
+        out.finish_exposition(cache.layouts())
+            .0
+            .encode(Format::Text, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        assert!(!text.contains("xen_host_memory_free_kib"), "{text}");
+        assert!(text.contains("# TYPE xen_host_memory_total_kib gauge\n"));
+        let cpu = |n: &str| {
+            text.lines()
+                .any(|l| l.starts_with("xen_vm_cpu{") && l.contains(&format!("cpu=\"{n}\"")))
+        };
+        assert!(!cpu("0"));
+        assert!(cpu("1"));
+    }
+
+    #[test]
+    fn the_layout_is_reused_for_the_same_maps_in_the_same_order() {
+        let bodies = fixtures();
+        let inventory = Arc::new(inventory(&bodies, 0, None));
+        let cache = MapCache::default();
+        let maps: Vec<Arc<SeriesMap>> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                via_cache(
+                    &cache,
+                    &endpoint(&format!("h{i}")),
+                    b,
+                    &inventory,
+                    &inventory.srs,
+                    None,
+                )
+                .map
+                .unwrap()
+                .series
+                .clone()
+            })
+            .collect();
+        let layout = cache.layouts().get(&maps);
+        assert!(Arc::ptr_eq(&layout, &cache.layouts().get(&maps)));
+        let reversed: Vec<_> = maps.iter().rev().cloned().collect();
+        assert!(!Arc::ptr_eq(&layout, &cache.layouts().get(&reversed)));
+    }
+
+    #[test]
+    fn an_unknown_sr_prefix_keeps_the_prefix_as_sr_uuid_and_is_reported() {
+        let parsed = rrd::parse(HOST1).unwrap();
+        let inventory = Inventory::default();
+        let mapped = map_rrd(&parsed, &inventory, &SrIndex::default(), None);
+        assert_eq!(mapped.unresolved.len(), 3, "{:?}", mapped.unresolved);
+        assert!(
+            !mapped.unknown_owners.is_empty(),
+            "the host and its VMs are unknown too"
+        );
+        let (families, dropped) = {
+            let mut out = FamiliesBuilder::new();
+            out.merge(vec![mapped.into_samples(parsed.newest).families]);
+            out.finish()
+        };
+        assert_eq!(dropped, 0, "prefixes keep the SRs' series apart");
+        let read: &Family = families.iter().find(|f| f.name == "xen_host_read").unwrap();
+        let sr_uuids: Vec<&str> = read
+            .samples
+            .iter()
+            .map(|s| {
+                &*s.labels
+                    .tail
+                    .iter()
+                    .find(|l| l.name == "sr_uuid")
+                    .unwrap()
+                    .value
+            })
+            .collect();
+        assert_eq!(sr_uuids.len(), 3);
+        assert!(sr_uuids.iter().all(|u| u.len() == 8), "{sr_uuids:?}");
+    }
+
+    #[test]
+    fn an_empty_reply_is_no_samples_not_an_error() {
+        let body = br#"{"meta":{"start":"1740534010","step":"5","end":"1740533965","rows":"0","columns":"1","legend":["AVERAGE:host:0844f276-6eef-4658-a5a6-6d0bd5ed740a:cpu_avg"]},"data":[]}"#;
+        let parsed = rrd::parse(body).unwrap();
+        let mapped = map_rrd(&parsed, &Inventory::default(), &SrIndex::default(), None);
+        assert_eq!(&*mapped.host.uuid, "0844f276-6eef-4658-a5a6-6d0bd5ed740a");
+        assert_eq!(mapped.unknown_owners.len(), 1);
+        assert!(mapped.into_samples(None).families.finish().0.is_empty());
+    }
+}

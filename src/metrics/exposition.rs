@@ -1,0 +1,632 @@
+//! What a scrape hands the encoder: families built sample by sample, plus the hosts' rows with
+//! the sorted order of their series, which is computed once and reused for as long as the
+//! hosts' series maps stay the same. The encoder interleaves the two by family name, so the
+//! text is exactly what sorting every sample would give.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use rustc_hash::FxHashMap;
+
+use super::encode::{self, Format, sample_suffix, write_header};
+use super::series::{Frame, SeriesMap};
+use super::{Family, Kind, compare_label_slices};
+
+/// One series of a [`Layout`]: where its value and labels are, all in the layout itself, so
+/// that encoding reads entries in order instead of chasing each map.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// The column, with [`SAME_AS_PREVIOUS`] set when the entry has the same labels as the one
+    /// before it: of such a run only the first entry with a value is written.
+    value: u32,
+    /// The map, and the row of this scrape, the entry belongs to.
+    slot: u32,
+    head: u32,
+    tail: u32,
+}
+
+const SAME_AS_PREVIOUS: u32 = 1 << 31;
+
+impl Entry {
+    fn value(self) -> usize {
+        (self.value & !SAME_AS_PREVIOUS) as usize
+    }
+
+    fn same_as_previous(self) -> bool {
+        self.value & SAME_AS_PREVIOUS != 0
+    }
+}
+
+#[derive(Debug)]
+struct LayoutFamily {
+    name: Cow<'static, str>,
+    help: Cow<'static, str>,
+    kind: Kind,
+    /// End of the family's entries; they start where the previous family's end.
+    end: usize,
+}
+
+/// The families of a list of series maps, sorted by name, and their series in the order the
+/// sample path sorts them: by head (natural order of label values), then tail, and for equal
+/// labels by map and column.
+pub struct Layout {
+    maps: Vec<Arc<SeriesMap>>,
+    families: Vec<LayoutFamily>,
+    entries: Vec<Entry>,
+    /// Rendered heads and tails of every map, as [`SeriesMap`] renders them.
+    text: Vec<u8>,
+    heads: Vec<(u32, u32)>,
+    tails: Vec<(u32, u32)>,
+    duplicates: bool,
+}
+
+impl fmt::Debug for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Layout")
+            .field("maps", &self.maps.len())
+            .field("families", &self.families.len())
+            .field("entries", &self.entries.len())
+            .field("text_bytes", &self.text.len())
+            .field("duplicates", &self.duplicates)
+            .finish()
+    }
+}
+
+/// An entry while sorting: its map and column find its tail.
+#[derive(Debug, Clone, Copy)]
+struct Keyed {
+    rank: u32,
+    map: u32,
+    column: u32,
+}
+
+impl Layout {
+    /// The layout of `maps`, whose rows will be given in this order.
+    pub fn new(maps: &[Arc<SeriesMap>]) -> Layout {
+        let mut by_name: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut families: Vec<LayoutFamily> = Vec::new();
+        let local: Vec<Vec<usize>> = maps
+            .iter()
+            .map(|map| {
+                map.families
+                    .iter()
+                    .map(|f| {
+                        *by_name.entry(f.name.as_ref()).or_insert_with(|| {
+                            families.push(LayoutFamily {
+                                name: f.name.clone(),
+                                help: f.help.clone(),
+                                kind: f.kind,
+                                end: 0,
+                            });
+                            families.len() - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..families.len()).collect();
+        order.sort_by(|&a, &b| families[a].name.cmp(&families[b].name));
+        let mut position = vec![0; families.len()];
+        for (sorted, &original) in order.iter().enumerate() {
+            position[original] = sorted;
+        }
+
+        // Heads ranked once across all maps, equal heads sharing a rank, so that sorting
+        // compares two numbers before it compares any tail.
+        let mut heads: Vec<(usize, usize)> = maps
+            .iter()
+            .enumerate()
+            .flat_map(|(m, map)| (0..map.heads.len()).map(move |h| (m, h)))
+            .collect();
+        heads.sort_by(|&(am, ah), &(bm, bh)| {
+            compare_label_slices(&maps[am].heads[ah], &maps[bm].heads[bh])
+        });
+        let mut ranks: Vec<Vec<u32>> = maps.iter().map(|m| vec![0; m.heads.len()]).collect();
+        let mut rank = 0u32;
+        for i in 0..heads.len() {
+            let (m, h) = heads[i];
+            if i > 0 {
+                let (pm, ph) = heads[i - 1];
+                if compare_label_slices(&maps[pm].heads[ph], &maps[m].heads[h]) != Ordering::Equal {
+                    rank += 1;
+                }
+            }
+            ranks[m][h] = rank;
+        }
+
+        // Entries grouped by sorted family, in map then column order within each family.
+        let mut counts = vec![0usize; families.len() + 1];
+        for (m, map) in maps.iter().enumerate() {
+            for column in 0..map.columns() {
+                if let Some(series) = map.series(column) {
+                    counts[position[local[m][series.family as usize]] + 1] += 1;
+                }
+            }
+        }
+        for i in 1..counts.len() {
+            counts[i] += counts[i - 1];
+        }
+        let mut next = counts.clone();
+        let empty = Keyed {
+            rank: 0,
+            map: 0,
+            column: 0,
+        };
+        let mut keyed = vec![empty; counts[families.len()]];
+        for (m, map) in maps.iter().enumerate() {
+            for column in 0..map.columns() {
+                if let Some(series) = map.series(column) {
+                    let f = position[local[m][series.family as usize]];
+                    keyed[next[f]] = Keyed {
+                        rank: ranks[m][series.head as usize],
+                        map: to_u32(m),
+                        column: to_u32(column),
+                    };
+                    next[f] += 1;
+                }
+            }
+        }
+        let series = |k: &Keyed| {
+            maps[k.map as usize]
+                .series(k.column as usize)
+                .expect("only columns with a series are keyed")
+        };
+        let tail = |k: &Keyed| &maps[k.map as usize].tails[series(k).tail as usize];
+        let mut same = vec![false; keyed.len()];
+        for f in 0..families.len() {
+            let run = &mut keyed[counts[f]..counts[f + 1]];
+            // Stable, so equal labels keep map and column order and the first one wins.
+            run.sort_by(|a, b| {
+                a.rank
+                    .cmp(&b.rank)
+                    .then_with(|| compare_label_slices(tail(a), tail(b)))
+            });
+            for i in 1..run.len() {
+                let (a, b) = (&run[i - 1], &run[i]);
+                same[counts[f] + i] =
+                    a.rank == b.rank && compare_label_slices(tail(a), tail(b)) == Ordering::Equal;
+            }
+        }
+
+        // The maps' label text copied together.
+        let mut text = Vec::new();
+        let mut head_base = Vec::with_capacity(maps.len());
+        let mut tail_base = Vec::with_capacity(maps.len());
+        let (mut head_spans, mut tail_spans) = (Vec::new(), Vec::new());
+        for map in maps {
+            head_base.push(to_u32(head_spans.len()));
+            tail_base.push(to_u32(tail_spans.len()));
+            for h in 0..map.heads.len() {
+                let start = to_u32(text.len());
+                text.extend_from_slice(map.head_text(h));
+                head_spans.push((start, to_u32(text.len())));
+            }
+            for t in 0..map.tails.len() {
+                let start = to_u32(text.len());
+                text.extend_from_slice(map.tail_text(t));
+                tail_spans.push((start, to_u32(text.len())));
+            }
+        }
+        let entries: Vec<Entry> = keyed
+            .iter()
+            .zip(&same)
+            .map(|(k, &same)| {
+                let m = k.map as usize;
+                let s = series(k);
+                let value = k.column;
+                Entry {
+                    slot: k.map,
+                    value: if same {
+                        value | SAME_AS_PREVIOUS
+                    } else {
+                        value
+                    },
+                    head: head_base[m] + s.head,
+                    tail: tail_base[m] + s.tail,
+                }
+            })
+            .collect();
+        let mut sorted: Vec<Option<LayoutFamily>> = families.into_iter().map(Some).collect();
+        let families = order
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &original)| {
+                let mut family = sorted[original].take()?;
+                family.end = counts[i + 1];
+                Some(family)
+            })
+            .collect();
+        Layout {
+            maps: maps.to_vec(),
+            families,
+            entries,
+            text,
+            heads: head_spans,
+            tails: tail_spans,
+            duplicates: same.contains(&true),
+        }
+    }
+
+    /// Whether this layout was built for exactly these maps, in this order.
+    fn is_for(&self, maps: &[Arc<SeriesMap>]) -> bool {
+        self.maps.len() == maps.len() && self.maps.iter().zip(maps).all(|(a, b)| Arc::ptr_eq(a, b))
+    }
+
+    pub(super) fn has_family(&self, name: &str) -> bool {
+        self.families
+            .binary_search_by(|f| f.name.as_ref().cmp(name))
+            .is_ok()
+    }
+
+    fn entries(&self, family: usize) -> &[Entry] {
+        let start = family.checked_sub(1).map_or(0, |p| self.families[p].end);
+        &self.entries[start..self.families[family].end]
+    }
+
+    /// Appends the labels of an entry as the sample encoder writes them, braces included.
+    fn write_labels(&self, entry: Entry, out: &mut Vec<u8>) {
+        let (hs, he) = self.heads[entry.head as usize];
+        let (ts, te) = self.tails[entry.tail as usize];
+        let head = &self.text[hs as usize..he as usize];
+        let tail = &self.text[ts as usize..te as usize];
+        match (head.is_empty(), tail.split_first()) {
+            (false, _) => {
+                out.extend_from_slice(head);
+                out.extend_from_slice(tail);
+                out.push(b'}');
+            }
+            (true, Some((_comma, rest))) => {
+                out.push(b'{');
+                out.extend_from_slice(rest);
+                out.push(b'}');
+            }
+            (true, None) => {}
+        }
+    }
+
+    /// What [`Layout::write_labels`] writes for `entry`, in bytes.
+    fn labels_len(&self, entry: Entry) -> usize {
+        let (hs, he) = self.heads[entry.head as usize];
+        let (ts, te) = self.tails[entry.tail as usize];
+        let (head, tail) = ((he - hs) as usize, (te - ts) as usize);
+        match (head, tail) {
+            (0, 0) => 0,
+            (0, tail) => tail + 1,
+            (head, tail) => head + tail + 1,
+        }
+    }
+
+    /// How many series of `rows` are not written as duplicates of another.
+    fn dropped(&self, rows: &Rows) -> usize {
+        if !self.duplicates {
+            return 0;
+        }
+        let mut dropped = 0;
+        let mut written = false;
+        for &entry in &self.entries {
+            if !entry.same_as_previous() {
+                written = false;
+            }
+            if rows.value(entry).is_empty() {
+                continue;
+            }
+            if written {
+                dropped += 1;
+            }
+            written = true;
+        }
+        dropped
+    }
+}
+
+/// Layouts index with 32 bits; a pool would need billions of series to overflow them.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("layout larger than 2^32")
+}
+
+/// The last layout built, reused while the same maps come back in the same order.
+#[derive(Debug, Default)]
+pub struct LayoutCache {
+    last: Mutex<Option<Arc<Layout>>>,
+}
+
+impl LayoutCache {
+    /// An empty cache.
+    pub fn new() -> LayoutCache {
+        LayoutCache::default()
+    }
+
+    /// The layout of `maps`, built only if it is not the last one.
+    pub fn get(&self, maps: &[Arc<SeriesMap>]) -> Arc<Layout> {
+        if let Some(layout) = self
+            .last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|l| l.is_for(maps))
+        {
+            return layout.clone();
+        }
+        let layout = Arc::new(Layout::new(maps));
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(layout.clone());
+        layout
+    }
+}
+
+#[derive(Debug)]
+struct Rows {
+    layout: Arc<Layout>,
+    /// One per map of the layout, in its order.
+    frames: Vec<Frame>,
+}
+
+impl Rows {
+    /// The value text of an entry; empty when it has no value.
+    fn value(&self, entry: Entry) -> &[u8] {
+        let frame = &self.frames[entry.slot as usize];
+        let i = entry.value();
+        let start = i.checked_sub(1).map_or(0, |p| frame.ends[p]);
+        &frame.text[start as usize..frame.ends[i] as usize]
+    }
+}
+
+/// A finished collection, ready to be encoded any number of times in either format.
+#[derive(Debug, Default)]
+pub struct Exposition {
+    /// Sorted by name and free of duplicates; no name is also a family of `rows`.
+    families: Vec<Family>,
+    rows: Option<Rows>,
+}
+
+/// Where an encoding of an [`Exposition`] stands, for encoding it piece by piece.
+#[derive(Debug, Default)]
+pub struct Cursor {
+    family: usize,
+    row_family: usize,
+    entry: usize,
+    header_written: bool,
+    group_written: bool,
+    done: bool,
+}
+
+impl Exposition {
+    /// An exposition of families already sorted and free of duplicates.
+    pub fn from_families(families: Vec<Family>) -> Exposition {
+        Exposition {
+            families,
+            rows: None,
+        }
+    }
+
+    /// Families sorted and deduplicated, and the rows of `frames` laid out by `layout`, which
+    /// must be the layout of their maps and share no family name with `families`. Returns the
+    /// number of duplicate series the rows will not write.
+    pub(super) fn with_rows(
+        families: Vec<Family>,
+        layout: Arc<Layout>,
+        mut frames: Vec<Frame>,
+    ) -> (Exposition, usize) {
+        for frame in &mut frames {
+            // The text is all the encoder needs.
+            frame.values = Vec::new();
+        }
+        let rows = Rows { layout, frames };
+        let dropped = rows.layout.dropped(&rows);
+        (
+            Exposition {
+                families,
+                rows: Some(rows),
+            },
+            dropped,
+        )
+    }
+
+    /// Adds `extra`, sorted by name, to the families. A name the exposition already has keeps
+    /// its own family, so no name is ever written twice; the extra families are cloned,
+    /// which costs reference counts, not label text.
+    #[must_use]
+    pub fn merge_families(mut self, extra: &[Family]) -> Exposition {
+        let families = std::mem::take(&mut self.families);
+        let layout = self.rows.as_ref().map(|r| &r.layout);
+        let mut extra = extra
+            .iter()
+            .filter(|e| !layout.is_some_and(|l| l.has_family(&e.name)))
+            .peekable();
+        let mut merged = Vec::with_capacity(families.len() + extra.size_hint().0);
+        for family in families {
+            while let Some(next) = extra.next_if(|e| e.name <= family.name) {
+                if next.name != family.name {
+                    merged.push(next.clone());
+                }
+            }
+            merged.push(family);
+        }
+        merged.extend(extra.cloned());
+        self.families = merged;
+        self
+    }
+
+    /// Number of families, counting those of the rows whether or not they have a value.
+    pub fn family_count(&self) -> usize {
+        self.families.len() + self.rows.as_ref().map_or(0, |r| r.layout.families.len())
+    }
+
+    /// Encodes the whole exposition.
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        let mut cursor = Cursor::default();
+        while !self.encode_some(&mut cursor, format, out, usize::MAX) {}
+    }
+
+    /// Appends the next part of the encoding, stopping at a line boundary once `out` holds at
+    /// least `limit` bytes; true when the encoding is complete.
+    pub fn encode_some(
+        &self,
+        cursor: &mut Cursor,
+        format: Format,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> bool {
+        if cursor.done {
+            return true;
+        }
+        let row_families: &[LayoutFamily] = self
+            .rows
+            .as_ref()
+            .map_or(&[], |r| r.layout.families.as_slice());
+        loop {
+            if out.len() >= limit {
+                return false;
+            }
+            let family = self.families.get(cursor.family);
+            let row_family = row_families.get(cursor.row_family);
+            match (family, row_family) {
+                (None, None) => {
+                    encode::encode_end(format, out);
+                    cursor.done = true;
+                    return true;
+                }
+                (Some(f), Some(r)) if f.name < r.name => {
+                    encode::encode_family(f, format, out);
+                    cursor.family += 1;
+                }
+                (Some(f), None) => {
+                    encode::encode_family(f, format, out);
+                    cursor.family += 1;
+                }
+                (_, Some(_)) => {
+                    if let Some(rows) = &self.rows
+                        && self.encode_rows(rows, cursor, format, out, limit)
+                    {
+                        cursor.row_family += 1;
+                        cursor.entry = 0;
+                        cursor.header_written = false;
+                        cursor.group_written = false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The length of the encoding in `format`, without encoding the rows.
+    pub fn encoded_len(&self, format: Format) -> usize {
+        let mut scratch = Vec::new();
+        let mut len = 0;
+        for family in &self.families {
+            scratch.clear();
+            encode::encode_family(family, format, &mut scratch);
+            len += scratch.len();
+        }
+        scratch.clear();
+        encode::encode_end(format, &mut scratch);
+        len += scratch.len();
+        let Some(rows) = &self.rows else {
+            return len;
+        };
+        let layout = &rows.layout;
+        for (f, family) in layout.families.iter().enumerate() {
+            let fixed =
+                family.name.len() + sample_suffix(&family.name, family.kind, format).len() + 2;
+            let (mut lines, mut written) = (0, false);
+            let mut any = false;
+            for &entry in layout.entries(f) {
+                if !entry.same_as_previous() {
+                    written = false;
+                }
+                let value = rows.value(entry);
+                if value.is_empty() || written {
+                    continue;
+                }
+                (written, any) = (true, true);
+                lines += fixed + layout.labels_len(entry) + value.len();
+            }
+            if any {
+                scratch.clear();
+                write_header(
+                    &family.name,
+                    &family.help,
+                    family.kind,
+                    format,
+                    &mut scratch,
+                );
+                len += scratch.len() + lines;
+            }
+        }
+        len
+    }
+
+    /// Continues the row family at the cursor; true when it is complete. A family whose every
+    /// value is missing writes nothing at all, as the sample path drops empty families.
+    fn encode_rows(
+        &self,
+        rows: &Rows,
+        cursor: &mut Cursor,
+        format: Format,
+        out: &mut Vec<u8>,
+        limit: usize,
+    ) -> bool {
+        let layout = &rows.layout;
+        let family = &layout.families[cursor.row_family];
+        let entries = layout.entries(cursor.row_family);
+        let suffix = sample_suffix(&family.name, family.kind, format);
+        let name = family.name.as_bytes();
+        while let Some(&entry) = entries.get(cursor.entry) {
+            cursor.entry += 1;
+            if !entry.same_as_previous() {
+                cursor.group_written = false;
+            }
+            let value = rows.value(entry);
+            if value.is_empty() || cursor.group_written {
+                continue;
+            }
+            cursor.group_written = true;
+            if !cursor.header_written {
+                write_header(&family.name, &family.help, family.kind, format, out);
+                cursor.header_written = true;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(suffix);
+            layout.write_labels(entry, out);
+            out.push(b' ');
+            out.extend_from_slice(value);
+            out.push(b'\n');
+            if out.len() >= limit {
+                return cursor.entry == entries.len();
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn family(name: &'static str) -> Family {
+        Family {
+            name: Cow::Borrowed(name),
+            help: Cow::Borrowed(""),
+            kind: Kind::Gauge,
+            samples: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn merged_families_stay_sorted_and_never_repeat_a_name() {
+        let own =
+            Exposition::from_families(vec![family("xen_b"), family("xen_d"), family("xen_f")]);
+        let extra = [
+            family("xen_a"),
+            family("xen_d"),
+            family("xen_e"),
+            family("xen_z"),
+        ];
+        let merged = own.merge_families(&extra);
+        let names: Vec<&str> = merged.families.iter().map(|f| f.name.as_ref()).collect();
+        assert_eq!(
+            names,
+            ["xen_a", "xen_b", "xen_d", "xen_e", "xen_f", "xen_z"]
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Series maps: how each column of one host's RRD row becomes a series, with its labels
+//! already escaped and rendered. Between two scrapes of a steady pool only the values change,
+//! so a map built once turns every later row into exposition text without a sample, a label
+//! or a sort per column.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use super::encode::{is_canonical, write_label, write_value};
+use super::{Kind, Label, Labels, Sample, Tail};
+
+/// What one column becomes: indices into its map's families, heads and tails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Series {
+    pub(super) family: u32,
+    pub(super) head: u32,
+    pub(super) tail: u32,
+}
+
+/// Marks a column that yields no series (wrong consolidation function, unknown owner type).
+const NONE: u32 = u32::MAX;
+
+/// A family as a map knows it.
+#[derive(Debug, Clone)]
+pub(super) struct MapFamily {
+    pub(super) name: Cow<'static, str>,
+    pub(super) help: Cow<'static, str>,
+    pub(super) kind: Kind,
+}
+
+/// The series of every column of one host's rows, built by [`SeriesMapBuilder`].
+pub struct SeriesMap {
+    pub(super) families: Vec<MapFamily>,
+    /// Kept as labels too: sorting compares them, and [`super::FamiliesBuilder::finish`] turns
+    /// a map back into samples.
+    pub(super) heads: Vec<Arc<[Label]>>,
+    pub(super) tails: Vec<Tail>,
+    /// Heads rendered as `{a="x",b="y"` (nothing for no labels), tails as `,c="z"` per label.
+    text: Vec<u8>,
+    head_text: Vec<Range<u32>>,
+    tail_text: Vec<Range<u32>>,
+    columns: Vec<Series>,
+}
+
+impl fmt::Debug for SeriesMap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SeriesMap")
+            .field("columns", &self.columns.len())
+            .field("families", &self.families.len())
+            .field("heads", &self.heads.len())
+            .field("tails", &self.tails.len())
+            .field("text_bytes", &self.text.len())
+            .finish()
+    }
+}
+
+impl SeriesMap {
+    /// Number of columns (legend entries) the map covers.
+    pub fn columns(&self) -> usize {
+        self.columns.len()
+    }
+
+    pub(super) fn series(&self, column: usize) -> Option<Series> {
+        self.columns
+            .get(column)
+            .copied()
+            .filter(|s| s.family != NONE)
+    }
+
+    pub(super) fn head_text(&self, head: usize) -> &[u8] {
+        self.slice(&self.head_text[head])
+    }
+
+    pub(super) fn tail_text(&self, tail: usize) -> &[u8] {
+        self.slice(&self.tail_text[tail])
+    }
+
+    fn slice(&self, range: &Range<u32>) -> &[u8] {
+        &self.text[range.start as usize..range.end as usize]
+    }
+
+    /// The samples of a row, in column order, NaN left out, with the map's family index.
+    pub(super) fn samples<'a>(
+        &'a self,
+        values: &'a [f64],
+    ) -> impl Iterator<Item = (usize, Sample)> + 'a {
+        self.columns
+            .iter()
+            .zip(values)
+            .filter(|(series, value)| series.family != NONE && !value.is_nan())
+            .map(|(series, &value)| {
+                (
+                    series.family as usize,
+                    Sample {
+                        labels: Labels {
+                            head: self.heads[series.head as usize].clone(),
+                            tail: self.tails[series.tail as usize].clone(),
+                        },
+                        value,
+                    },
+                )
+            })
+    }
+}
+
+/// Builds a [`SeriesMap`] column by column.
+#[derive(Debug)]
+pub struct SeriesMapBuilder {
+    map: SeriesMap,
+    families: FxHashMap<Cow<'static, str>, u32>,
+    tails: FxHashMap<Vec<u8>, u32>,
+}
+
+impl SeriesMapBuilder {
+    /// A map of `columns` columns, none of which yields a series yet.
+    pub fn new(columns: usize) -> SeriesMapBuilder {
+        SeriesMapBuilder {
+            map: SeriesMap {
+                families: Vec::new(),
+                heads: Vec::new(),
+                tails: Vec::new(),
+                text: Vec::new(),
+                head_text: Vec::new(),
+                tail_text: Vec::new(),
+                columns: vec![
+                    Series {
+                        family: NONE,
+                        head: NONE,
+                        tail: NONE,
+                    };
+                    columns
+                ],
+            },
+            families: FxHashMap::default(),
+            tails: FxHashMap::default(),
+        }
+    }
+
+    /// The index of the family `name`; `meta` is called only when the family is new, as in
+    /// [`super::FamiliesBuilder::family`].
+    pub fn family(
+        &mut self,
+        name: Cow<'static, str>,
+        meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
+    ) -> u32 {
+        if let Some(&index) = self.families.get(name.as_ref()) {
+            return index;
+        }
+        let (help, kind) = meta(&name);
+        let index = to_u32(self.map.families.len());
+        self.families.insert(name.clone(), index);
+        self.map.families.push(MapFamily { name, help, kind });
+        index
+    }
+
+    /// The index of a new head; callers add each object's head once.
+    pub fn head(&mut self, head: Arc<[Label]>) -> u32 {
+        let start = self.map.text.len();
+        let text = &mut self.map.text;
+        for (i, label) in head.iter().enumerate() {
+            text.push(if i == 0 { b'{' } else { b',' });
+            write_label(text, label);
+        }
+        self.map.head_text.push(to_u32(start)..to_u32(text.len()));
+        self.map.heads.push(head);
+        to_u32(self.map.heads.len() - 1)
+    }
+
+    /// The index of a tail; equal tails share one.
+    pub fn tail(&mut self, tail: Tail) -> u32 {
+        let mut rendered = Vec::new();
+        for label in &tail {
+            rendered.push(b',');
+            write_label(&mut rendered, label);
+        }
+        if let Some(&index) = self.tails.get(&rendered) {
+            return index;
+        }
+        let index = to_u32(self.map.tails.len());
+        let start = self.map.text.len();
+        self.map.text.extend_from_slice(&rendered);
+        self.map
+            .tail_text
+            .push(to_u32(start)..to_u32(self.map.text.len()));
+        self.map.tails.push(tail);
+        self.tails.insert(rendered, index);
+        index
+    }
+
+    /// Makes `column` yield the series of `family` (from [`SeriesMapBuilder::family`]) with
+    /// `head` and `tail`.
+    pub fn set(&mut self, column: usize, family: u32, head: u32, tail: u32) {
+        debug_assert!((family as usize) < self.map.families.len());
+        debug_assert!((head as usize) < self.map.heads.len());
+        debug_assert!((tail as usize) < self.map.tails.len());
+        self.map.columns[column] = Series { family, head, tail };
+    }
+
+    /// The finished map.
+    pub fn finish(mut self) -> SeriesMap {
+        self.map.text.shrink_to_fit();
+        self.map.families.shrink_to_fit();
+        self.map.heads.shrink_to_fit();
+        self.map.head_text.shrink_to_fit();
+        self.map
+    }
+}
+
+/// A map holds at most one series per legend entry and a few bytes of text per series; a
+/// body large enough to overflow 32 bits would have been refused long before.
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("series map larger than 4 GiB")
+}
+
+/// One host's newest row with the map that names its columns.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub(super) map: Arc<SeriesMap>,
+    pub(super) values: Vec<f64>,
+    /// The values of the columns that yield a series, as the encoder writes them, end to end;
+    /// a column without a value or a series has none.
+    pub(super) text: Vec<u8>,
+    /// End of each column's text in `text`; it starts where the previous column's ends.
+    pub(super) ends: Vec<u32>,
+}
+
+impl Frame {
+    /// A row and its map; missing trailing values count as NaN (absent), extra ones are
+    /// ignored. The values are formatted here, in the host's own task while other hosts are
+    /// still downloading, rather than by the encoder once all have arrived.
+    pub fn new(map: Arc<SeriesMap>, values: Vec<f64>) -> Frame {
+        Frame::with_text(map, values, &[], &[])
+    }
+
+    /// [`Frame::new`] for values read from text: `text` holds each value's text end to end,
+    /// `ends` where each ends. A value whose text is already what the encoder would write is
+    /// copied instead of formatted; without one text per value, all are formatted.
+    pub fn with_text(
+        map: Arc<SeriesMap>,
+        mut values: Vec<f64>,
+        source: &[u8],
+        source_ends: &[u32],
+    ) -> Frame {
+        let texts = source_ends.len() == values.len();
+        values.resize(map.columns(), f64::NAN);
+        let mut text = Vec::with_capacity(values.len() * 8);
+        let mut ends = Vec::with_capacity(values.len());
+        let mut start = 0;
+        for (column, &value) in values.iter().enumerate() {
+            let given = match source_ends.get(column) {
+                Some(&end) if texts => {
+                    let given = source.get(start as usize..end as usize);
+                    start = end;
+                    given
+                }
+                _ => None,
+            };
+            if !value.is_nan() && map.series(column).is_some() {
+                match given.filter(|t| is_canonical(t)) {
+                    Some(given) => text.extend_from_slice(given),
+                    None => write_value(&mut text, value),
+                }
+            }
+            ends.push(to_u32(text.len()));
+        }
+        Frame {
+            map,
+            values,
+            text,
+            ends,
+        }
+    }
+}
