@@ -241,10 +241,6 @@ impl Pool {
         }
         out.merge(parts);
         let (exposition, dropped) = out.finish_exposition(self.maps.layouts());
-        let exposition = match &inventory {
-            Some(inventory) => exposition.merge_families(&self.state_families(inventory)),
-            None => exposition,
-        };
         tracing::debug!(
             fetched_and_mapped = ?fetched,
             total = ?started.elapsed(),
@@ -408,6 +404,15 @@ impl Pool {
                 value: elapsed.as_secs_f64(),
             },
         );
+    }
+
+    /// The record-derived families of the current inventory snapshot, `None` before the
+    /// first one: what a response writes before (not with) the collection, which needs no
+    /// `/rrd_updates` to know them.
+    pub fn record_families(&self) -> Option<Arc<Vec<Family>>> {
+        self.inventory
+            .snapshot()
+            .map(|inventory| self.state_families(&inventory))
     }
 
     /// The record-derived families for `inventory`, built once per snapshot.

@@ -286,18 +286,6 @@ impl Layout {
         }
     }
 
-    /// What [`Layout::write_labels`] writes for `entry`, in bytes.
-    fn labels_len(&self, entry: Entry) -> usize {
-        let (hs, he) = self.heads[entry.head as usize];
-        let (ts, te) = self.tails[entry.tail as usize];
-        let (head, tail) = ((he - hs) as usize, (te - ts) as usize);
-        match (head, tail) {
-            (0, 0) => 0,
-            (0, tail) => tail + 1,
-            (head, tail) => head + tail + 1,
-        }
-    }
-
     /// How many series of `rows` are not written as duplicates of another.
     fn dropped(&self, rows: &Rows) -> usize {
         if !self.duplicates {
@@ -383,12 +371,30 @@ pub struct Exposition {
 /// Where an encoding of an [`Exposition`] stands, for encoding it piece by piece.
 #[derive(Debug, Default)]
 pub struct Cursor {
+    /// Families not to write, sorted: those the response already has from elsewhere.
+    skip: Vec<Cow<'static, str>>,
     family: usize,
     row_family: usize,
     entry: usize,
     header_written: bool,
     group_written: bool,
     done: bool,
+}
+
+impl Cursor {
+    /// A cursor at the start that passes over the families named `names`.
+    pub fn skipping(names: impl IntoIterator<Item = Cow<'static, str>>) -> Cursor {
+        let mut skip: Vec<_> = names.into_iter().collect();
+        skip.sort_unstable();
+        Cursor {
+            skip,
+            ..Cursor::default()
+        }
+    }
+
+    fn skips(&self, name: &str) -> bool {
+        !self.skip.is_empty() && self.skip.binary_search_by(|n| n.as_ref().cmp(name)).is_ok()
+    }
 }
 
 impl Exposition {
@@ -421,31 +427,6 @@ impl Exposition {
             },
             dropped,
         )
-    }
-
-    /// Adds `extra`, sorted by name, to the families. A name the exposition already has keeps
-    /// its own family, so no name is ever written twice; the extra families are cloned,
-    /// which costs reference counts, not label text.
-    #[must_use]
-    pub fn merge_families(mut self, extra: &[Family]) -> Exposition {
-        let families = std::mem::take(&mut self.families);
-        let layout = self.rows.as_ref().map(|r| &r.layout);
-        let mut extra = extra
-            .iter()
-            .filter(|e| !layout.is_some_and(|l| l.has_family(&e.name)))
-            .peekable();
-        let mut merged = Vec::with_capacity(families.len() + extra.size_hint().0);
-        for family in families {
-            while let Some(next) = extra.next_if(|e| e.name <= family.name) {
-                if next.name != family.name {
-                    merged.push(next.clone());
-                }
-            }
-            merged.push(family);
-        }
-        merged.extend(extra.cloned());
-        self.families = merged;
-        self
     }
 
     /// Number of families, counting those of the rows whether or not they have a value.
@@ -488,12 +469,19 @@ impl Exposition {
                     return true;
                 }
                 (Some(f), Some(r)) if f.name < r.name => {
-                    encode::encode_family(f, format, out);
+                    if !cursor.skips(&f.name) {
+                        encode::encode_family(f, format, out);
+                    }
                     cursor.family += 1;
                 }
                 (Some(f), None) => {
-                    encode::encode_family(f, format, out);
+                    if !cursor.skips(&f.name) {
+                        encode::encode_family(f, format, out);
+                    }
                     cursor.family += 1;
+                }
+                (_, Some(r)) if cursor.entry == 0 && cursor.skips(&r.name) => {
+                    cursor.row_family += 1;
                 }
                 (_, Some(_)) => {
                     if let Some(rows) = &self.rows
@@ -507,53 +495,6 @@ impl Exposition {
                 }
             }
         }
-    }
-
-    /// The length of the encoding in `format`, without encoding the rows.
-    pub fn encoded_len(&self, format: Format) -> usize {
-        let mut scratch = Vec::new();
-        let mut len = 0;
-        for family in &self.families {
-            scratch.clear();
-            encode::encode_family(family, format, &mut scratch);
-            len += scratch.len();
-        }
-        scratch.clear();
-        encode::encode_end(format, &mut scratch);
-        len += scratch.len();
-        let Some(rows) = &self.rows else {
-            return len;
-        };
-        let layout = &rows.layout;
-        for (f, family) in layout.families.iter().enumerate() {
-            let fixed =
-                family.name.len() + sample_suffix(&family.name, family.kind, format).len() + 2;
-            let (mut lines, mut written) = (0, false);
-            let mut any = false;
-            for &entry in layout.entries(f) {
-                if !entry.same_as_previous() {
-                    written = false;
-                }
-                let value = rows.value(entry);
-                if value.is_empty() || written {
-                    continue;
-                }
-                (written, any) = (true, true);
-                lines += fixed + layout.labels_len(entry) + value.len();
-            }
-            if any {
-                scratch.clear();
-                write_header(
-                    &family.name,
-                    &family.help,
-                    family.kind,
-                    format,
-                    &mut scratch,
-                );
-                len += scratch.len() + lines;
-            }
-        }
-        len
     }
 
     /// Continues the row family at the cursor; true when it is complete. A family whose every
@@ -602,31 +543,43 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{Labels, Sample};
 
-    fn family(name: &'static str) -> Family {
+    fn family(name: &'static str, value: f64) -> Family {
         Family {
             name: Cow::Borrowed(name),
-            help: Cow::Borrowed(""),
+            help: Cow::Borrowed("help"),
             kind: Kind::Gauge,
-            samples: Vec::new(),
+            samples: vec![Sample {
+                labels: Labels::none(),
+                value,
+            }],
         }
     }
 
     #[test]
-    fn merged_families_stay_sorted_and_never_repeat_a_name() {
-        let own =
-            Exposition::from_families(vec![family("xen_b"), family("xen_d"), family("xen_f")]);
-        let extra = [
-            family("xen_a"),
-            family("xen_d"),
-            family("xen_e"),
-            family("xen_z"),
-        ];
-        let merged = own.merge_families(&extra);
-        let names: Vec<&str> = merged.families.iter().map(|f| f.name.as_ref()).collect();
-        assert_eq!(
-            names,
-            ["xen_a", "xen_b", "xen_d", "xen_e", "xen_f", "xen_z"]
+    fn a_skipping_cursor_passes_over_the_names_it_was_given() {
+        let exposition = Exposition::from_families(vec![
+            family("xen_b", 1.0),
+            family("xen_d", 2.0),
+            family("xen_f", 3.0),
+        ]);
+        let mut cursor = Cursor::skipping([Cow::Borrowed("xen_d"), Cow::Borrowed("xen_a")]);
+        let mut text = Vec::new();
+        loop {
+            // A line at a time.
+            let mut chunk = Vec::new();
+            let done = exposition.encode_some(&mut cursor, Format::Text, &mut chunk, 1);
+            text.extend_from_slice(&chunk);
+            if done {
+                break;
+            }
+        }
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains("xen_b 1\n") && text.contains("xen_f 3\n"),
+            "{text}"
         );
+        assert!(!text.contains("xen_d"), "{text}");
     }
 }

@@ -26,9 +26,9 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::collect::Pool;
-use crate::metrics::FamiliesBuilder;
 use crate::metrics::encode::{self, Format};
 use crate::metrics::exposition::{Cursor, Exposition};
+use crate::metrics::{FamiliesBuilder, Family};
 
 type Collection = Arc<Exposition>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
@@ -228,11 +228,14 @@ async fn ready(AxumState(state): AxumState<Arc<State>>) -> Response {
 }
 
 async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) -> Response {
-    let families = match state.metrics_pool {
-        Some(index) => state.collect(index, state.scrape_timeout(&headers)).await,
-        None => state.own_families(),
-    };
-    exposition(&headers, families)
+    match state.metrics_pool {
+        Some(index) => pool_exposition(&state, index, &headers),
+        None => exposition(
+            &headers,
+            None,
+            futures::future::ready(state.own_families()).boxed(),
+        ),
+    }
 }
 
 /// `/probe?target=<pool name>`, the multi-target pattern of the blackbox and SNMP exporters.
@@ -256,8 +259,24 @@ async fn probe(
         )
             .into_response();
     };
-    let families = state.collect(index, state.scrape_timeout(&headers)).await;
-    exposition(&headers, families)
+    pool_exposition(&state, index, &headers)
+}
+
+/// The response for pool `index`: its collection (shared with the scrapes in flight) runs
+/// while the record families are written.
+fn pool_exposition(state: &Arc<State>, index: usize, headers: &HeaderMap) -> Response {
+    let timeout = state.scrape_timeout(headers);
+    let shared = state.clone();
+    // Started now, not when the encoder gets to it after the record families.
+    let collection = tokio::spawn(async move { shared.collect(index, timeout).await });
+    let collection = async move {
+        collection.await.unwrap_or_else(|error| {
+            tracing::error!(%error, "Collection task failed");
+            Arc::new(Exposition::default())
+        })
+    }
+    .boxed();
+    exposition(headers, Some(state.pools[index].pool.clone()), collection)
 }
 
 /// The query of `/probe`.
@@ -266,30 +285,29 @@ struct ProbeQuery {
     target: Option<String>,
 }
 
-fn exposition(headers: &HeaderMap, families: Collection) -> Response {
+/// The response for a collection of `pool` (or of the exporter itself when `None`). The
+/// record-derived families of the pool's inventory are known before the collection starts:
+/// they are written first, while the hosts are still being fetched, and the collection
+/// follows, so that only the RRD part is left to send once the last host has answered.
+fn exposition(
+    headers: &HeaderMap,
+    pool: Option<Arc<Pool>>,
+    collection: BoxFuture<'static, Collection>,
+) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = encode::negotiate(accept);
     let gzip = headers
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    let length = if gzip {
-        0
-    } else {
-        families.encoded_len(format)
-    };
     // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
     // each chunk is a few thousand samples of CPU work, small enough for an async worker. The
     // encoder runs as its own task a few chunks ahead of the connection, so that encoding
     // the next chunk and sending the last one use both cores; it stops when the client goes.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_AHEAD);
     tokio::spawn(async move {
-        let mut encoder = Encoder::new(families, format, gzip);
-        while let Some(chunk) = encoder.next_chunk() {
-            if sender.send(Bytes::from(chunk)).await.is_err() {
-                break;
-            }
-        }
+        let mut encoder = Encoder::new(sender, format, gzip);
+        let _ = encoder.write_all(pool.as_deref(), collection).await;
     });
     let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
         let chunk = receiver.recv().await?;
@@ -303,8 +321,6 @@ fn exposition(headers: &HeaderMap, families: Collection) -> Response {
     );
     if gzip {
         headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-    } else {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     }
     headers.insert(
         header::VARY,
@@ -325,82 +341,106 @@ const GZIP_CHUNK: usize = 64 << 10;
 /// How many chunks the encoder may be ahead of the connection.
 const CHUNKS_AHEAD: usize = 2;
 
-/// Encodes a collection a chunk at a time, compressing when asked.
+/// The client went away: stop encoding.
+#[derive(Debug)]
+struct Gone;
+
+/// Encodes a response a chunk at a time, compressing when asked, and hands the chunks to
+/// the connection.
 struct Encoder {
-    exposition: Collection,
-    cursor: Cursor,
+    sender: tokio::sync::mpsc::Sender<Bytes>,
     format: Format,
+    text: Vec<u8>,
     gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
-    done: bool,
     started: tokio::time::Instant,
-    /// Time spent encoding (and compressing), as opposed to waiting for the client.
-    busy: std::time::Duration,
     bytes: usize,
 }
 
 impl Encoder {
-    fn new(exposition: Collection, format: Format, gzip: bool) -> Encoder {
+    fn new(sender: tokio::sync::mpsc::Sender<Bytes>, format: Format, gzip: bool) -> Encoder {
         Encoder {
-            exposition,
-            cursor: Cursor::default(),
+            sender,
             format,
+            // Room for the line or family that crosses the limit.
+            text: Vec::with_capacity(CHUNK + (CHUNK >> 2)),
             gzip: gzip.then(|| {
                 flate2::write::GzEncoder::new(
-                    Vec::with_capacity(CHUNK),
+                    Vec::with_capacity(GZIP_CHUNK + (GZIP_CHUNK >> 2)),
                     flate2::Compression::fast(),
                 )
             }),
-            done: false,
             started: tokio::time::Instant::now(),
-            busy: std::time::Duration::ZERO,
             bytes: 0,
         }
     }
 
-    /// The next chunk of about [`CHUNK`] bytes, or `None` at the end.
-    fn next_chunk(&mut self) -> Option<Vec<u8>> {
-        let started = std::time::Instant::now();
-        let chunk = self.encode_chunk();
-        self.busy += started.elapsed();
-        if self.done && chunk.is_some() {
-            tracing::debug!(elapsed = ?self.started.elapsed(), encoding = ?self.busy, bytes = self.bytes, "Exposition encoded and sent");
+    /// The record families as soon as they are known, then the collection without the
+    /// names already written (no name may appear twice in an exposition).
+    async fn write_all(
+        &mut self,
+        pool: Option<&Pool>,
+        collection: BoxFuture<'static, Collection>,
+    ) -> Result<(), Gone> {
+        let mut records = pool.and_then(Pool::record_families);
+        if let Some(families) = &records {
+            self.families(families).await?;
         }
-        chunk
+        let collection = collection.await;
+        if records.is_none() {
+            // The inventory arrived during the collection.
+            records = pool.and_then(Pool::record_families);
+            if let Some(families) = &records {
+                self.families(families).await?;
+            }
+        }
+        let mut cursor = Cursor::skipping(
+            records
+                .iter()
+                .flat_map(|families| families.iter().map(|f| f.name.clone())),
+        );
+        loop {
+            let done = collection.encode_some(&mut cursor, self.format, &mut self.text, CHUNK);
+            self.flush(done).await?;
+            if done {
+                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes, "Exposition encoded and sent");
+                return Ok(());
+            }
+        }
     }
 
-    fn encode_chunk(&mut self) -> Option<Vec<u8>> {
-        if self.done {
-            return None;
-        }
-        // Room for the line or family that crosses the limit.
-        let mut text = Vec::with_capacity(CHUNK + (CHUNK >> 2));
-        loop {
-            let complete =
-                self.exposition
-                    .encode_some(&mut self.cursor, self.format, &mut text, CHUNK);
-            self.bytes += text.len();
-            if complete {
-                self.done = true;
-                return Some(match self.gzip.take() {
-                    // Writing into a Vec cannot fail.
-                    Some(mut gz) => {
-                        let _ = gz.write_all(&text);
-                        gz.finish().unwrap_or_default()
-                    }
-                    None => text,
-                });
+    async fn families(&mut self, families: &[Family]) -> Result<(), Gone> {
+        for family in families {
+            encode::encode_family(family, self.format, &mut self.text);
+            if self.text.len() >= CHUNK {
+                self.flush(false).await?;
             }
-            match &mut self.gzip {
-                None => return Some(text),
-                Some(gz) => {
-                    let _ = gz.write_all(&text);
-                    text.clear();
-                    if gz.get_ref().len() >= GZIP_CHUNK {
-                        return Some(std::mem::take(gz.get_mut()));
-                    }
+        }
+        Ok(())
+    }
+
+    /// Sends what is ready: the text once it fills a chunk (compressed output once it fills
+    /// a compressed chunk), everything when `last`.
+    async fn flush(&mut self, last: bool) -> Result<(), Gone> {
+        self.bytes += self.text.len();
+        let chunk = match &mut self.gzip {
+            None => std::mem::replace(&mut self.text, Vec::with_capacity(CHUNK + (CHUNK >> 2))),
+            Some(gz) => {
+                // Writing into a Vec cannot fail.
+                let _ = gz.write_all(&self.text);
+                self.text.clear();
+                if last {
+                    let _ = gz.try_finish();
                 }
+                if gz.get_ref().len() < GZIP_CHUNK && !last {
+                    return Ok(());
+                }
+                std::mem::take(gz.get_mut())
             }
+        };
+        if chunk.is_empty() {
+            return Ok(());
         }
+        self.sender.send(Bytes::from(chunk)).await.map_err(|_| Gone)
     }
 }
 
