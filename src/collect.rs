@@ -22,7 +22,8 @@ use crate::config::{Collectors, Endpoint, Mode, PoolConfig, SecretBytes, TrustMo
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog;
-use crate::metrics::exposition::Exposition;
+use crate::metrics::encode::Format;
+use crate::metrics::exposition::{Exposition, Rendered};
 use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample};
 use crate::xapi::rrd;
 use crate::xapi::{self, Client};
@@ -41,8 +42,9 @@ pub struct Pool {
     last_success: Mutex<Option<f64>>,
     /// Seconds the last completed collection took.
     last_duration: Mutex<Option<f64>>,
-    /// The record-derived families of the last inventory snapshot: they change only with
-    /// the inventory, so a steady pool builds them once, not at every scrape.
+    /// The record-derived families of the last inventory snapshot, rendered in the formats
+    /// asked for: they change only with the inventory, so a steady pool renders them once,
+    /// not at every scrape.
     state_families: Mutex<Option<StateCache>>,
     collectors: Collectors,
     mode: Mode,
@@ -91,8 +93,8 @@ impl From<xapi::Error> for HostFailure {
     }
 }
 
-/// An inventory snapshot and the record-derived families built from it.
-type StateCache = (Arc<Inventory>, Arc<Vec<Family>>);
+/// An inventory snapshot and its record-derived families in each format (text, OpenMetrics).
+type StateCache = (Arc<Inventory>, [Option<Arc<Rendered>>; 2]);
 
 /// Host name, host UUID and reason of a failed host collection.
 type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
@@ -406,36 +408,48 @@ impl Pool {
         );
     }
 
-    /// The record-derived families of the current inventory snapshot, `None` before the
-    /// first one: what a response writes before (not with) the collection, which needs no
-    /// `/rrd_updates` to know them.
-    pub fn record_families(&self) -> Option<Arc<Vec<Family>>> {
-        self.inventory
-            .snapshot()
-            .map(|inventory| self.state_families(&inventory))
-    }
-
-    /// The record-derived families for `inventory`, built once per snapshot.
-    fn state_families(&self, inventory: &Arc<Inventory>) -> Arc<Vec<Family>> {
+    /// The record-derived families of the current inventory snapshot rendered in `format`,
+    /// `None` before the first snapshot: what a response writes before (not with) the
+    /// collection, which needs no `/rrd_updates` to know them.
+    pub fn record_families(&self, format: Format) -> Option<Arc<Rendered>> {
+        let inventory = self.inventory.snapshot()?;
+        let slot = match format {
+            Format::Text => 0,
+            Format::OpenMetrics => 1,
+        };
         let mut cache = self
             .state_families
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        if let Some((seen, families)) = cache.as_ref()
-            && Arc::ptr_eq(seen, inventory)
+        if let Some((seen, rendered)) = cache.as_mut()
+            && Arc::ptr_eq(seen, &inventory)
         {
-            return families.clone();
+            if let Some(done) = &rendered[slot] {
+                return Some(done.clone());
+            }
+            let done = Arc::new(self.render_state(&inventory, format));
+            rendered[slot] = Some(done.clone());
+            return Some(done);
         }
+        let done = Arc::new(self.render_state(&inventory, format));
+        let mut rendered = [None, None];
+        rendered[slot] = Some(done.clone());
+        *cache = Some((inventory, rendered));
+        Some(done)
+    }
+
+    /// Builds and renders the record-derived families of `inventory`. Only the text is kept:
+    /// it is smaller than the samples, and a steady pool is scraped in one format.
+    fn render_state(&self, inventory: &Inventory, format: Format) -> Rendered {
         let mut out = FamiliesBuilder::new();
         state::push_families(&mut out, &inventory.state, &inventory.srs, self.collectors);
         let families = out.finish().0;
         // Hashed here, once per snapshot, like the hosts' series maps.
-        let families = Arc::new(match &self.hash_uuids_key {
+        let families = match &self.hash_uuids_key {
             Some(key) => uuids::hash_uuid_labels(families, key.expose()),
             None => families,
-        });
-        *cache = Some((inventory.clone(), families.clone()));
-        families
+        };
+        Rendered::new(&families, format)
     }
 
     /// The pool's health as the exporter sees it, labelled with the pool's name: what

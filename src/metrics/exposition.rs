@@ -368,6 +368,29 @@ pub struct Exposition {
     rows: Option<Rows>,
 }
 
+/// Families encoded once in one format, to be written as they are by many responses.
+#[derive(Debug, Default)]
+pub struct Rendered {
+    /// Their text, without the OpenMetrics end marker.
+    pub text: Vec<u8>,
+    /// Their names, sorted.
+    pub names: Vec<Cow<'static, str>>,
+}
+
+impl Rendered {
+    /// Encodes `families` in `format`.
+    pub fn new(families: &[Family], format: Format) -> Rendered {
+        let mut text = Vec::new();
+        for family in families {
+            encode::encode_family(family, format, &mut text);
+        }
+        text.shrink_to_fit();
+        let mut names: Vec<_> = families.iter().map(|f| f.name.clone()).collect();
+        names.sort_unstable();
+        Rendered { text, names }
+    }
+}
+
 /// Where an encoding of an [`Exposition`] stands, for encoding it piece by piece.
 #[derive(Debug, Default)]
 pub struct Cursor {

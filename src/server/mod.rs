@@ -26,9 +26,9 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 
 use crate::collect::Pool;
+use crate::metrics::FamiliesBuilder;
 use crate::metrics::encode::{self, Format};
-use crate::metrics::exposition::{Cursor, Exposition};
-use crate::metrics::{FamiliesBuilder, Family};
+use crate::metrics::exposition::{Cursor, Exposition, Rendered};
 
 type Collection = Arc<Exposition>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
@@ -341,6 +341,15 @@ const GZIP_CHUNK: usize = 64 << 10;
 /// How many chunks the encoder may be ahead of the connection.
 const CHUNKS_AHEAD: usize = 2;
 
+/// Rendered text as the owner of the [`Bytes`] that send it.
+struct RenderedText(Arc<Rendered>);
+
+impl AsRef<[u8]> for RenderedText {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.text
+    }
+}
+
 /// The client went away: stop encoding.
 #[derive(Debug)]
 struct Gone;
@@ -381,23 +390,20 @@ impl Encoder {
         pool: Option<&Pool>,
         collection: BoxFuture<'static, Collection>,
     ) -> Result<(), Gone> {
-        let mut records = pool.and_then(Pool::record_families);
-        if let Some(families) = &records {
-            self.families(families).await?;
+        let format = self.format;
+        let mut records = pool.and_then(|p| p.record_families(format));
+        if let Some(rendered) = &records {
+            self.rendered(rendered).await?;
         }
         let collection = collection.await;
         if records.is_none() {
             // The inventory arrived during the collection.
-            records = pool.and_then(Pool::record_families);
-            if let Some(families) = &records {
-                self.families(families).await?;
+            records = pool.and_then(|p| p.record_families(format));
+            if let Some(rendered) = &records {
+                self.rendered(rendered).await?;
             }
         }
-        let mut cursor = Cursor::skipping(
-            records
-                .iter()
-                .flat_map(|families| families.iter().map(|f| f.name.clone())),
-        );
+        let mut cursor = Cursor::skipping(records.iter().flat_map(|r| r.names.iter().cloned()));
         loop {
             let done = collection.encode_some(&mut cursor, self.format, &mut self.text, CHUNK);
             self.flush(done).await?;
@@ -408,11 +414,28 @@ impl Encoder {
         }
     }
 
-    async fn families(&mut self, families: &[Family]) -> Result<(), Gone> {
-        for family in families {
-            encode::encode_family(family, self.format, &mut self.text);
-            if self.text.len() >= CHUNK {
-                self.flush(false).await?;
+    /// Writes text rendered once for many responses: sent as it is (no copy), or compressed.
+    async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
+        let whole = Bytes::from_owner(RenderedText(rendered.clone()));
+        let mut start = 0;
+        while start < whole.len() {
+            let end = (start + CHUNK).min(whole.len());
+            let piece = whole.slice(start..end);
+            start = end;
+            self.bytes += piece.len();
+            match &mut self.gzip {
+                None => self.sender.send(piece).await.map_err(|_| Gone)?,
+                Some(gz) => {
+                    // Writing into a Vec cannot fail.
+                    let _ = gz.write_all(&piece);
+                    if gz.get_ref().len() >= GZIP_CHUNK {
+                        let chunk = std::mem::take(gz.get_mut());
+                        self.sender
+                            .send(Bytes::from(chunk))
+                            .await
+                            .map_err(|_| Gone)?;
+                    }
+                }
             }
         }
         Ok(())
