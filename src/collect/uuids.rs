@@ -1,6 +1,8 @@
-//! `XEN_HASH_UUIDS`: a pure pass over the finished families that replaces every `*_uuid`
-//! label value by a keyed hash (HMAC-SHA256 with the operator's key, the first 16 bytes in
-//! hex), so that the exposition identifies objects stably without revealing their UUIDs.
+//! `XEN_HASH_UUIDS`: replaces every `*_uuid` label value by a keyed hash, where labels are
+//! built (a host's series map, the record families of a snapshot, the few samples of a
+//! scrape), never over a whole exposition. The hash is HMAC-SHA256 with the operator's key,
+//! the first 16 bytes in hex, so that the exposition identifies objects stably without
+//! revealing their UUIDs.
 //! A label of the same set whose value is one of those UUIDs (the name of an object the
 //! inventory does not know yet, or an unresolved SR prefix) is hashed too.
 
@@ -20,6 +22,7 @@ const HEX_DIGITS: usize = 32;
 pub(super) struct Hasher {
     keyed: Hmac<Sha256>,
     memo: FxHashMap<Arc<str>, Arc<str>>,
+    heads: FxHashMap<usize, Rebuilt>,
 }
 
 impl Hasher {
@@ -29,6 +32,7 @@ impl Hasher {
             keyed: <Hmac<Sha256> as Mac>::new_from_slice(key)
                 .unwrap_or_else(|_| unreachable!("HMAC accepts every key length")),
             memo: FxHashMap::default(),
+            heads: FxHashMap::default(),
         }
     }
 
@@ -85,12 +89,20 @@ impl Hasher {
 }
 
 impl Hasher {
-    /// A head with its UUIDs hashed.
+    /// A head with its UUIDs hashed. Heads are shared by many samples: each distinct one is
+    /// rebuilt once, and the original is kept in the memo so that its address cannot be
+    /// reused by a new allocation meanwhile.
     pub(super) fn relabel_head(&mut self, head: Arc<[Label]>) -> Arc<[Label]> {
-        match self.relabel(head.iter()) {
-            Some(labels) => Arc::from(labels),
-            None => head,
+        let address = Arc::as_ptr(&head).cast::<Label>() as usize;
+        if let Some((_, rebuilt)) = self.heads.get(&address) {
+            return rebuilt.clone();
         }
+        let rebuilt = match self.relabel(head.iter()) {
+            Some(labels) => Arc::from(labels),
+            None => head.clone(),
+        };
+        self.heads.insert(address, (head, rebuilt.clone()));
+        rebuilt
     }
 
     /// A tail with its UUIDs hashed.
@@ -102,8 +114,12 @@ impl Hasher {
     }
 }
 
+/// A head as it was (kept alive) and as rebuilt.
+type Rebuilt = (Arc<[Label]>, Arc<[Label]>);
+
 /// Replaces UUID label values of the samples added to `out` one by one; rows added as frames
-/// come from series maps, which hash their labels when they are built.
+/// come from series maps, which hash their labels when they are built. [`FamiliesBuilder::finish`]
+/// restores the sort order afterwards (the label values changed).
 pub(super) fn hash_builder_samples(out: &mut FamiliesBuilder, key: &[u8]) {
     let mut hasher = Hasher::new(key);
     for samples in out.samples_mut() {
@@ -114,16 +130,8 @@ pub(super) fn hash_builder_samples(out: &mut FamiliesBuilder, key: &[u8]) {
     }
 }
 
-/// A head as it was (kept alive) and as rebuilt.
-type Rebuilt = (Arc<[Label]>, Arc<[Label]>);
-
-/// Replaces UUID label values in `families` by their keyed hashes and restores the sort
-/// order of samples (their label values changed).
+/// Replaces UUID label values in finished `families` by their keyed hashes, sorted again.
 pub(super) fn hash_uuid_labels(families: Vec<Family>, key: &[u8]) -> Vec<Family> {
-    let mut hasher = Hasher::new(key);
-    // Heads are shared by many samples: rebuild each distinct one once. The original is
-    // kept in the map so that its address cannot be reused by a new allocation meanwhile.
-    let mut heads: FxHashMap<usize, Rebuilt> = FxHashMap::default();
     let mut out = FamiliesBuilder::new();
     for family in families {
         let Family {
@@ -132,27 +140,9 @@ pub(super) fn hash_uuid_labels(families: Vec<Family>, key: &[u8]) -> Vec<Family>
             kind,
             mut samples,
         } = family;
-        for sample in &mut samples {
-            let key = Arc::as_ptr(&sample.labels.head).cast::<Label>() as usize;
-            let head = match heads.get(&key) {
-                Some((_, rebuilt)) => rebuilt.clone(),
-                None => {
-                    let original = sample.labels.head.clone();
-                    let rebuilt = match hasher.relabel(original.iter()) {
-                        Some(labels) => Arc::from(labels),
-                        None => original.clone(),
-                    };
-                    heads.insert(key, (original, rebuilt.clone()));
-                    rebuilt
-                }
-            };
-            sample.labels.head = head;
-            if let Some(tail) = hasher.relabel(sample.labels.tail.iter()) {
-                sample.labels.tail = Tail::from_vec(tail);
-            }
-        }
         out.family(name, move |_| (help, kind)).append(&mut samples);
     }
+    hash_builder_samples(&mut out, key);
     out.finish().0
 }
 

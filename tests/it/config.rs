@@ -1,5 +1,6 @@
 //! The binary's configuration handling: every bad setting stops start-up with exit code 64 and
-//! a message naming it; `--config.check` validates and never prints the password.
+//! a message naming it; `--config.check` validates and never prints the password; the process
+//! starts with one malloc arena unless the operator chose otherwise.
 
 use std::process::Command;
 
@@ -168,4 +169,39 @@ fn a_configuration_file_is_checked_and_printed_with_secrets_masked() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// glibc keeps one malloc arena per allocating thread; the binary restarts itself once with
+/// `MALLOC_ARENA_MAX=1` (same PID, same arguments) unless the operator set the variable.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_exporter_runs_with_one_malloc_arena_unless_the_operator_chose() {
+    for (set, expected) in [
+        (None, "MALLOC_ARENA_MAX=1"),
+        (Some("4"), "MALLOC_ARENA_MAX=4"),
+    ] {
+        let env: Vec<(&str, &str)> = set.map(|v| ("MALLOC_ARENA_MAX", v)).into_iter().collect();
+        let exporter = crate::harness::Binary::start(&env, &["--demo"]).await;
+        let environ = std::fs::read(format!("/proc/{}/environ", exporter.pid())).unwrap();
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", exporter.pid())).unwrap();
+        let (status, _) = exporter.get("/-/healthy").await;
+        let (code, _, stderr) = exporter.stop().await;
+        let arenas: Vec<&[u8]> = environ
+            .split(|&b| b == 0)
+            .filter(|v| v.starts_with(b"MALLOC_ARENA_MAX="))
+            .collect();
+        assert_eq!(arenas, [expected.as_bytes()], "{stderr}");
+        let args: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        assert_eq!(
+            args,
+            [env!("CARGO_BIN_EXE_xen-exporter").as_bytes(), b"--demo"],
+            "the restart keeps argv[0] and the arguments"
+        );
+        assert_eq!(status, 200);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("could not restart"), "{stderr}");
+    }
 }
