@@ -240,9 +240,12 @@ async fn a_pool_of_hanging_hosts_does_not_slow_another_pools_probe() {
     };
     timed("alpha").await;
     timed("beta").await;
+    // Fastest of nine on each side: noise from tests running alongside only ever adds time,
+    // so the minimum is the probe's own cost, and a probe waiting on alpha cannot hide in it.
+    const RUNS: usize = 9;
     let mut alone = Vec::new();
     let mut own_alone = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..RUNS {
         let (took, scrape) = timed("beta").await;
         alone.push(took);
         own_alone.push(scrape.all("xen_collector_duration_seconds")[0].value);
@@ -250,40 +253,41 @@ async fn a_pool_of_hanging_hosts_does_not_slow_another_pools_probe() {
     for h in 0..3 {
         a.set_host_fault(h, HostFault::Hang);
     }
-    // Alpha's probe hangs until its timeout (5 s) while beta is probed again.
+    // Alpha's probe hangs until its timeout (5 s) while beta is probed again. Its headers
+    // come at once (the record families are written while the hosts are fetched): what
+    // hangs is the body.
     let hanging = tokio::spawn({
         let url = replica.url.clone();
         async move {
-            http_client()
+            let response = http_client()
                 .get(format!("{url}/probe?target=alpha"))
                 .timeout(Duration::from_secs(30))
                 .send()
-                .await
-                .map(|r| r.status().as_u16())
+                .await?;
+            let status = response.status().as_u16();
+            response.text().await.map(|body| (status, body))
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut during = Vec::new();
     let mut own = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..RUNS {
         let (took, scrape) = timed("beta").await;
         assert!(scrape.all("xen_host_up").iter().all(|s| s.value == 1.0));
         during.push(took);
         own.push(scrape.all("xen_collector_duration_seconds")[0].value);
     }
-    alone.sort();
-    during.sort();
-    own.sort_by(f64::total_cmp);
-    own_alone.sort_by(f64::total_cmp);
-    let (alone, during) = (alone[2], during[2]);
-    let (own, own_alone) = (
-        Duration::from_secs_f64(own[2]),
-        Duration::from_secs_f64(own_alone[2]),
+    assert!(
+        !hanging.is_finished(),
+        "alpha was still hanging while beta was probed"
     );
+    let fastest = |v: &[f64]| Duration::from_secs_f64(v.iter().copied().fold(f64::MAX, f64::min));
+    let (alone, during) = (*alone.iter().min().unwrap(), *during.iter().min().unwrap());
+    let (own, own_alone) = (fastest(&own), fastest(&own_alone));
     eprintln!(
-        "beta probe median: {alone:?} alone, {during:?} while alpha hangs; beta collection {own_alone:?} alone, {own:?} while alpha hangs"
+        "beta probe fastest of {RUNS}: {alone:?} alone, {during:?} while alpha hangs; beta collection {own_alone:?} alone, {own:?} while alpha hangs"
     );
-    // Medians of five; the 2 ms absorb scheduler noise at these millisecond scales.
+    // The 2 ms absorb scheduler noise at these millisecond scales.
     let slack = Duration::from_millis(2);
     assert!(
         own <= own_alone.mul_f64(1.1) + slack,
@@ -293,10 +297,12 @@ async fn a_pool_of_hanging_hosts_does_not_slow_another_pools_probe() {
         during <= alone.mul_f64(1.1) + slack,
         "beta's probe took {during:?} while alpha hung, {alone:?} before"
     );
-    assert_eq!(
-        hanging.await.unwrap().unwrap(),
-        200,
-        "alpha answers, hosts down"
+    let (status, body) = hanging.await.unwrap().unwrap();
+    assert_eq!(status, 200, "alpha answers, hosts down");
+    let alpha = Scrape::parse(&body);
+    assert!(
+        alpha.all("xen_host_up").iter().all(|s| s.value == 0.0),
+        "alpha's hosts are down"
     );
     for h in 0..3 {
         a.set_host_fault(h, HostFault::None);
