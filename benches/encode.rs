@@ -114,6 +114,54 @@ fn exposition(families: &[Family]) -> Exposition {
     out.finish_exposition(&LayoutCache::new()).0
 }
 
+/// One host's newest row as the parser leaves it (each value's text end to end), turned into
+/// a frame: what every host's task does once its body is parsed. The values are shaped like
+/// XAPI's: `%0.15g` fractions, integers, `0.0` (not canonical: written `0`) and `NaN`.
+fn bench_frame(c: &mut Criterion) {
+    const COLUMNS: usize = 10_000;
+    let mut map = SeriesMapBuilder::new(COLUMNS);
+    let family = map.family(Cow::Borrowed("xen_vm_series"), |_| {
+        (Cow::Borrowed("help"), Kind::Gauge)
+    });
+    let head = map.head(Arc::from(vec![Label::new("vm", "web")]));
+    for column in 0..COLUMNS {
+        let tail = map.tail(smallvec::smallvec![Label::new("n", column.to_string())]);
+        map.set(column, family, head, tail);
+    }
+    let map = Arc::new(map.finish());
+    let (mut text, mut ends, mut values) = (Vec::new(), Vec::new(), Vec::new());
+    for column in 0..COLUMNS {
+        let value = match column % 8 {
+            0 => "0.0".to_owned(),
+            1 => "NaN".to_owned(),
+            2 => format!("{}", column * 4096),
+            // `%0.15g`, as xapi >= 25.3 writes values.
+            _ => {
+                let v = column as f64 / 7.0 + 0.001;
+                let decimals = (14 - v.log10().floor() as i32).max(0) as usize;
+                let fixed = format!("{v:.decimals$}");
+                fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
+            }
+        };
+        values.push(value.parse::<f64>().unwrap());
+        text.extend_from_slice(value.as_bytes());
+        ends.push(u32::try_from(text.len()).unwrap());
+    }
+    let mut group = c.benchmark_group("frame");
+    group.throughput(Throughput::Elements(COLUMNS as u64));
+    group.bench_function("with_text", |b| {
+        b.iter(|| {
+            Frame::with_text(
+                map.clone(),
+                black_box(values.clone()),
+                black_box(&text),
+                black_box(&ends),
+            )
+        })
+    });
+    group.finish();
+}
+
 fn bench(c: &mut Criterion) {
     let samples = (VMS * FAMILIES * TAILS) as u64;
     for (escaping, label) in [(false, "plain"), (true, "escaping")] {
@@ -157,5 +205,5 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, bench_frame);
 criterion_main!(benches);

@@ -245,25 +245,28 @@ impl Frame {
         source: &[u8],
         source_ends: &[u32],
     ) -> Frame {
-        let texts = source_ends.len() == values.len();
+        let given = if source_ends.len() == values.len() {
+            source_ends
+        } else {
+            &[]
+        };
         values.resize(map.columns(), f64::NAN);
-        let mut text = Vec::with_capacity(values.len() * 8);
+        // Most values are copied as they are: room for all of them, and a little for the few
+        // written out again (`1e3` is `1000`).
+        let mut text = Vec::with_capacity(source.len() + 64);
         let mut ends = Vec::with_capacity(values.len());
         let mut start = 0;
-        for (column, &value) in values.iter().enumerate() {
-            let given = match source_ends.get(column) {
-                Some(&end) if texts => {
-                    let given = source.get(start as usize..end as usize);
-                    start = end;
-                    given
+        let columns = map.columns.iter().zip(&values);
+        for (i, (series, &value)) in columns.enumerate() {
+            let end = given.get(i).map(|&e| e as usize);
+            if series.family != NONE && !value.is_nan() {
+                match end.and_then(|end| source.get(start..end)) {
+                    Some(t) if is_canonical(t) => text.extend_from_slice(t),
+                    _ => write_value(&mut text, value),
                 }
-                _ => None,
-            };
-            if !value.is_nan() && map.series(column).is_some() {
-                match given.filter(|t| is_canonical(t)) {
-                    Some(given) => text.extend_from_slice(given),
-                    None => write_value(&mut text, value),
-                }
+            }
+            if let Some(end) = end {
+                start = end;
             }
             ends.push(to_u32(text.len()));
         }
