@@ -53,6 +53,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks as f64 / 100.0
 }
 
+/// Minor page faults of a process so far: memory the kernel had to map (and zero) for it.
+fn minor_faults(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("procfs");
+    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+    after
+        .split(' ')
+        .nth(7)
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(0)
+}
+
 fn status_kib(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("procfs");
     status
@@ -192,6 +203,7 @@ async fn run(args: Args) {
             continue;
         }
         let cpu_before = cpu_seconds(pid);
+        let faults_before = minor_faults(pid);
         let mut cpu_idle = 0.0;
         let mut round_downloads = Vec::new();
         let mut walls = Vec::new();
@@ -211,6 +223,7 @@ async fn run(args: Args) {
             firsts.push(headers);
         }
         let cpu = (cpu_seconds(pid) - cpu_before - cpu_idle) / args.scrapes as f64;
+        let faults = (minor_faults(pid) - faults_before) / args.scrapes as u64;
         results.push((
             gzip,
             median(walls),
@@ -218,6 +231,7 @@ async fn run(args: Args) {
             cpu,
             bytes,
             median(round_downloads),
+            faults,
         ));
     }
     let peak = status_kib(pid, "VmHWM:");
@@ -240,9 +254,9 @@ async fn run(args: Args) {
         "download only (median of {}, one before each scrape): {:?}",
         downloads_len, download
     );
-    for (gzip, wall, headers, cpu, bytes, download) in results {
+    for (gzip, wall, headers, cpu, bytes, download, faults) in results {
         println!(
-            "scrape {} (median of {}): wall {:?} = {:.2} x download ({:?} in the same rounds; response headers after {:?}); exporter CPU {:.3} s/scrape; response {:.1} MiB",
+            "scrape {} (median of {}): wall {:?} = {:.2} x download ({:?} in the same rounds; response headers after {:?}); exporter CPU {:.3} s/scrape, {} minor page faults/scrape; response {:.1} MiB",
             if gzip { "gzip " } else { "plain" },
             args.scrapes,
             wall,
@@ -250,6 +264,7 @@ async fn run(args: Args) {
             download,
             headers,
             cpu,
+            faults,
             bytes as f64 / 1048576.0
         );
     }
