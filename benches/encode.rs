@@ -143,9 +143,9 @@ fn bench_frame(c: &mut Criterion) {
                 fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
             }
         };
-        values.push(value.parse::<f64>().unwrap());
+        values.push(value.parse::<f64>().expect("a number"));
         text.extend_from_slice(value.as_bytes());
-        ends.push(u32::try_from(text.len()).unwrap());
+        ends.push(u32::try_from(text.len()).expect("a short row"));
     }
     let mut group = c.benchmark_group("frame");
     group.throughput(Throughput::Elements(COLUMNS as u64));
