@@ -43,25 +43,25 @@ fn args() -> Args {
     args
 }
 
-/// utime + stime of a process, in seconds (clock ticks of 1/100 s).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("procfs");
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
-/// Minor page faults of a process so far: memory the kernel had to map (and zero) for it.
-fn minor_faults(pid: u32) -> u64 {
+/// Field `n` (from 0) of `/proc/<pid>/stat` after the parenthesised command name.
+fn stat_field(pid: u32, n: usize) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("procfs");
     let after = &stat[stat.rfind(')').expect("stat format") + 2..];
     after
         .split(' ')
-        .nth(7)
+        .nth(n)
         .and_then(|f| f.parse().ok())
         .unwrap_or(0)
+}
+
+/// utime + stime of a process, in seconds (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    (stat_field(pid, 11) + stat_field(pid, 12)) as f64 / 100.0
+}
+
+/// Minor page faults of a process so far: memory the kernel had to map (and zero) for it.
+fn minor_faults(pid: u32) -> u64 {
+    stat_field(pid, 7)
 }
 
 fn status_kib(pid: u32, key: &str) -> u64 {

@@ -562,6 +562,14 @@ impl Named {
 /// The head labels of the RRD owner named by `legend` and where their name comes from; `None`
 /// for an owner type we do not export. A cached map is checked against exactly what this
 /// reads, so whatever else it starts reading must be added to [`HostMap::is_valid_for`].
+/// The name and UUID of an inventory record, or the legend's UUID for both when there is none.
+fn name_or_uuid(found: Option<(&Arc<str>, &Arc<str>)>, uuid: &str) -> (Arc<str>, Arc<str>) {
+    match found {
+        Some((name, uuid)) => (name.clone(), uuid.clone()),
+        None => (Arc::from(uuid), Arc::from(uuid)),
+    }
+}
+
 fn owner_head(
     legend: &Legend<'_>,
     host: &HostEntry,
@@ -573,10 +581,7 @@ fn owner_head(
         "host" if *legend.uuid == *host.uuid => (Owner::Host, host_head.clone(), Named::Elsewhere),
         "host" => {
             let found = inventory.host(legend.uuid);
-            let (name, uuid) = match found {
-                Some(h) => (h.name.clone(), h.uuid.clone()),
-                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
-            };
+            let (name, uuid) = name_or_uuid(found.map(|h| (&h.name, &h.uuid)), legend.uuid);
             (
                 Owner::Host,
                 Arc::from(vec![
@@ -590,10 +595,7 @@ fn owner_head(
             // An unknown VM (e.g. migrated in from another pool) is named by its UUID, as
             // the original exporter did.
             let found = inventory.vm(legend.uuid);
-            let (name, uuid) = match found {
-                Some(v) => (v.name.clone(), v.uuid.clone()),
-                None => (Arc::from(legend.uuid), Arc::from(legend.uuid)),
-            };
+            let (name, uuid) = name_or_uuid(found.map(|v| (&v.name, &v.uuid)), legend.uuid);
             (
                 Owner::Vm,
                 Arc::from(vec![

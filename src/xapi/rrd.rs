@@ -472,6 +472,11 @@ mod json {
         known: Option<&'k KnownLegend>,
     }
 
+    /// JSON's insignificant whitespace.
+    fn is_blank(b: &u8) -> bool {
+        matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+    }
+
     /// Bytes of an array of scalars without escapes: bare tokens, quotes, commas, blanks.
     /// Branch-free, so that [`Parser::count_plain_values`] vectorises.
     fn is_scalar_byte(b: u8) -> bool {
@@ -484,10 +489,7 @@ mod json {
             | (b == b'$')
             | (b == b'"')
             | (b == b',')
-            | (b == b' ')
-            | (b == b'\t')
-            | (b == b'\n')
-            | (b == b'\r')
+            | is_blank(&b)
     }
 
     /// Bytes that may form a bare token: numbers, `NaN`, `Infinity`, `true`, `null`, keys.
@@ -505,7 +507,7 @@ mod json {
         }
 
         fn ws(&mut self) {
-            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            while self.peek().is_some_and(|b| is_blank(&b)) {
                 self.i += 1;
             }
         }
@@ -857,7 +859,7 @@ mod json {
             let marks = (out.values.len(), out.text.len(), out.ends.len());
             let mut j = self.i;
             let blank = |j: &mut usize| {
-                while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(*j) {
+                while b.get(*j).is_some_and(is_blank) {
                     *j += 1;
                 }
             };
@@ -950,9 +952,8 @@ mod json {
             if other != 0 || quotes % 2 != 0 {
                 return None;
             }
-            let blank = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
-            let first = inner.iter().position(|b| !blank(b));
-            let last = inner.iter().rposition(|b| !blank(b));
+            let first = inner.iter().position(|b| !is_blank(b));
+            let last = inner.iter().rposition(|b| !is_blank(b));
             let count = match (first, last) {
                 (None, _) | (_, None) => 0,
                 // No element before the first comma: the general path says what is wrong.
@@ -1574,19 +1575,21 @@ mod tests {
         assert_eq!(newest(&c).values[0], 0.041_234_567_890_123_4);
     }
 
+    /// A row of one value read from the JSON text `text`.
+    fn one_value_row(t: i64, text: &str) -> Row {
+        Row {
+            t,
+            values: vec![text.parse().unwrap()],
+            text: text.as_bytes().to_vec(),
+            ends: vec![u32::try_from(text.len()).unwrap()],
+        }
+    }
+
     #[test]
     fn parse_picks_the_largest_t_whatever_the_row_order() {
         let body = r#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"10","values":["1"]},{"t":"30","values":["3"]},{"t":"20","values":["2"]}]}"#;
         let u = ok(body.as_bytes());
-        assert_eq!(
-            newest(&u),
-            &Row {
-                t: 30,
-                values: vec![3.0],
-                text: b"3".to_vec(),
-                ends: vec![1],
-            }
-        );
+        assert_eq!(newest(&u), &one_value_row(30, "3"));
 
         let xml = "<xport><meta><legend><entry>a:b:c:d</entry></legend></meta><data><row><t>10</t><v>1</v></row><row><t>20</t><v>2</v></row></data></xport>";
         assert_eq!(
@@ -1617,15 +1620,7 @@ mod tests {
     #[test]
     fn parse_counts_but_does_not_convert_rows_older_than_one_already_read() {
         let u = ok(br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":["x"]},{"values":["2"],"t":"20"}]}"#);
-        assert_eq!(
-            newest(&u),
-            &Row {
-                t: 30,
-                values: vec![3.0],
-                text: b"3".to_vec(),
-                ends: vec![1],
-            }
-        );
+        assert_eq!(newest(&u), &one_value_row(30, "3"));
         let short = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[]}]}"#;
         assert!(parse(short).is_err());
         let nested = br#"{"meta":{"legend":["a:b:c:d"]},"data":[{"t":"30","values":["3"]},{"t":"10","values":[[1]]}]}"#;
