@@ -132,47 +132,58 @@ async fn run(args: Args) {
         body_bytes = download().await.1;
     }
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     // BENCH_EXPORTER runs another build of the exporter against the same simulator and client,
     // for A/B comparisons on this noisy machine.
     let exporter = std::env::var_os("BENCH_EXPORTER")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_xen-exporter").into());
-    let mut child = std::process::Command::new(exporter)
-        .env_clear()
-        .env("XEN_HOST", sim.master_url())
-        .env("XEN_USER", sim.username())
-        .env("XEN_PASSWORD_FILE", dir.join("password"))
-        .env("XEN_SSL_CA_FILE", dir.join("ca.pem"))
-        .env("XEN_MODE", "pool")
-        .env("XEN_TIMEOUT", "30")
-        .env("PORT", port.to_string())
-        .env("BIND", "127.0.0.1")
-        .env(
-            "XEN_LOG_LEVEL",
-            std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
-        )
-        .spawn()
-        .expect("exporter binary");
+    let spawn = |min_interval: &str| {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&exporter)
+            .env_clear()
+            .env("XEN_HOST", sim.master_url())
+            .env("XEN_USER", sim.username())
+            .env("XEN_PASSWORD_FILE", dir.join("password"))
+            .env("XEN_SSL_CA_FILE", dir.join("ca.pem"))
+            .env("XEN_MODE", "pool")
+            .env("XEN_TIMEOUT", "30")
+            .env("XEN_SCRAPE_MIN_INTERVAL", min_interval)
+            .env("PORT", port.to_string())
+            .env("BIND", "127.0.0.1")
+            .env(
+                "XEN_LOG_LEVEL",
+                std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
+            )
+            .spawn()
+            .expect("exporter binary");
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+    let (mut child, url) = spawn("0");
+    // A second exporter that answers every scrape after its first from that first collection
+    // (`XEN_SCRAPE_MIN_INTERVAL`): what serving the same exposition costs without any XAPI
+    // request, through the same encoder, HTTP stack and client. It is the floor of the part of
+    // a scrape that comes after the last body.
+    let (mut cached_child, cached_url) = spawn("3600");
     let pid = child.id();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..600 {
-        if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
-            && r.status() == 200
-        {
-            break;
+    for url in [&url, &cached_url] {
+        for _ in 0..600 {
+            if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
+                && r.status() == 200
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rss_ready = status_kib(pid, "VmRSS:");
-    let scrape = |gzip: bool| {
+    let scrape = |url: &str, gzip: bool| {
         let http = http.clone();
-        let url = url.clone();
+        let url = url.to_owned();
         async move {
             let started = Instant::now();
             let mut request = http.get(format!("{url}/metrics"));
@@ -193,7 +204,8 @@ async fn run(args: Args) {
     };
     let mut exposition_bytes = 0;
     for _ in 0..2 {
-        exposition_bytes = scrape(false).await.0;
+        exposition_bytes = scrape(&url, false).await.0;
+        scrape(&cached_url, false).await;
     }
     let rss_after_warmup = status_kib(pid, "VmRSS:");
     let peak_after_warmup = status_kib(pid, "VmHWM:");
@@ -208,6 +220,7 @@ async fn run(args: Args) {
         let mut round_downloads = Vec::new();
         let mut walls = Vec::new();
         let mut firsts = Vec::new();
+        let mut serves = Vec::new();
         let mut bytes = 0;
         for _ in 0..args.scrapes {
             let cpu_paused = cpu_seconds(pid);
@@ -217,10 +230,15 @@ async fn run(args: Args) {
             // The exporter idles during the download; what it used then is not the scrape's.
             cpu_idle += cpu_seconds(pid) - cpu_paused;
             let started = Instant::now();
-            let (len, headers) = scrape(gzip).await;
+            let (len, headers) = scrape(&url, gzip).await;
             bytes = len;
             walls.push(started.elapsed());
             firsts.push(headers);
+            let cpu_paused = cpu_seconds(pid);
+            let started = Instant::now();
+            scrape(&cached_url, gzip).await;
+            serves.push(started.elapsed());
+            cpu_idle += cpu_seconds(pid) - cpu_paused;
         }
         let cpu = (cpu_seconds(pid) - cpu_before - cpu_idle) / args.scrapes as f64;
         let faults = (minor_faults(pid) - faults_before) / args.scrapes as u64;
@@ -232,11 +250,14 @@ async fn run(args: Args) {
             bytes,
             median(round_downloads),
             faults,
+            median(serves),
         ));
     }
     let peak = status_kib(pid, "VmHWM:");
-    let _ = child.kill();
-    let _ = child.wait();
+    for child in [&mut child, &mut cached_child] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     client.logout().await;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -254,7 +275,7 @@ async fn run(args: Args) {
         "download only (median of {}, one before each scrape): {:?}",
         downloads_len, download
     );
-    for (gzip, wall, headers, cpu, bytes, download, faults) in results {
+    for (gzip, wall, headers, cpu, bytes, download, faults, serve) in results {
         println!(
             "scrape {} (median of {}): wall {:?} = {:.2} x download ({:?} in the same rounds; response headers after {:?}); exporter CPU {:.3} s/scrape, {} minor page faults/scrape; response {:.1} MiB",
             if gzip { "gzip " } else { "plain" },
@@ -266,6 +287,11 @@ async fn run(args: Args) {
             cpu,
             faults,
             bytes as f64 / 1048576.0
+        );
+        println!(
+            "  the same exposition served from a cached collection (no XAPI request): {:?} (median); scrape - download = {:?}",
+            serve,
+            wall.saturating_sub(download)
         );
     }
     println!(
