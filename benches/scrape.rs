@@ -1,7 +1,8 @@
 //! End-to-end scrape benchmark: a simulated pool of 8 hosts × 250 VMs on loopback, the real
 //! `xen-exporter` binary in its own process, and three figures: the scrape's wall time against
 //! the time the same `/rrd_updates` bodies take just to download, the exporter's CPU time per
-//! scrape, and its peak RSS. Run with `cargo bench --bench scrape` (optionally
+//! scrape, and its peak RSS; beside them, the time a second exporter takes to serve the same
+//! exposition from a cached collection, the floor of what follows the last body. Run with `cargo bench --bench scrape` (optionally
 //! `-- --hosts N --vms N --scrapes N`, and `--no-gzip` to leave out the gzip scrapes, e.g.
 //! when profiling).
 

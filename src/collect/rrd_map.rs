@@ -559,9 +559,6 @@ impl Named {
     }
 }
 
-/// The head labels of the RRD owner named by `legend` and where their name comes from; `None`
-/// for an owner type we do not export. A cached map is checked against exactly what this
-/// reads, so whatever else it starts reading must be added to [`HostMap::is_valid_for`].
 /// The name and UUID of an inventory record, or the legend's UUID for both when there is none.
 fn name_or_uuid(found: Option<(&Arc<str>, &Arc<str>)>, uuid: &str) -> (Arc<str>, Arc<str>) {
     match found {
@@ -570,6 +567,9 @@ fn name_or_uuid(found: Option<(&Arc<str>, &Arc<str>)>, uuid: &str) -> (Arc<str>,
     }
 }
 
+/// The head labels of the RRD owner named by `legend` and where their name comes from; `None`
+/// for an owner type we do not export. A cached map is checked against exactly what this
+/// reads, so whatever else it starts reading must be added to [`HostMap::is_valid_for`].
 fn owner_head(
     legend: &Legend<'_>,
     host: &HostEntry,

@@ -459,7 +459,15 @@ impl Encoder {
     async fn flush(&mut self, last: bool) -> Result<(), Gone> {
         self.bytes += self.text.len();
         let chunk = match &mut self.gzip {
-            None => std::mem::replace(&mut self.text, Vec::with_capacity(CHUNK + CHUNK_SLACK)),
+            // No buffer for a chunk that will not come.
+            None => {
+                let next = if last {
+                    Vec::new()
+                } else {
+                    Vec::with_capacity(CHUNK + CHUNK_SLACK)
+                };
+                std::mem::replace(&mut self.text, next)
+            }
             Some(gz) => {
                 // Writing into a Vec cannot fail.
                 let _ = gz.write_all(&self.text);

@@ -5,8 +5,9 @@
 //! same `Sink`, so the rules that matter (newest row by `t`, row width = legend length) live
 //! in one place. Legend entries are borrowed from the body unless they contain escapes or
 //! entities. In JSON, the values of a row that comes after a newer one (XAPI sends the newest
-//! first) are counted, in one vectorised pass over their bytes, but not converted. Nothing is allocated in proportion to anything but the input, and deeply nested
-//! unknown values are refused rather than recursed into.
+//! first) are counted, in one vectorised pass over their bytes, but not converted. Nothing is
+//! allocated in proportion to anything but the input, and deeply nested unknown values are
+//! refused rather than recursed into.
 
 use std::borrow::Cow;
 
