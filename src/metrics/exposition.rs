@@ -18,8 +18,9 @@ use super::{Family, Kind, compare_label_slices};
 /// that encoding reads entries in order instead of chasing each map.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// The column, with [`SAME_AS_PREVIOUS`] set when the entry has the same labels as the one
-    /// before it: of such a run only the first entry with a value is written.
+    /// The value's place in its frame ([`SeriesMap::order`]), with [`SAME_AS_PREVIOUS`] set
+    /// when the entry has the same labels as the one before it: of such a run only the first
+    /// entry with a value is written.
     value: u32,
     /// The map, and the row of this scrape, the entry belongs to.
     slot: u32,
@@ -190,32 +191,49 @@ impl Layout {
             }
         }
 
-        // The maps' label text copied together.
+        // The maps' label text copied together, heads in their sorted order, which is the
+        // order the encoder reads them in.
         let mut text = Vec::new();
         let mut head_base = Vec::with_capacity(maps.len());
         let mut tail_base = Vec::with_capacity(maps.len());
-        let (mut head_spans, mut tail_spans) = (Vec::new(), Vec::new());
+        let mut head_count = 0;
         for map in maps {
-            head_base.push(to_u32(head_spans.len()));
+            head_base.push(to_u32(head_count));
+            head_count += map.heads.len();
+        }
+        let mut head_spans = vec![(0, 0); head_count];
+        for &(m, h) in &heads {
+            let start = to_u32(text.len());
+            text.extend_from_slice(maps[m].head_text(h));
+            head_spans[head_base[m] as usize + h] = (start, to_u32(text.len()));
+        }
+        let mut tail_spans = Vec::new();
+        for map in maps {
             tail_base.push(to_u32(tail_spans.len()));
-            for h in 0..map.heads.len() {
-                let start = to_u32(text.len());
-                text.extend_from_slice(map.head_text(h));
-                head_spans.push((start, to_u32(text.len())));
-            }
             for t in 0..map.tails.len() {
                 let start = to_u32(text.len());
                 text.extend_from_slice(map.tail_text(t));
                 tail_spans.push((start, to_u32(text.len())));
             }
         }
+        // Where each column's value is in its map's frames.
+        let positions: Vec<Vec<u32>> = maps
+            .iter()
+            .map(|map| {
+                let mut positions = vec![u32::MAX; map.columns()];
+                for (p, &column) in map.order().iter().enumerate() {
+                    positions[column as usize] = to_u32(p);
+                }
+                positions
+            })
+            .collect();
         let entries: Vec<Entry> = keyed
             .iter()
             .zip(&same)
             .map(|(k, &same)| {
                 let m = k.map as usize;
                 let s = series(k);
-                let value = k.column;
+                let value = positions[m][k.column as usize];
                 Entry {
                     slot: k.map,
                     value: if same {

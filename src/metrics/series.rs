@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::encode::{is_canonical, write_label, write_value};
-use super::{Kind, Label, Labels, Sample, Tail};
+use super::{Kind, Label, Labels, Sample, Tail, compare_label_slices};
 
 /// What one column becomes: indices into its map's families, heads and tails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,11 @@ pub struct SeriesMap {
     head_text: Vec<Range<u32>>,
     tail_text: Vec<Range<u32>>,
     columns: Vec<Series>,
+    /// The columns that yield a series, in the order an exposition lists them (family name,
+    /// head, tail, then column): a [`Frame`] keeps its values in this order, so that the
+    /// encoder, which walks the series of every map in exposition order, reads each frame
+    /// front to back instead of jumping around it.
+    order: Vec<u32>,
 }
 
 impl fmt::Debug for SeriesMap {
@@ -69,6 +74,11 @@ impl SeriesMap {
             .get(column)
             .copied()
             .filter(|s| s.family != NONE)
+    }
+
+    /// The columns that yield a series, in exposition order.
+    pub(super) fn order(&self) -> &[u32] {
+        &self.order
     }
 
     pub(super) fn head_text(&self, head: usize) -> &[u8] {
@@ -134,6 +144,7 @@ impl SeriesMapBuilder {
                     };
                     columns
                 ],
+                order: Vec::new(),
             },
             families: FxHashMap::default(),
             tails: FxHashMap::default(),
@@ -202,12 +213,49 @@ impl SeriesMapBuilder {
 
     /// The finished map.
     pub fn finish(mut self) -> SeriesMap {
+        self.map.order = exposition_order(&self.map);
         self.map.text.shrink_to_fit();
         self.map.families.shrink_to_fit();
         self.map.heads.shrink_to_fit();
         self.map.head_text.shrink_to_fit();
         self.map
     }
+}
+
+/// The columns of `map` that yield a series, sorted as an exposition lists them. Families,
+/// heads and tails are ranked first, so that sorting the columns compares numbers.
+fn exposition_order(map: &SeriesMap) -> Vec<u32> {
+    // Equal items share a rank, as equal heads do in the layout.
+    fn ranks<T>(items: &[T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<u32> {
+        let mut sorted: Vec<usize> = (0..items.len()).collect();
+        sorted.sort_by(|&a, &b| cmp(&items[a], &items[b]));
+        let mut ranks = vec![0; items.len()];
+        let mut rank = 0;
+        for (n, &i) in sorted.iter().enumerate() {
+            if n > 0 && cmp(&items[sorted[n - 1]], &items[i]).is_ne() {
+                rank += 1;
+            }
+            ranks[i] = rank;
+        }
+        ranks
+    }
+    let family = ranks(&map.families, |a, b| a.name.cmp(&b.name));
+    let head = ranks(&map.heads, |a, b| compare_label_slices(a, b));
+    let tail = ranks(&map.tails, |a, b| compare_label_slices(a, b));
+    let mut order: Vec<u32> = (0..map.columns.len())
+        .filter(|&c| map.columns[c].family != NONE)
+        .map(to_u32)
+        .collect();
+    // Stable: columns with equal labels stay in column order, as the layout keeps them.
+    order.sort_by_key(|&c| {
+        let s = map.columns[c as usize];
+        (
+            family[s.family as usize],
+            head[s.head as usize],
+            tail[s.tail as usize],
+        )
+    });
+    order
 }
 
 /// A map holds at most one series per legend entry and a few bytes of text per series; a
@@ -221,10 +269,11 @@ fn to_u32(n: usize) -> u32 {
 pub struct Frame {
     pub(super) map: Arc<SeriesMap>,
     pub(super) values: Vec<f64>,
-    /// The values of the columns that yield a series, as the encoder writes them, end to end;
-    /// a column without a value or a series has none.
+    /// The values of the columns that yield a series, as the encoder writes them, end to end
+    /// in the map's exposition order ([`SeriesMap::order`]); a column without a value has none.
     pub(super) text: Vec<u8>,
-    /// End of each column's text in `text`; it starts where the previous column's ends.
+    /// End of each series' text in `text`, in the same order; it starts where the previous
+    /// one's ends.
     pub(super) ends: Vec<u32>,
 }
 
@@ -254,19 +303,19 @@ impl Frame {
         // Most values are copied as they are: room for all of them, and a little for the few
         // written out again (`1e3` is `1000`).
         let mut text = Vec::with_capacity(source.len() + 64);
-        let mut ends = Vec::with_capacity(values.len());
-        let mut start = 0;
-        let columns = map.columns.iter().zip(&values);
-        for (i, (series, &value)) in columns.enumerate() {
-            let end = given.get(i).map(|&e| e as usize);
-            if series.family != NONE && !value.is_nan() {
-                match end.and_then(|end| source.get(start..end)) {
+        let mut ends = Vec::with_capacity(map.order.len());
+        for &column in &map.order {
+            let column = column as usize;
+            let value = values[column];
+            if !value.is_nan() {
+                let start = column.checked_sub(1).map_or(Some(&0), |p| given.get(p));
+                let source = start
+                    .zip(given.get(column))
+                    .and_then(|(&start, &end)| source.get(start as usize..end as usize));
+                match source {
                     Some(t) if is_canonical(t) => text.extend_from_slice(t),
                     _ => write_value(&mut text, value),
                 }
-            }
-            if let Some(end) = end {
-                start = end;
             }
             ends.push(to_u32(text.len()));
         }
@@ -276,5 +325,36 @@ impl Frame {
             text,
             ends,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_keeps_its_values_in_exposition_order() {
+        let vm = |name: &str| -> Arc<[Label]> { Arc::from(vec![Label::new("vm", name)]) };
+        let meta = |_: &str| (Cow::Borrowed("help"), Kind::Gauge);
+        // Columns as a legend lists them, object by object; column 4 yields no series.
+        let mut map = SeriesMapBuilder::new(5);
+        let memory = map.family("xen_vm_memory".into(), meta);
+        let cpu = map.family("xen_vm_cpu".into(), meta);
+        let (b, a10, a9) = (map.head(vm("b")), map.head(vm("a10")), map.head(vm("a9")));
+        let none = map.tail(Tail::new());
+        map.set(0, memory, b, none);
+        map.set(1, cpu, b, none);
+        map.set(2, cpu, a10, none);
+        map.set(3, cpu, a9, none);
+        let frame = Frame::new(Arc::new(map.finish()), vec![1.0, 2.0, f64::NAN, 4.0, 5.0]);
+        // xen_vm_cpu before xen_vm_memory, a9 before a10 before b; the NaN has no text.
+        assert_eq!(frame.map.order(), [3, 2, 1, 0]);
+        let texts: Vec<&[u8]> = (0..frame.ends.len())
+            .map(|i| {
+                let start = i.checked_sub(1).map_or(0, |p| frame.ends[p] as usize);
+                &frame.text[start..frame.ends[i] as usize]
+            })
+            .collect();
+        assert_eq!(texts, [&b"4"[..], b"", b"2", b"1"]);
     }
 }

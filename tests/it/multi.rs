@@ -287,14 +287,15 @@ async fn a_pool_of_hanging_hosts_does_not_slow_another_pools_probe() {
     eprintln!(
         "beta probe fastest of {RUNS}: {alone:?} alone, {during:?} while alpha hangs; beta collection {own_alone:?} alone, {own:?} while alpha hangs"
     );
-    // The 2 ms absorb scheduler noise at these millisecond scales.
-    let slack = Duration::from_millis(2);
+    // Waiting on alpha would cost up to its 5 s timeout; the margin only absorbs the noise
+    // of a busy machine (a parallel test run) at these millisecond scales.
+    let slack = Duration::from_millis(20);
     assert!(
-        own <= own_alone.mul_f64(1.1) + slack,
+        own <= own_alone.mul_f64(1.5) + slack,
         "beta's collection took {own:?} while alpha hung, {own_alone:?} before"
     );
     assert!(
-        during <= alone.mul_f64(1.1) + slack,
+        during <= alone.mul_f64(1.5) + slack,
         "beta's probe took {during:?} while alpha hung, {alone:?} before"
     );
     let (status, body) = hanging.await.unwrap().unwrap();
