@@ -2,9 +2,12 @@
 //! `xen-exporter` binary in its own process, and three figures: the scrape's wall time against
 //! the time the same `/rrd_updates` bodies take just to download, the exporter's CPU time per
 //! scrape, and its peak RSS; beside them, the time a second exporter takes to serve the same
-//! exposition from a cached collection, the floor of what follows the last body. Run with `cargo bench --bench scrape` (optionally
-//! `-- --hosts N --vms N --scrapes N`, and `--no-gzip` to leave out the gzip scrapes, e.g.
-//! when profiling).
+//! exposition from a cached collection, the floor of what follows the last body. Run with
+//! `cargo bench --bench scrape` (optionally `-- --hosts N --vms N --scrapes N`, and `--no-gzip`
+//! to leave out the gzip scrapes, e.g. when profiling). For A/B comparisons of two builds,
+//! `BENCH_EXPORTER=<path>` replaces the exporter under test and `BENCH_EXPORTER_B=<path>` adds
+//! a second one scraped in the same rounds (run it twice with the two swapped: the second slot
+//! of a round has a bias of its own).
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
@@ -137,13 +140,17 @@ async fn run(args: Args) {
     // for A/B comparisons on this noisy machine.
     let exporter = std::env::var_os("BENCH_EXPORTER")
         .unwrap_or_else(|| env!("CARGO_BIN_EXE_xen-exporter").into());
-    let spawn = |min_interval: &str| {
+    // BENCH_EXPORTER_B: a second build scraped in the same rounds, each scrape after a download
+    // of its own, so that both builds see the same state of the machine; differences too small
+    // to see between two runs show in the paired per-round differences.
+    let other = std::env::var_os("BENCH_EXPORTER_B");
+    let spawn = |exporter: &std::ffi::OsStr, min_interval: &str| {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = std::process::Command::new(&exporter)
+        let child = std::process::Command::new(exporter)
             .env_clear()
             .env("XEN_HOST", sim.master_url())
             .env("XEN_USER", sim.username())
@@ -162,16 +169,21 @@ async fn run(args: Args) {
             .expect("exporter binary");
         (child, format!("http://127.0.0.1:{port}"))
     };
-    let (mut child, url) = spawn("0");
+    let (mut child, url) = spawn(&exporter, "0");
     // A second exporter that answers every scrape after its first from that first collection
     // (`XEN_SCRAPE_MIN_INTERVAL`): what serving the same exposition costs without any XAPI
     // request, through the same encoder, HTTP stack and client. It is the floor of the part of
     // a scrape that comes after the last body.
-    let (mut cached_child, cached_url) = spawn("3600");
+    let (mut cached_child, cached_url) = spawn(&exporter, "3600");
+    let mut other = other.map(|b| spawn(&b, "0"));
     let pid = child.id();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    for url in [&url, &cached_url] {
+    let other_url = other.as_ref().map(|(_, url)| url.clone());
+    for url in [Some(&url), Some(&cached_url), other_url.as_ref()]
+        .into_iter()
+        .flatten()
+    {
         for _ in 0..600 {
             if let Ok(r) = http.get(format!("{url}/-/ready")).send().await
                 && r.status() == 200
@@ -207,6 +219,9 @@ async fn run(args: Args) {
     for _ in 0..2 {
         exposition_bytes = scrape(&url, false).await.0;
         scrape(&cached_url, false).await;
+        if let Some(other_url) = &other_url {
+            scrape(other_url, false).await;
+        }
     }
     let rss_after_warmup = status_kib(pid, "VmRSS:");
     let peak_after_warmup = status_kib(pid, "VmHWM:");
@@ -222,6 +237,7 @@ async fn run(args: Args) {
         let mut walls = Vec::new();
         let mut firsts = Vec::new();
         let mut serves = Vec::new();
+        let mut others = Vec::new();
         let mut bytes = 0;
         for _ in 0..args.scrapes {
             let cpu_paused = cpu_seconds(pid);
@@ -239,7 +255,37 @@ async fn run(args: Args) {
             let started = Instant::now();
             scrape(&cached_url, gzip).await;
             serves.push(started.elapsed());
+            if let Some(other_url) = &other_url {
+                let download = download().await.0;
+                let started = Instant::now();
+                scrape(other_url, gzip).await;
+                others.push((download, started.elapsed()));
+            }
             cpu_idle += cpu_seconds(pid) - cpu_paused;
+        }
+        if !others.is_empty() {
+            let a: Vec<Duration> = walls
+                .iter()
+                .zip(&round_downloads)
+                .map(|(w, d)| w.saturating_sub(*d))
+                .collect();
+            let b: Vec<Duration> = others.iter().map(|(d, w)| w.saturating_sub(*d)).collect();
+            let mut paired: Vec<f64> = a
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| b.as_secs_f64() - a.as_secs_f64())
+                .collect();
+            paired.sort_by(f64::total_cmp);
+            println!(
+                "A/B {}: scrape - download A {:?}, B {:?} (medians); B - A per round, median {:.3} ms; B wall {:?} = {:.2} x its downloads",
+                if gzip { "gzip " } else { "plain" },
+                median(a),
+                median(b),
+                paired[paired.len() / 2] * 1e3,
+                median(others.iter().map(|o| o.1).collect()),
+                median(others.iter().map(|o| o.1).collect()).as_secs_f64()
+                    / median(others.iter().map(|o| o.0).collect()).as_secs_f64(),
+            );
         }
         let cpu = (cpu_seconds(pid) - cpu_before - cpu_idle) / args.scrapes as f64;
         let faults = (minor_faults(pid) - faults_before) / args.scrapes as u64;
@@ -255,7 +301,14 @@ async fn run(args: Args) {
         ));
     }
     let peak = status_kib(pid, "VmHWM:");
-    for child in [&mut child, &mut cached_child] {
+    for child in [
+        Some(&mut child),
+        Some(&mut cached_child),
+        other.as_mut().map(|o| &mut o.0),
+    ]
+    .into_iter()
+    .flatten()
+    {
         let _ = child.kill();
         let _ = child.wait();
     }
