@@ -276,15 +276,16 @@ async fn run(args: Args) {
                 .map(|(a, b)| b.as_secs_f64() - a.as_secs_f64())
                 .collect();
             paired.sort_by(f64::total_cmp);
+            let b_wall = median(others.iter().map(|o| o.1).collect());
+            let b_download = median(others.iter().map(|o| o.0).collect());
             println!(
                 "A/B {}: scrape - download A {:?}, B {:?} (medians); B - A per round, median {:.3} ms; B wall {:?} = {:.2} x its downloads",
                 if gzip { "gzip " } else { "plain" },
                 median(a),
                 median(b),
                 paired[paired.len() / 2] * 1e3,
-                median(others.iter().map(|o| o.1).collect()),
-                median(others.iter().map(|o| o.1).collect()).as_secs_f64()
-                    / median(others.iter().map(|o| o.0).collect()).as_secs_f64(),
+                b_wall,
+                b_wall.as_secs_f64() / b_download.as_secs_f64(),
             );
         }
         let cpu = (cpu_seconds(pid) - cpu_before - cpu_idle) / args.scrapes as f64;

@@ -2,9 +2,9 @@
 //! deadline, join rows with the live inventory's names through cached series maps
 //! (`rrd_map`) and turn everything into an exposition; and the families derived from records
 //! (`state`), rendered once per inventory snapshot for responses to write first. The only
-//! module that knows both XAPI and Prometheus. Failures become samples (`xen_host_up` 0, error counters) and
-//! one log line; a scrape never fails. The only XAPI calls a scrape makes are the
-//! `/rrd_updates` requests.
+//! module that knows both XAPI and Prometheus. Failures become samples (`xen_host_up` 0,
+//! error counters) and one log line; a scrape never fails. The only XAPI calls a scrape makes
+//! are the `/rrd_updates` requests.
 
 mod rrd_map;
 mod state;

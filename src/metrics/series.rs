@@ -285,8 +285,8 @@ impl Frame {
         Frame::with_text(map, values, &[], &[])
     }
 
-    /// [`Frame::new`] for values read from text: `text` holds each value's text end to end,
-    /// `ends` where each ends. A value whose text is already what the encoder would write is
+    /// [`Frame::new`] for values read from text: `source` holds each value's text end to end,
+    /// `source_ends` where each ends. A value whose text is already what the encoder would write is
     /// copied instead of formatted; without one text per value, all are formatted.
     pub fn with_text(
         map: Arc<SeriesMap>,
