@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustc_hash::FxHashMap;
 
@@ -393,6 +394,19 @@ pub struct Rendered {
     pub text: Vec<u8>,
     /// Their names, sorted.
     pub names: Vec<Cow<'static, str>>,
+    /// The text compressed, once, by the first response that asks for gzip.
+    deflated: OnceLock<Deflated>,
+}
+
+/// Text compressed once for many gzip responses: a raw deflate stream that ends on a byte
+/// boundary without a final block (a sync flush), so that each response's own compressor
+/// carries on right after it, and the CRC-32 and length of the text for the gzip trailer.
+#[derive(Debug, Default)]
+pub struct Deflated {
+    /// The compressed text.
+    pub bytes: Vec<u8>,
+    /// CRC-32 and length of the text.
+    pub crc: flate2::Crc,
 }
 
 impl Rendered {
@@ -405,7 +419,36 @@ impl Rendered {
         text.shrink_to_fit();
         let mut names: Vec<_> = families.iter().map(|f| f.name.clone()).collect();
         names.sort_unstable();
-        Rendered { text, names }
+        Rendered {
+            text,
+            names,
+            deflated: OnceLock::new(),
+        }
+    }
+
+    /// The compressed text if a response has asked for it already.
+    pub fn deflated_now(&self) -> Option<&Deflated> {
+        self.deflated.get()
+    }
+
+    /// The text compressed for gzip responses, compressed on the first call.
+    pub fn deflated(&self) -> &Deflated {
+        self.deflated.get_or_init(|| {
+            let mut deflate = flate2::write::DeflateEncoder::new(
+                Vec::with_capacity(self.text.len() / 4),
+                flate2::Compression::fast(),
+            );
+            // Writing into a Vec cannot fail. `flush` is a sync flush: everything so far is
+            // out, on a byte boundary, and the stream is not finished.
+            let _ = deflate.write_all(&self.text);
+            let _ = deflate.flush();
+            let mut crc = flate2::Crc::new();
+            crc.update(&self.text);
+            Deflated {
+                bytes: std::mem::take(deflate.get_mut()),
+                crc,
+            }
+        })
     }
 }
 

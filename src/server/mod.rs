@@ -6,13 +6,13 @@
 //! timeouts, the request cap) live in the submodules; [`listen::serve`] puts them together.
 
 mod auth;
+mod gzip;
 mod limits;
 pub mod listen;
 mod reload;
 mod tls;
 pub mod web_config;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use crate::collect::Pool;
 use crate::metrics::FamiliesBuilder;
 use crate::metrics::encode::{self, Format};
 use crate::metrics::exposition::{Cursor, Exposition, Rendered};
+use crate::server::gzip::Gzip;
 
 type Collection = Arc<Exposition>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
@@ -374,7 +375,7 @@ struct Encoder {
     /// Text encoded per step: [`CHUNK`], or [`GZIP_TEXT`] when compressing.
     limit: usize,
     text: Vec<u8>,
-    gzip: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    gzip: Option<Gzip>,
     started: tokio::time::Instant,
     bytes: usize,
 }
@@ -387,12 +388,7 @@ impl Encoder {
             format,
             limit,
             text: Vec::with_capacity(limit + CHUNK_SLACK),
-            gzip: gzip.then(|| {
-                flate2::write::GzEncoder::new(
-                    Vec::with_capacity(GZIP_CHUNK + (GZIP_CHUNK >> 2)),
-                    flate2::Compression::fast(),
-                )
-            }),
+            gzip: gzip.then(|| Gzip::new(GZIP_CHUNK + (GZIP_CHUNK >> 2))),
             started: tokio::time::Instant::now(),
             bytes: 0,
         }
@@ -429,29 +425,34 @@ impl Encoder {
         }
     }
 
-    /// Writes text rendered once for many responses: sent as it is (no copy), or compressed.
+    /// Writes text rendered once for many responses: sent as it is (no copy), or compressed
+    /// once for every gzip response until the next rendering.
     async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
+        self.bytes += rendered.text.len();
+        if let Some(gz) = &mut self.gzip {
+            if rendered.deflated_now().is_none() {
+                // Compressing megabytes at once would hold an async worker for milliseconds.
+                let owned = rendered.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    owned.deflated();
+                })
+                .await;
+            }
+            if !gz.prefix(rendered.deflated()) {
+                gz.write(&rendered.text);
+            }
+            let chunk = std::mem::take(gz.output());
+            return self.sender.send(Bytes::from(chunk)).await.map_err(|_| Gone);
+        }
         let whole = Bytes::from_owner(RenderedText(rendered.clone()));
         let mut start = 0;
         while start < whole.len() {
             let end = (start + self.limit).min(whole.len());
-            let piece = whole.slice(start..end);
+            self.sender
+                .send(whole.slice(start..end))
+                .await
+                .map_err(|_| Gone)?;
             start = end;
-            self.bytes += piece.len();
-            match &mut self.gzip {
-                None => self.sender.send(piece).await.map_err(|_| Gone)?,
-                Some(gz) => {
-                    // Writing into a Vec cannot fail.
-                    let _ = gz.write_all(&piece);
-                    if gz.get_ref().len() >= GZIP_CHUNK {
-                        let chunk = std::mem::take(gz.get_mut());
-                        self.sender
-                            .send(Bytes::from(chunk))
-                            .await
-                            .map_err(|_| Gone)?;
-                    }
-                }
-            }
         }
         Ok(())
     }
@@ -471,16 +472,15 @@ impl Encoder {
                 std::mem::replace(&mut self.text, next)
             }
             Some(gz) => {
-                // Writing into a Vec cannot fail.
-                let _ = gz.write_all(&self.text);
+                gz.write(&self.text);
                 self.text.clear();
                 if last {
-                    let _ = gz.try_finish();
+                    gz.finish();
                 }
-                if gz.get_ref().len() < GZIP_CHUNK && !last {
+                if gz.output().len() < GZIP_CHUNK && !last {
                     return Ok(());
                 }
-                std::mem::take(gz.get_mut())
+                std::mem::take(gz.output())
             }
         };
         if chunk.is_empty() {

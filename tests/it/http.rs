@@ -48,21 +48,49 @@ async fn openmetrics_when_asked_text_otherwise() {
 #[tokio::test]
 async fn gzip_when_asked() {
     let env = TestEnv::start(SimConfig::default()).await;
+    let gunzip = |compressed: &[u8]| {
+        let mut text = String::new();
+        let mut decoder = flate2::read::GzDecoder::new(compressed);
+        decoder.read_to_string(&mut text).unwrap();
+        // One gzip member and nothing after it: clients that read only the first get all.
+        assert!(decoder.into_inner().is_empty());
+        text
+    };
+    let records = |text: &str| {
+        text.lines()
+            .filter(|l| l.contains("xen_vm_power_state") || l.contains("xen_sr_info"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let plain = env.get("/metrics").await.text().await.unwrap();
+    assert!(!records(&plain).is_empty());
+    // The record families are compressed once, by the first gzip response, and reused by the
+    // second; the hosts' rows are compressed by each.
+    for _ in 0..2 {
+        let response = env
+            .http
+            .get(format!("{}/metrics", env.url))
+            .header("accept-encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["content-encoding"], "gzip");
+        let text = gunzip(&response.bytes().await.unwrap());
+        let scrape = crate::harness::Scrape::parse(&text);
+        assert!(!scrape.all("xen_vm_cpu").is_empty());
+        assert_eq!(records(&text), records(&plain));
+    }
     let response = env
         .http
         .get(format!("{}/metrics", env.url))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
         .header("accept-encoding", "gzip")
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["content-encoding"], "gzip");
-    let compressed = response.bytes().await.unwrap();
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(&compressed[..])
-        .read_to_string(&mut text)
-        .unwrap();
-    let scrape = crate::harness::Scrape::parse(&text);
-    assert!(!scrape.all("xen_vm_cpu").is_empty());
+    let text = gunzip(&response.bytes().await.unwrap());
+    assert!(text.ends_with("# EOF\n"));
+    assert!(text.contains("xen_vm_power_state"));
     env.stop().await.shutdown().await;
 }
 
