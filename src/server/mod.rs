@@ -439,6 +439,7 @@ impl Encoder {
                 .await;
             }
             if !gz.prefix(rendered.deflated()) {
+                // Not the start of the response (the record families always are today).
                 gz.write(&rendered.text);
             }
             let chunk = std::mem::take(gz.output());

@@ -83,12 +83,11 @@ async fn frozen_pool_matches_the_golden_expositions() {
     let text = env.get("/metrics").await.text().await.unwrap();
     check("pool.prom", &normalise(&text));
     let om = env
-        .http
-        .get(format!("{}/metrics", env.url))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .send()
+        .get_with(
+            "/metrics",
+            &[("accept", "application/openmetrics-text; version=1.0.0")],
+        )
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

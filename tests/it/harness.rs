@@ -70,12 +70,19 @@ impl TestEnv {
     }
 
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
+        self.get_with(path, &[]).await
+    }
+
+    /// [`TestEnv::get`] with request headers, e.g. `accept` or `accept-encoding`.
+    pub(crate) async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self
+            .http
             .get(format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .unwrap()
+            .timeout(Duration::from_secs(30));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap()
     }
 
     /// Scrapes `/metrics` in the text format and parses it.

@@ -14,12 +14,8 @@ async fn openmetrics_when_asked_text_otherwise() {
         .set_host_fault(1, xen_exporter::sim::HostFault::Refuse);
     let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     let response = env
-        .http
-        .get(format!("{}/metrics", env.url))
-        .header("accept", prometheus_accept)
-        .send()
-        .await
-        .unwrap();
+        .get_with("/metrics", &[("accept", prometheus_accept)])
+        .await;
     assert_eq!(
         response.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -30,13 +26,7 @@ async fn openmetrics_when_asked_text_otherwise() {
     assert!(body.contains("# TYPE xen_host_scrape_errors counter\n"));
     assert!(body.contains("\nxen_host_scrape_errors_total{"));
     assert!(body.contains("# TYPE xen_host_iops_total unknown"));
-    let plain = env
-        .http
-        .get(format!("{}/metrics", env.url))
-        .header("accept", "*/*")
-        .send()
-        .await
-        .unwrap();
+    let plain = env.get_with("/metrics", &[("accept", "*/*")]).await;
     assert_eq!(
         plain.headers()["content-type"],
         "text/plain; version=0.0.4; charset=utf-8"
@@ -68,12 +58,8 @@ async fn gzip_when_asked() {
     // second; the hosts' rows are compressed by each.
     for _ in 0..2 {
         let response = env
-            .http
-            .get(format!("{}/metrics", env.url))
-            .header("accept-encoding", "gzip")
-            .send()
-            .await
-            .unwrap();
+            .get_with("/metrics", &[("accept-encoding", "gzip")])
+            .await;
         assert_eq!(response.headers()["content-encoding"], "gzip");
         let text = gunzip(&response.bytes().await.unwrap());
         let scrape = crate::harness::Scrape::parse(&text);
@@ -81,13 +67,14 @@ async fn gzip_when_asked() {
         assert_eq!(records(&text), records(&plain));
     }
     let response = env
-        .http
-        .get(format!("{}/metrics", env.url))
-        .header("accept", "application/openmetrics-text; version=1.0.0")
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/metrics",
+            &[
+                ("accept", "application/openmetrics-text; version=1.0.0"),
+                ("accept-encoding", "gzip"),
+            ],
+        )
+        .await;
     let text = gunzip(&response.bytes().await.unwrap());
     assert!(text.ends_with("# EOF\n"));
     assert!(text.contains("xen_vm_power_state"));
