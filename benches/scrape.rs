@@ -84,6 +84,17 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// Every host's `/rrd_updates` body fetched concurrently, as one scrape does, and not parsed:
+/// how long it took, and how many bytes.
+async fn download_all(client: &Client, hosts: &[Endpoint]) -> (Duration, usize) {
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let bodies =
+        futures::future::join_all(hosts.iter().map(|h| client.rrd_updates(h, deadline))).await;
+    let took = started.elapsed();
+    (took, bodies.iter().map(|b| b.as_ref().unwrap().len()).sum())
+}
+
 /// The bench binary run again with `--download-only <dir> <master URL> <user> <host URL>...`:
 /// a process that only downloads. For each line on stdin it fetches every host's
 /// `/rrd_updates` concurrently with the exporter's own client, as one scrape would, and
@@ -116,12 +127,7 @@ async fn download_only(argv: &[String]) {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
     while let Ok(Some(_)) = lines.next_line().await {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let bodies =
-            futures::future::join_all(hosts.iter().map(|h| client.rrd_updates(h, deadline))).await;
-        let took = started.elapsed();
-        let bytes: usize = bodies.iter().map(|b| b.as_ref().unwrap().len()).sum();
+        let (took, bytes) = download_all(&client, &hosts).await;
         let answer = format!("{} {bytes}\n", took.as_nanos());
         stdout.write_all(answer.as_bytes()).await.unwrap();
         stdout.flush().await.unwrap();
@@ -229,18 +235,7 @@ async fn run(args: Args) {
         .collect();
     // Measured in the same rounds as the scrapes, one download before each scrape, so that both
     // medians see the same state of this shared machine.
-    let download = || async {
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let bodies =
-            futures::future::join_all(hosts.iter().map(|h| client.rrd_updates(h, deadline))).await;
-        let took = started.elapsed();
-        let bytes = bodies
-            .iter()
-            .map(|b| b.as_ref().unwrap().len())
-            .sum::<usize>();
-        (took, bytes)
-    };
+    let download = || download_all(&client, &hosts);
     let mut downloads = Vec::new();
     let mut inproc_downloads = Vec::new();
     let mut body_bytes = 0;

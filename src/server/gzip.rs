@@ -16,10 +16,8 @@ const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
 /// A gzip member being written into a buffer that the caller empties as it likes.
 pub(super) struct Gzip {
     deflate: DeflateEncoder<Vec<u8>>,
-    /// CRC-32 and length of the text compressed by `deflate` itself.
+    /// CRC-32 and length of all the text so far, the prefix's included.
     crc: Crc,
-    /// The same for the text of a compressed prefix.
-    prefix_crc: Crc,
     /// Whether `deflate` has been given text: a compressed prefix can only come before.
     started: bool,
 }
@@ -32,7 +30,6 @@ impl Gzip {
         Gzip {
             deflate: DeflateEncoder::new(out, flate2::Compression::fast()),
             crc: Crc::new(),
-            prefix_crc: Crc::new(),
             started: false,
         }
     }
@@ -47,7 +44,8 @@ impl Gzip {
         // The encoder has written nothing yet, so its stream will start on the byte boundary
         // where the prefix's sync flush ends.
         self.deflate.get_mut().extend_from_slice(&deflated.bytes);
-        self.prefix_crc.combine(&deflated.crc);
+        // Combined into an empty CRC: the prefix's, which the rest then continues.
+        self.crc.combine(&deflated.crc);
         true
     }
 
@@ -63,12 +61,10 @@ impl Gzip {
     pub(super) fn finish(&mut self) {
         // Writing into a Vec cannot fail.
         let _ = self.deflate.try_finish();
-        let mut whole = Crc::new();
-        whole.combine(&self.prefix_crc);
-        whole.combine(&self.crc);
+        let (sum, amount) = (self.crc.sum(), self.crc.amount());
         let out = self.deflate.get_mut();
-        out.extend_from_slice(&whole.sum().to_le_bytes());
-        out.extend_from_slice(&whole.amount().to_le_bytes());
+        out.extend_from_slice(&sum.to_le_bytes());
+        out.extend_from_slice(&amount.to_le_bytes());
     }
 
     /// The compressed output not yet taken.
