@@ -9,12 +9,30 @@
 //! `BENCH_EXPORTER=<path>` replaces the exporter under test and `BENCH_EXPORTER_B=<path>` adds
 //! a second one scraped in the same rounds (run it twice with the two swapped: the second slot
 //! of a round has a bias of its own).
+//!
+//! `--slow-readers [N]` (N = 40 when not given, the default cap of `/metrics` requests in
+//! flight) measures memory under slow clients instead of the timed rounds: after the warm-up
+//! scrapes, N requests on N connections of their own are sent together, so that they share
+//! one collection, and each reader takes its body a little at a time (at most 64 KiB, then a
+//! pause; a 64 KiB receive buffer, so that the kernel holds little of the response for it),
+//! so that all of them are mid-body at once and the transfer takes about `--slow-seconds S`
+//! (3). It prints, for gzip (unless `--no-gzip`) and plain text: the slowest reader's wall
+//! time, the bytes per reader, whether every body was complete (the end of its chunked
+//! encoding, a valid gzip trailer, every host's `xen_host_up`) and all were identical, and the
+//! exporter's VmHWM before the readers and during them (reset in between), the highest VmRSS
+//! sampled meanwhile and its VmRSS after them, against the 64 MiB budget. With
+//! `BENCH_EXPORTER_B`, both exporters are measured, one after the other.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::cast_precision_loss)]
 
+use std::hash::{DefaultHasher, Hasher};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use xen_exporter::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
 use xen_exporter::sim::{Generation, Sim, SimConfig};
 use xen_exporter::xapi::Client;
@@ -24,7 +42,14 @@ struct Args {
     vms: usize,
     scrapes: usize,
     gzip: bool,
+    /// `--slow-readers [N]`: only the slow-reader measurement, with N readers.
+    slow_readers: Option<usize>,
+    /// `--slow-seconds S`: about how long the slow readers take for their bodies.
+    slow_seconds: f64,
 }
+
+/// The exporter's default cap of `/metrics` requests in flight (`--web.max-requests`).
+const DEFAULT_MAX_REQUESTS: usize = 40;
 
 fn args() -> Args {
     let mut args = Args {
@@ -32,6 +57,8 @@ fn args() -> Args {
         vms: 250,
         scrapes: 20,
         gzip: true,
+        slow_readers: None,
+        slow_seconds: 3.0,
     };
     let argv: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -42,6 +69,11 @@ fn args() -> Args {
             "--vms" => args.vms = next().unwrap_or(args.vms),
             "--scrapes" => args.scrapes = next().unwrap_or(args.scrapes),
             "--no-gzip" => args.gzip = false,
+            "--slow-readers" => args.slow_readers = Some(next().unwrap_or(DEFAULT_MAX_REQUESTS)),
+            "--slow-seconds" => {
+                let seconds = argv.get(i + 1).and_then(|v| v.parse().ok());
+                args.slow_seconds = seconds.unwrap_or(args.slow_seconds);
+            }
             _ => {}
         }
         i += 1;
@@ -180,6 +212,490 @@ impl Downloader {
             Duration::from_nanos(nanos.parse().unwrap()),
             bytes.parse().unwrap(),
         )
+    }
+}
+
+/// Receive buffer of a slow reader's socket: the kernel holds little of a response for it, so
+/// that what it has not read yet waits in the exporter.
+const SLOW_RCVBUF: u32 = 64 << 10;
+
+/// Most a slow reader takes from its socket before each pause.
+const SLOW_READ: usize = 64 << 10;
+
+/// The exporter's peak RSS that `--slow-readers` is to show it stays within.
+const BUDGET_MIB: f64 = 64.0;
+
+/// One exporter under `--slow-readers`.
+struct SlowRun {
+    /// "A " or "B " with `BENCH_EXPORTER_B`, else empty.
+    label: &'static str,
+    pid: u32,
+    addr: SocketAddr,
+    readers: usize,
+    hosts: usize,
+    /// About how long each reader takes for its body.
+    seconds: f64,
+}
+
+impl SlowRun {
+    /// `readers` slow readers of one collection, with gzip or not, whose bodies are expected to
+    /// be about `expected` bytes long (the pace is set from it); prints what they got and the
+    /// exporter's memory meanwhile.
+    async fn measure(&self, gzip: bool, expected: usize) {
+        let pid = self.pid;
+        let read = (expected / 64).clamp(1 << 10, SLOW_READ);
+        let pause = Duration::from_secs_f64(self.seconds / expected.div_ceil(read).max(1) as f64);
+        let peak_before = status_kib(pid, "VmHWM:");
+        let rss_before = status_kib(pid, "VmRSS:");
+        // Writing 5 resets VmHWM to the current RSS (Linux 4.0), so that the peak read after
+        // the readers is theirs.
+        let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+        let stop = Arc::new(AtomicBool::new(false));
+        let highest = Arc::new(AtomicU64::new(0));
+        let sampler = tokio::spawn({
+            let (stop, highest) = (stop.clone(), highest.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    highest.fetch_max(status_kib(pid, "VmRSS:"), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        });
+
+        // Connected first, then the requests sent together, so that they share one collection.
+        let mut streams = Vec::new();
+        for _ in 0..self.readers {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(SLOW_RCVBUF).unwrap();
+            streams.push(
+                socket
+                    .connect(self.addr)
+                    .await
+                    .expect("connect to the exporter"),
+            );
+        }
+        let start = Arc::new(tokio::sync::Barrier::new(self.readers));
+        let request = format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\n{}Connection: close\r\n\r\n",
+            self.addr,
+            if gzip {
+                "Accept-Encoding: gzip\r\n"
+            } else {
+                ""
+            }
+        );
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .map(|stream| {
+                let (start, request) = (start.clone(), request.clone());
+                tokio::spawn(async move {
+                    start.wait().await;
+                    slow_read(stream, request.as_bytes(), read, pause).await
+                })
+            })
+            .collect();
+        let mut readings = Vec::new();
+        for task in tasks {
+            readings.push(task.await.unwrap().expect("a slow reader's connection"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        sampler.await.unwrap();
+        let peak = status_kib(pid, "VmHWM:");
+        let highest = highest
+            .load(Ordering::Relaxed)
+            .max(status_kib(pid, "VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rss_after = status_kib(pid, "VmRSS:");
+
+        let served: Vec<&Reading> = readings.iter().filter(|r| r.status == Some(200)).collect();
+        let complete = served
+            .iter()
+            .filter(|r| r.complete && r.text.host_up == self.hosts && r.text.vm_cpu > 0)
+            .count();
+        let identical = served
+            .iter()
+            .all(|r| (r.body, &r.text) == (served[0].body, &served[0].text));
+        // Of the readers served: a 503 (beyond the cap) is quick and has no body to read.
+        let slowest = served.iter().map(|r| r.done).max().unwrap_or_default();
+        let fastest = served.iter().map(|r| r.done).min().unwrap_or_default();
+        // All mid-body at once: the last reader's first body bytes came before the first
+        // reader was done.
+        let overlap = served.iter().filter_map(|r| r.first_body).max() < Some(fastest);
+        let (body, text) = served.first().map_or((0, 0), |r| (r.body, r.text.bytes));
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        // The process's peak: the readers' (after the reset) or the one before them.
+        let overall = if reset { peak.max(peak_before) } else { peak };
+        println!(
+            "{}slow readers {}: {} on connections of their own, each reading at most {} KiB then pausing {:?}; slowest {:?} (fastest {:?}), all mid-body at once: {}",
+            self.label,
+            if gzip { "gzip " } else { "plain" },
+            self.readers,
+            read >> 10,
+            pause,
+            slowest,
+            fastest,
+            if overlap { "yes" } else { "no" },
+        );
+        println!(
+            "  answered 200: {}/{}; {:.2} MiB per reader ({:.2} MiB of text); identical: {}; complete: {}/{} (end of the chunked body{}, {} xen_host_up, xen_vm_cpu)",
+            served.len(),
+            self.readers,
+            body as f64 / 1048576.0,
+            text as f64 / 1048576.0,
+            if identical { "yes" } else { "NO" },
+            complete,
+            served.len(),
+            if gzip { ", gzip trailer" } else { "" },
+            self.hosts,
+        );
+        println!(
+            "  exporter VmHWM before {:.1} MiB (VmRSS {:.1} MiB); {} {:.1} MiB, highest VmRSS sampled {:.1} MiB; VmRSS after {:.1} MiB; peak {:.1} MiB {} the {BUDGET_MIB} MiB budget",
+            mib(peak_before),
+            mib(rss_before),
+            if reset {
+                "peak during the readers (VmHWM reset before them)"
+            } else {
+                "VmHWM after the readers (no reset: since start)"
+            },
+            mib(peak),
+            mib(highest),
+            mib(rss_after),
+            mib(overall),
+            if mib(overall) <= BUDGET_MIB {
+                "within"
+            } else {
+                "OVER"
+            },
+        );
+    }
+}
+
+/// What a slow reader got.
+struct Reading {
+    /// None if the response's head did not come whole.
+    status: Option<u16>,
+    /// Bytes of the body as sent (compressed, with gzip), without the chunked framing.
+    body: usize,
+    /// Whether the body ended where its framing says (the last chunk), gzip's trailer was
+    /// valid and the text ended with a newline.
+    complete: bool,
+    text: TextSummary,
+    /// From the request to the first bytes of the body, and to its end.
+    first_body: Option<Duration>,
+    done: Duration,
+}
+
+/// Sends `request` on `stream` and reads the response at most `read` bytes at a time, with a
+/// pause after each read while the body comes.
+async fn slow_read(
+    mut stream: tokio::net::TcpStream,
+    request: &[u8],
+    read: usize,
+    pause: Duration,
+) -> std::io::Result<Reading> {
+    let started = Instant::now();
+    stream.write_all(request).await?;
+    let mut response = Response::default();
+    let mut buf = vec![0; read];
+    let mut first_body = None;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        response.feed(&buf[..n])?;
+        if first_body.is_none() && response.body > 0 {
+            first_body = Some(started.elapsed());
+        }
+        if matches!(response.framing, Framing::Done) {
+            break;
+        }
+        if response.status == Some(200) {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let done = started.elapsed();
+    let ended = matches!(response.framing, Framing::Done | Framing::Close);
+    let (decoded, text) = match response.sink {
+        Sink::Plain(text) => (true, text.finish()),
+        Sink::Gzip(gz) => match gz.finish() {
+            Ok(text) => (true, text.finish()),
+            Err(_) => (false, TextSummary::default()),
+        },
+    };
+    Ok(Reading {
+        status: response.status,
+        body: response.body,
+        complete: ended && decoded && text.ends_with_newline,
+        text,
+        first_body,
+        done,
+    })
+}
+
+/// An HTTP/1.1 response read as it comes: the head, then the body by its framing.
+#[derive(Default)]
+struct Response {
+    head: Vec<u8>,
+    status: Option<u16>,
+    framing: Framing,
+    /// Bytes of the body so far, without the chunked framing.
+    body: usize,
+    sink: Sink,
+}
+
+#[derive(Default)]
+enum Framing {
+    #[default]
+    Head,
+    Chunked(Chunk),
+    /// Content-Length: bytes left.
+    Length(usize),
+    /// Neither: the body ends with the connection.
+    Close,
+    Done,
+}
+
+/// Where a chunked body is.
+enum Chunk {
+    /// The chunk-size line so far.
+    Size(Vec<u8>),
+    /// Bytes of chunk data left.
+    Data(usize),
+    /// Bytes of the CRLF after the chunk data left.
+    DataEnd(usize),
+    /// A trailer line so far, after the last chunk.
+    Trailer(Vec<u8>),
+}
+
+fn invalid(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Moves the start of `input` onto `line`, up to and with its first newline: whether the line
+/// ended.
+fn take_line(line: &mut Vec<u8>, input: &mut &[u8]) -> bool {
+    match input.iter().position(|&b| b == b'\n') {
+        Some(end) => {
+            line.extend_from_slice(&input[..=end]);
+            *input = &input[end + 1..];
+            true
+        }
+        None => {
+            line.extend_from_slice(input);
+            *input = &[];
+            false
+        }
+    }
+}
+
+impl Response {
+    fn feed(&mut self, mut input: &[u8]) -> std::io::Result<()> {
+        while !input.is_empty() {
+            match &mut self.framing {
+                Framing::Head => {
+                    let searched = self.head.len().saturating_sub(3);
+                    self.head.extend_from_slice(input);
+                    let Some(end) = self.head[searched..]
+                        .windows(4)
+                        .position(|w| w == b"\r\n\r\n")
+                        .map(|at| searched + at + 4)
+                    else {
+                        return Ok(());
+                    };
+                    // What came after the head: the start of the body.
+                    let rest = self.head.split_off(end);
+                    self.parse_head()?;
+                    return self.feed(&rest);
+                }
+                Framing::Chunked(Chunk::Size(line)) => {
+                    if take_line(line, &mut input) {
+                        let line = std::str::from_utf8(line).map_err(|_| invalid("chunk size"))?;
+                        let hex = line.split(';').next().unwrap_or("").trim();
+                        let size =
+                            usize::from_str_radix(hex, 16).map_err(|_| invalid("chunk size"))?;
+                        self.framing = Framing::Chunked(if size == 0 {
+                            Chunk::Trailer(Vec::new())
+                        } else {
+                            Chunk::Data(size)
+                        });
+                    }
+                }
+                Framing::Chunked(Chunk::Data(left)) => {
+                    let (data, rest) = input.split_at(input.len().min(*left));
+                    *left -= data.len();
+                    if *left == 0 {
+                        self.framing = Framing::Chunked(Chunk::DataEnd(2));
+                    }
+                    self.sink.write(data)?;
+                    self.body += data.len();
+                    input = rest;
+                }
+                Framing::Chunked(Chunk::DataEnd(left)) => {
+                    if input[0] != b"\r\n"[2 - *left] {
+                        return Err(invalid("no CRLF after chunk data"));
+                    }
+                    *left -= 1;
+                    if *left == 0 {
+                        self.framing = Framing::Chunked(Chunk::Size(Vec::new()));
+                    }
+                    input = &input[1..];
+                }
+                Framing::Chunked(Chunk::Trailer(line)) => {
+                    if take_line(line, &mut input) {
+                        if line == b"\r\n" {
+                            self.framing = Framing::Done;
+                        } else {
+                            line.clear();
+                        }
+                    }
+                }
+                Framing::Length(left) => {
+                    let (data, rest) = input.split_at(input.len().min(*left));
+                    *left -= data.len();
+                    if *left == 0 {
+                        self.framing = Framing::Done;
+                    }
+                    self.sink.write(data)?;
+                    self.body += data.len();
+                    input = rest;
+                }
+                Framing::Close => {
+                    self.sink.write(input)?;
+                    self.body += input.len();
+                    input = &[];
+                }
+                Framing::Done => return Err(invalid("bytes after the end of the body")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Status, framing and content encoding from the head.
+    fn parse_head(&mut self) -> std::io::Result<()> {
+        let head = std::str::from_utf8(&self.head).map_err(|_| invalid("response head"))?;
+        let mut lines = head.split("\r\n");
+        let status = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("");
+        self.status = Some(status.parse().map_err(|_| invalid("status line"))?);
+        self.framing = Framing::Close;
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+            {
+                self.framing = Framing::Chunked(Chunk::Size(Vec::new()));
+            } else if name.eq_ignore_ascii_case("content-length")
+                && !matches!(self.framing, Framing::Chunked(_))
+            {
+                let length = value.parse().map_err(|_| invalid("content-length"))?;
+                self.framing = if length == 0 {
+                    Framing::Done
+                } else {
+                    Framing::Length(length)
+                };
+            } else if name.eq_ignore_ascii_case("content-encoding") && value == "gzip" {
+                self.sink = Sink::Gzip(Box::new(flate2::write::GzDecoder::new(Text::default())));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a body goes: straight to the text, or through gzip.
+enum Sink {
+    Plain(Text),
+    Gzip(Box<flate2::write::GzDecoder<Text>>),
+}
+
+impl Default for Sink {
+    fn default() -> Sink {
+        Sink::Plain(Text::default())
+    }
+}
+
+impl Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Sink::Plain(text) => text.write_all(data),
+            Sink::Gzip(gz) => gz.write_all(data),
+        }
+    }
+}
+
+/// The exposition line by line, not kept: its length, a hash of it and the lines that show it
+/// is all there.
+#[derive(Default)]
+struct Text {
+    /// The line so far, when a write ends inside one.
+    partial: Vec<u8>,
+    hasher: DefaultHasher,
+    bytes: usize,
+    host_up: usize,
+    vm_cpu: usize,
+}
+
+/// What a [`Text`] saw; equal for equal texts.
+#[derive(Default, PartialEq, Eq)]
+struct TextSummary {
+    bytes: usize,
+    hash: u64,
+    host_up: usize,
+    vm_cpu: usize,
+    ends_with_newline: bool,
+}
+
+impl Text {
+    fn line(&mut self, line: &[u8]) {
+        // Whole lines, so that the hash does not depend on where the reads ended.
+        self.hasher.write(line);
+        self.bytes += line.len();
+        if line.starts_with(b"xen_host_up{") {
+            self.host_up += 1;
+        } else if line.starts_with(b"xen_vm_cpu{") {
+            self.vm_cpu += 1;
+        }
+    }
+
+    fn finish(mut self) -> TextSummary {
+        let partial = std::mem::take(&mut self.partial);
+        if !partial.is_empty() {
+            self.line(&partial);
+        }
+        TextSummary {
+            bytes: self.bytes,
+            hash: self.hasher.finish(),
+            host_up: self.host_up,
+            vm_cpu: self.vm_cpu,
+            ends_with_newline: partial.is_empty() && self.bytes > 0,
+        }
+    }
+}
+
+impl Write for Text {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let (line, after) = rest.split_at(end + 1);
+            if self.partial.is_empty() {
+                self.line(line);
+            } else {
+                let mut partial = std::mem::take(&mut self.partial);
+                partial.extend_from_slice(line);
+                self.line(&partial);
+                partial.clear();
+                self.partial = partial;
+            }
+            rest = after;
+        }
+        self.partial.extend_from_slice(rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -333,9 +849,41 @@ async fn run(args: Args) {
     }
     let rss_after_warmup = status_kib(pid, "VmRSS:");
     let peak_after_warmup = status_kib(pid, "VmHWM:");
+    // `--slow-readers`: that measurement alone, instead of the timed rounds.
+    let slow = args.slow_readers.is_some();
+    if let Some(readers) = args.slow_readers {
+        println!(
+            "pool: {} hosts x {} VMs; exposition {:.1} MiB; {readers} slow readers",
+            args.hosts,
+            args.vms,
+            exposition_bytes as f64 / 1048576.0
+        );
+        let mut exporters = vec![("", pid, url.clone())];
+        if let Some((b, b_url)) = &other {
+            exporters = vec![("A ", pid, url.clone()), ("B ", b.id(), b_url.clone())];
+        }
+        for (label, pid, url) in exporters {
+            let run = SlowRun {
+                label,
+                pid,
+                addr: url.strip_prefix("http://").unwrap().parse().unwrap(),
+                readers,
+                hosts: args.hosts,
+                seconds: args.slow_seconds,
+            };
+            for gzip in [true, false] {
+                if gzip && !args.gzip {
+                    continue;
+                }
+                // Also the warm-up of gzip, which the warm-up scrapes leave out.
+                let expected = scrape(&url, gzip).await.0;
+                run.measure(gzip, expected).await;
+            }
+        }
+    }
     let mut results = Vec::new();
     for gzip in [true, false] {
-        if gzip && !args.gzip {
+        if slow || (gzip && !args.gzip) {
             continue;
         }
         let cpu_before = cpu_seconds(pid);
@@ -431,6 +979,9 @@ async fn run(args: Args) {
     client.logout().await;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
+    if slow {
+        return;
+    }
 
     let downloads_len = downloads.len();
     let download = median(downloads);

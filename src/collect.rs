@@ -25,7 +25,8 @@ use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog;
 use crate::metrics::encode::Format;
 use crate::metrics::exposition::{Exposition, Rendered};
-use crate::metrics::{FamiliesBuilder, Family, Label, Labels, Sample};
+use crate::metrics::series::Frame;
+use crate::metrics::{FamiliesBuilder, Label, Labels, Sample};
 use crate::xapi::rrd;
 use crate::xapi::{self, Client};
 
@@ -73,7 +74,8 @@ struct Target {
 #[derive(Debug)]
 struct HostSamples {
     host: HostEntry,
-    families: FamiliesBuilder,
+    /// The newest row, unless the reply had none.
+    frame: Option<Frame>,
     /// SR prefixes that matched no SR (their series keep the prefix as `sr_uuid`).
     unresolved: Vec<String>,
 }
@@ -211,9 +213,9 @@ impl Pool {
             *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
         }
         self.push_own(&mut out);
-        let mut parts = Vec::with_capacity(hosts.len());
+        let mut frames = Vec::with_capacity(hosts.len());
         for (target, result, elapsed) in hosts {
-            self.push_host(&mut out, &mut parts, &target, result, elapsed);
+            self.push_host(&mut out, &mut frames, &target, result, elapsed);
         }
         self.push_error_counters(&mut out);
         push_build_info(&mut out);
@@ -242,8 +244,9 @@ impl Pool {
             // Before the hosts' rows join: their series maps hashed their own labels.
             uuids::hash_builder_samples(&mut out, key.expose());
         }
-        out.merge(parts);
-        let (exposition, dropped) = out.finish_exposition(self.maps.layouts());
+        let (families, dropped_own) = out.finish();
+        let (exposition, dropped) = Exposition::new(families, frames, self.maps.layouts());
+        let dropped = dropped + dropped_own;
         tracing::debug!(
             fetched_and_mapped = ?fetched,
             total = ?started.elapsed(),
@@ -308,13 +311,10 @@ impl Pool {
             None => None,
         };
         let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
-        let mut parsed = self
-            .maps
-            .parse(&target.endpoint, &body)
-            .map_err(|e| HostFailure {
-                reason: "parse",
-                message: e.to_string(),
-            })?;
+        let mut parsed = rrd::parse(&body).map_err(|e| HostFailure {
+            reason: "parse",
+            message: e.to_string(),
+        })?;
         let inventory = inventory.unwrap_or_default();
         // An owner the inventory does not know yet (a VM created a moment ago, whose event
         // is still on its way) is named by its UUID for this one scrape, as the original
@@ -334,7 +334,7 @@ impl Pool {
                 "RRD owners not in the inventory yet; named by UUID"
             );
         }
-        let samples = mapped.into_samples(parsed.updates.newest.take());
+        let samples = mapped.into_frame(parsed.newest.take());
         let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
             return Err(HostFailure {
@@ -354,14 +354,14 @@ impl Pool {
     fn push_host(
         &self,
         out: &mut FamiliesBuilder,
-        parts: &mut Vec<FamiliesBuilder>,
+        frames: &mut Vec<Frame>,
         target: &Target,
         result: Result<HostSamples, HostFailure>,
         elapsed: Duration,
     ) {
         let (host, up) = match result {
-            Ok(HostSamples { host, families, .. }) => {
-                parts.push(families);
+            Ok(HostSamples { host, frame, .. }) => {
+                frames.extend(frame);
                 (host, 1.0)
             }
             Err(failure) => {
@@ -581,21 +581,25 @@ fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
     }
 }
 
-/// The families one collection would produce from already-fetched `/rrd_updates` bodies and
+/// The exposition one collection would produce from already-fetched `/rrd_updates` bodies and
 /// an inventory, without any network: the whole join and mapping of a scrape, minus the
 /// exporter's own health families. Used to compare output with the original exporter's on
 /// captured bodies, and by benchmarks. A body that does not parse is skipped.
-pub fn families_from_bodies(bodies: &[&[u8]], inventory: &Inventory) -> Vec<Family> {
+pub fn exposition_from_bodies(bodies: &[&[u8]], inventory: &Arc<Inventory>) -> Exposition {
     let mut out = FamiliesBuilder::new();
     push_sr_families(&mut out, &inventory.srs);
-    let mut parts = Vec::with_capacity(bodies.len());
-    for body in bodies {
-        let Ok(parsed) = rrd::parse(body) else {
+    let maps = rrd_map::MapCache::default();
+    let mut frames = Vec::with_capacity(bodies.len());
+    for (i, body) in bodies.iter().enumerate() {
+        let Ok(mut parsed) = rrd::parse(body) else {
             continue;
         };
-        let mapped = rrd_map::map_rrd(&parsed, inventory, &inventory.srs, None);
-        parts.push(mapped.into_samples(parsed.newest).families);
+        // Each body is a host of its own, as a scrape keys maps by endpoint.
+        let Ok(endpoint) = Endpoint::parse(&format!("https://body-{i}")) else {
+            continue;
+        };
+        let mapped = maps.map(&endpoint, &parsed, inventory, &inventory.srs, None, None);
+        frames.extend(mapped.into_frame(parsed.newest.take()).frame);
     }
-    out.merge(parts);
-    out.finish().0
+    Exposition::new(out.finish().0, frames, maps.layouts()).0
 }

@@ -26,9 +26,7 @@ use crate::xapi::tls::Fingerprint;
                   or many from --config.file.\n\n\
                   Every option can also be set by the environment variable shown. There is \
                   deliberately no password flag: process arguments are visible to every user \
-                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD).\n\n\
-                  On glibc the exporter restarts itself once with MALLOC_ARENA_MAX=1 (one \
-                  malloc arena: less memory) unless MALLOC_ARENA_MAX is set."
+                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD)."
 )]
 pub struct Cli {
     /// Pool master (or any member) to talk to: `host`, `host:port`, `https://host[:port]`,

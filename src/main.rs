@@ -20,37 +20,6 @@ const EXIT_UNAVAILABLE: u8 = 69;
 /// `check` found something the exporter needs that does not work.
 const EXIT_CHECK_FAILED: u8 = 1;
 
-/// glibc's malloc gives every thread that allocates an arena of its own, and each arena keeps
-/// the holes its freed memory leaves. The exporter's big allocations (`/rrd_updates` bodies,
-/// response chunks) are short-lived and made on whichever worker thread runs the task, so
-/// per-thread arenas grow apart: the scrape bench (8 hosts × 250 VMs) peaks at 31–36 MiB with
-/// them and at 26–28 MiB with one arena, for the same CPU time. The arena limit is read only
-/// from the environment when the process starts, so the binary starts itself again, once,
-/// with `MALLOC_ARENA_MAX=1` (same PID, arguments and environment otherwise). A value the
-/// operator set is kept; if the new start fails, the exporter carries on as it is.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn one_malloc_arena() {
-    use std::os::unix::process::CommandExt;
-
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let mut args = std::env::args_os();
-    let mut command = std::process::Command::new(exe);
-    if let Some(arg0) = args.next() {
-        command.arg0(arg0);
-    }
-    // Only returns if the start failed.
-    let error = command.args(args).env("MALLOC_ARENA_MAX", "1").exec();
-    eprintln!("xen-exporter: could not restart with MALLOC_ARENA_MAX=1 ({error}); continuing");
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn one_malloc_arena() {}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_cli(&cli, &Env::from_process()) {
@@ -95,7 +64,6 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    one_malloc_arena();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,7 +1,7 @@
-//! What a scrape hands the encoder: families built sample by sample, plus the hosts' rows with
-//! the sorted order of their series, which is computed once and reused for as long as the
-//! hosts' series maps stay the same. The encoder interleaves the two by family name, so the
-//! text is exactly what sorting every sample would give.
+//! What a collection hands the encoder: the hosts' rows with the sorted order of their series
+//! (a [`Layout`], computed once and reused for as long as the hosts' series maps stay the
+//! same), and the few families the exporter builds sample by sample (`xen_host_up`, SR
+//! capacity, its own health). The encoder interleaves the two by family name.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -273,12 +273,6 @@ impl Layout {
         self.maps.len() == maps.len() && self.maps.iter().zip(maps).all(|(a, b)| Arc::ptr_eq(a, b))
     }
 
-    pub(super) fn has_family(&self, name: &str) -> bool {
-        self.families
-            .binary_search_by(|f| f.name.as_ref().cmp(name))
-            .is_ok()
-    }
-
     fn entries(&self, family: usize) -> &[Entry] {
         let start = family.checked_sub(1).map_or(0, |p| self.families[p].end);
         &self.entries[start..self.families[family].end]
@@ -367,6 +361,9 @@ struct Rows {
     layout: Arc<Layout>,
     /// One per map of the layout, in its order.
     frames: Vec<Frame>,
+    /// Per family of the layout: left out, because the exporter writes a family of that name
+    /// itself (its own families win, so that no name appears twice).
+    skip: Vec<bool>,
 }
 
 impl Rows {
@@ -382,7 +379,7 @@ impl Rows {
 /// A finished collection, ready to be encoded any number of times in either format.
 #[derive(Debug, Default)]
 pub struct Exposition {
-    /// Sorted by name and free of duplicates; no name is also a family of `rows`.
+    /// Sorted by name and free of duplicates.
     families: Vec<Family>,
     rows: Option<Rows>,
 }
@@ -455,7 +452,8 @@ impl Rendered {
 /// Where an encoding of an [`Exposition`] stands, for encoding it piece by piece.
 #[derive(Debug, Default)]
 pub struct Cursor {
-    /// Families not to write, sorted: those the response already has from elsewhere.
+    /// Families not to write, sorted: those the response has from elsewhere (the record
+    /// families, written before the collection).
     skip: Vec<Cow<'static, str>>,
     family: usize,
     row_family: usize,
@@ -490,19 +488,31 @@ impl Exposition {
         }
     }
 
-    /// Families sorted and deduplicated, and the rows of `frames` laid out by `layout`, which
-    /// must be the layout of their maps and share no family name with `families`. Returns the
-    /// number of duplicate series the rows will not write.
-    pub(super) fn with_rows(
+    /// The exporter's own `families` (sorted and free of duplicates, as
+    /// [`super::FamiliesBuilder::finish`] leaves them) and the hosts' rows, laid out by the
+    /// cached layout of their maps. A row family named like one of `families` is left out:
+    /// the exporter's own family wins, so that no name appears twice. Returns the exposition
+    /// and the number of duplicate series it leaves out.
+    pub fn new(
         families: Vec<Family>,
-        layout: Arc<Layout>,
-        mut frames: Vec<Frame>,
+        frames: Vec<Frame>,
+        layouts: &LayoutCache,
     ) -> (Exposition, usize) {
-        for frame in &mut frames {
-            // The text is all the encoder needs.
-            frame.values = Vec::new();
+        if frames.is_empty() {
+            return (Exposition::from_families(families), 0);
         }
-        let rows = Rows { layout, frames };
+        let maps: Vec<Arc<SeriesMap>> = frames.iter().map(|f| f.map.clone()).collect();
+        let layout = layouts.get(&maps);
+        let skip = layout
+            .families
+            .iter()
+            .map(|r| families.binary_search_by(|f| f.name.cmp(&r.name)).is_ok())
+            .collect();
+        let rows = Rows {
+            layout,
+            frames,
+            skip,
+        };
         let dropped = rows.layout.dropped(&rows);
         (
             Exposition {
@@ -545,38 +555,28 @@ impl Exposition {
                 return false;
             }
             let family = self.families.get(cursor.family);
-            let row_family = row_families.get(cursor.row_family);
-            match (family, row_family) {
-                (None, None) => {
-                    encode::encode_end(format, out);
-                    cursor.done = true;
-                    return true;
+            let row = row_families.get(cursor.row_family).zip(self.rows.as_ref());
+            // On equal names the family wins: that row family is skipped.
+            if let Some(f) = family
+                && row.is_none_or(|(r, _)| f.name <= r.name)
+            {
+                if !cursor.skips(&f.name) {
+                    encode::encode_family(f, format, out);
                 }
-                (Some(f), Some(r)) if f.name < r.name => {
-                    if !cursor.skips(&f.name) {
-                        encode::encode_family(f, format, out);
-                    }
-                    cursor.family += 1;
-                }
-                (Some(f), None) => {
-                    if !cursor.skips(&f.name) {
-                        encode::encode_family(f, format, out);
-                    }
-                    cursor.family += 1;
-                }
-                (_, Some(r)) if cursor.entry == 0 && cursor.skips(&r.name) => {
+                cursor.family += 1;
+            } else if let Some((r, rows)) = row {
+                let skipped =
+                    cursor.entry == 0 && (rows.skip[cursor.row_family] || cursor.skips(&r.name));
+                if skipped || self.encode_rows(rows, cursor, format, out, limit) {
                     cursor.row_family += 1;
+                    cursor.entry = 0;
+                    cursor.header_written = false;
+                    cursor.group_written = false;
                 }
-                (_, Some(_)) => {
-                    if let Some(rows) = &self.rows
-                        && self.encode_rows(rows, cursor, format, out, limit)
-                    {
-                        cursor.row_family += 1;
-                        cursor.entry = 0;
-                        cursor.header_written = false;
-                        cursor.group_written = false;
-                    }
-                }
+            } else {
+                encode::encode_end(format, out);
+                cursor.done = true;
+                return true;
             }
         }
     }

@@ -13,9 +13,6 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
-use exposition::{Exposition, LayoutCache};
-use series::Frame;
-
 /// The Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -107,24 +104,13 @@ pub struct Family {
 }
 
 /// Collects samples into families and finishes them into the deterministic order the encoder
-/// expects: families sorted by name, samples sorted by label values, duplicates removed.
-///
-/// Rows of RRD values come in as [`Frame`]s and stay rows: [`FamiliesBuilder::finish`] turns
-/// them into samples, [`FamiliesBuilder::finish_exposition`] leaves them for the encoder.
+/// expects: families sorted by name, samples sorted by label values, duplicates removed. For
+/// what the exporter derives itself (records, health, SR capacity); RRD rows take the series
+/// maps' path ([`series`], [`exposition`]).
 #[derive(Debug, Default)]
 pub struct FamiliesBuilder {
     index: FxHashMap<Cow<'static, str>, usize>,
     families: Vec<Family>,
-    frames: Vec<PendingFrame>,
-    /// Sample counts of every family when frames were added, so that turning frames into
-    /// samples puts them where pushing them at that time would have.
-    marks: Vec<Vec<usize>>,
-}
-
-#[derive(Debug)]
-struct PendingFrame {
-    frame: Frame,
-    mark: usize,
 }
 
 impl FamiliesBuilder {
@@ -173,114 +159,10 @@ impl FamiliesBuilder {
         self.families[index].samples.push(sample);
     }
 
-    /// The samples added one by one so far, family by family (not the frames' rows), for a
-    /// pass that rewrites labels before [`FamiliesBuilder::finish`] sorts them.
+    /// The samples added so far, family by family, for a pass that rewrites labels before
+    /// [`FamiliesBuilder::finish`] sorts them.
     pub fn samples_mut(&mut self) -> impl Iterator<Item = &mut Vec<Sample>> {
         self.families.iter_mut().map(|f| &mut f.samples)
-    }
-
-    /// Adds a row of values whose columns `frame`'s map names.
-    pub fn push_frame(&mut self, frame: Frame) {
-        let mark = self.mark();
-        self.frames.push(PendingFrame { frame, mark });
-    }
-
-    fn mark(&mut self) -> usize {
-        let lengths: Vec<usize> = self.families.iter().map(|f| f.samples.len()).collect();
-        if self.marks.last() != Some(&lengths) {
-            self.marks.push(lengths);
-        }
-        self.marks.len() - 1
-    }
-
-    /// Turns the frames into samples, each at the position it was added at.
-    fn materialize_frames(&mut self) {
-        let frames = std::mem::take(&mut self.frames);
-        let marks = std::mem::take(&mut self.marks);
-        let mut inserts: Vec<Vec<(usize, Sample)>> = Vec::new();
-        for PendingFrame { frame, mark } in frames {
-            let map = &frame.map;
-            let local: Vec<usize> = map
-                .families
-                .iter()
-                .map(|f| {
-                    let (help, kind) = (f.help.clone(), f.kind);
-                    self.family_index(f.name.clone(), |_| (help, kind))
-                })
-                .collect();
-            inserts.resize_with(self.families.len(), Vec::new);
-            for (family, sample) in map.samples(&frame.values) {
-                let f = local[family];
-                let at = marks[mark].get(f).copied().unwrap_or(0);
-                inserts[f].push((at, sample));
-            }
-        }
-        for (f, inserted) in inserts.into_iter().enumerate() {
-            if inserted.is_empty() {
-                continue;
-            }
-            let old = std::mem::take(&mut self.families[f].samples);
-            let mut samples = Vec::with_capacity(old.len() + inserted.len());
-            let mut old = old.into_iter();
-            let mut taken = 0;
-            for (at, sample) in inserted {
-                samples.extend(old.by_ref().take(at.saturating_sub(taken)));
-                taken = taken.max(at);
-                samples.push(sample);
-            }
-            samples.extend(old);
-            self.families[f].samples = samples;
-        }
-    }
-
-    /// Merges builders filled in parallel (one per host) family by family: each family's
-    /// samples are gathered into one exactly sized vector and the parts are freed as they are
-    /// moved, so the samples never exist twice in full. Frames move as they are.
-    pub fn merge(&mut self, mut parts: Vec<FamiliesBuilder>) {
-        let frames = parts.iter().any(|p| !p.frames.is_empty());
-        if frames {
-            let samples = parts
-                .iter()
-                .any(|p| p.families.iter().any(|f| !f.samples.is_empty()));
-            if samples {
-                // Mixed parts are not what a scrape produces; samples keep the order exact.
-                for part in &mut parts {
-                    part.materialize_frames();
-                }
-            } else {
-                let mark = self.mark();
-                for part in &mut parts {
-                    self.frames
-                        .extend(part.frames.drain(..).map(|p| PendingFrame {
-                            frame: p.frame,
-                            mark,
-                        }));
-                }
-            }
-        }
-        for p in 0..parts.len() {
-            for f in 0..parts[p].families.len() {
-                if parts[p].families[f].samples.is_empty() {
-                    continue;
-                }
-                let name = parts[p].families[f].name.clone();
-                let total: usize = parts
-                    .iter()
-                    .filter_map(|part| part.index.get(name.as_ref()).map(|&i| &part.families[i]))
-                    .map(|family| family.samples.len())
-                    .sum();
-                let (help, kind) = (parts[p].families[f].help.clone(), parts[p].families[f].kind);
-                let idx = self.family_index(name.clone(), |_| (help, kind));
-                let samples = &mut self.families[idx].samples;
-                samples.reserve_exact(total);
-                for part in parts.iter_mut() {
-                    if let Some(&i) = part.index.get(name.as_ref()) {
-                        let mut moved = std::mem::take(&mut part.families[i].samples);
-                        samples.append(&mut moved);
-                    }
-                }
-            }
-        }
     }
 
     /// Adds one sample to the family `name` (see [`FamiliesBuilder::family`]).
@@ -295,34 +177,8 @@ impl FamiliesBuilder {
 
     /// Sorts families and samples and drops duplicate series (the first one wins). Returns the
     /// families and the number of duplicate samples that were dropped.
-    pub fn finish(mut self) -> (Vec<Family>, usize) {
-        self.materialize_frames();
+    pub fn finish(self) -> (Vec<Family>, usize) {
         sort_families(self.families)
-    }
-
-    /// Like [`FamiliesBuilder::finish`], but leaves the frames as rows for the encoder, laid
-    /// out by `layouts`: the encoding is the same, without a sample per value.
-    pub fn finish_exposition(self, layouts: &LayoutCache) -> (Exposition, usize) {
-        if self.frames.is_empty() {
-            let (families, dropped) = sort_families(self.families);
-            return (Exposition::from_families(families), dropped);
-        }
-        let maps: Vec<_> = self.frames.iter().map(|f| f.frame.map.clone()).collect();
-        let layout = layouts.get(&maps);
-        let shared = self
-            .families
-            .iter()
-            .any(|f| !f.samples.is_empty() && layout.has_family(&f.name));
-        if shared {
-            // A data source named like one of the exporter's own families: only sorting
-            // samples orders the two sources' series exactly.
-            let (families, dropped) = self.finish();
-            return (Exposition::from_families(families), dropped);
-        }
-        let frames = self.frames.into_iter().map(|p| p.frame).collect();
-        let (families, dropped) = sort_families(self.families);
-        let (exposition, rows_dropped) = Exposition::with_rows(families, layout, frames);
-        (exposition, dropped + rows_dropped)
     }
 }
 
@@ -546,74 +402,6 @@ mod tests {
             .map(|s| s.labels.head[0].value.to_string())
             .collect();
         assert_eq!(cpus, ["2", "10"]);
-    }
-
-    #[test]
-    fn frames_and_samples_of_one_series_keep_the_first_added() {
-        let head: Arc<[Label]> = Arc::from(vec![Label::new("host", "h")]);
-        let frame = |value: f64| {
-            let mut map = series::SeriesMapBuilder::new(1);
-            let family = map.family("xen_host_a".into(), |_| ("help".into(), Kind::Gauge));
-            let h = map.head(head.clone());
-            let t = map.tail(Tail::new());
-            map.set(0, family, h, t);
-            Frame::new(Arc::new(map.finish()), vec![value])
-        };
-        let sample = |value: f64| Sample {
-            labels: Labels::head(head.clone()),
-            value,
-        };
-        let meta = |_: &str| (Cow::Borrowed("help"), Kind::Gauge);
-        // Pushed before and after a frame, merged from parts in either order, with and
-        // without frames that stay rows: the first added always wins.
-        for frame_first in [false, true] {
-            let mut rows_part = FamiliesBuilder::new();
-            rows_part.push_frame(frame(1.0));
-            let mut samples_part = FamiliesBuilder::new();
-            samples_part.push("xen_host_a".into(), meta, sample(2.0));
-            let parts = if frame_first {
-                vec![rows_part, samples_part]
-            } else {
-                vec![samples_part, rows_part]
-            };
-            let mut out = FamiliesBuilder::new();
-            out.merge(parts);
-            let (families, dropped) = out.finish();
-            assert_eq!(dropped, 1);
-            assert_eq!(
-                families[0].samples[0].value,
-                if frame_first { 1.0 } else { 2.0 }
-            );
-        }
-        for pushed_first in [false, true] {
-            let mut out = FamiliesBuilder::new();
-            if pushed_first {
-                out.push("xen_host_a".into(), meta, sample(2.0));
-            }
-            out.push_frame(frame(1.0));
-            out.push("xen_host_a".into(), meta, sample(3.0));
-            let (families, dropped) = out.finish();
-            assert_eq!(dropped, if pushed_first { 2 } else { 1 });
-            assert_eq!(
-                families[0].samples[0].value,
-                if pushed_first { 2.0 } else { 1.0 }
-            );
-            let mut out = FamiliesBuilder::new();
-            if pushed_first {
-                out.push("xen_host_a".into(), meta, sample(2.0));
-            }
-            out.push_frame(frame(1.0));
-            let (exposition, dropped) = out.finish_exposition(&LayoutCache::new());
-            let mut text = Vec::new();
-            exposition.encode(encode::Format::Text, &mut text);
-            let value = if pushed_first { "2" } else { "1" };
-            assert!(
-                String::from_utf8(text)
-                    .unwrap()
-                    .ends_with(&format!("xen_host_a{{host=\"h\"}} {value}\n")),
-            );
-            assert_eq!(dropped, usize::from(pushed_first));
-        }
     }
 
     #[test]

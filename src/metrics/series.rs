@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use super::encode::{is_canonical, write_label, write_value};
-use super::{Kind, Label, Labels, Sample, Tail, compare_label_slices};
+use super::encode::{write_label, write_value};
+use super::{Kind, Label, Tail, compare_label_slices};
 
 /// What one column becomes: indices into its map's families, heads and tails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,8 +35,7 @@ pub(super) struct MapFamily {
 /// The series of every column of one host's rows, built by [`SeriesMapBuilder`].
 pub struct SeriesMap {
     pub(super) families: Vec<MapFamily>,
-    /// Kept as labels too: sorting compares them, and [`super::FamiliesBuilder::finish`] turns
-    /// a map back into samples.
+    /// Kept as labels too: the layout sorts series by comparing them.
     pub(super) heads: Vec<Arc<[Label]>>,
     pub(super) tails: Vec<Tail>,
     /// Heads rendered as `{a="x",b="y"` (nothing for no labels), tails as `,c="z"` per label.
@@ -91,29 +90,6 @@ impl SeriesMap {
 
     fn slice(&self, range: &Range<u32>) -> &[u8] {
         &self.text[range.start as usize..range.end as usize]
-    }
-
-    /// The samples of a row, in column order, NaN left out, with the map's family index.
-    pub(super) fn samples<'a>(
-        &'a self,
-        values: &'a [f64],
-    ) -> impl Iterator<Item = (usize, Sample)> + 'a {
-        self.columns
-            .iter()
-            .zip(values)
-            .filter(|(series, value)| series.family != NONE && !value.is_nan())
-            .map(|(series, &value)| {
-                (
-                    series.family as usize,
-                    Sample {
-                        labels: Labels {
-                            head: self.heads[series.head as usize].clone(),
-                            tail: self.tails[series.tail as usize].clone(),
-                        },
-                        value,
-                    },
-                )
-            })
     }
 }
 
@@ -264,13 +240,12 @@ fn to_u32(n: usize) -> u32 {
     u32::try_from(n).expect("series map larger than 4 GiB")
 }
 
-/// One host's newest row with the map that names its columns.
+/// One host's newest row, as the text the encoder writes, with the map that names its columns.
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub(super) map: Arc<SeriesMap>,
-    pub(super) values: Vec<f64>,
-    /// The values of the columns that yield a series, as the encoder writes them, end to end
-    /// in the map's exposition order ([`SeriesMap::order`]); a column without a value has none.
+    /// The values of the columns that yield a series, formatted, end to end in the map's
+    /// exposition order ([`SeriesMap::order`]); a column without a value (NaN) has none.
     pub(super) text: Vec<u8>,
     /// End of each series' text in `text`, in the same order; it starts where the previous
     /// one's ends.
@@ -281,50 +256,23 @@ impl Frame {
     /// A row and its map; missing trailing values count as NaN (absent), extra ones are
     /// ignored. The values are formatted here, in the host's own task while other hosts are
     /// still downloading, rather than by the encoder once all have arrived.
-    pub fn new(map: Arc<SeriesMap>, values: Vec<f64>) -> Frame {
-        Frame::with_text(map, values, &[], &[])
-    }
-
-    /// [`Frame::new`] for values read from text: `source` holds each value's text end to end,
-    /// `source_ends` where each ends. A value whose text is already what the encoder would write is
-    /// copied instead of formatted; without one text per value, all are formatted.
-    pub fn with_text(
-        map: Arc<SeriesMap>,
-        mut values: Vec<f64>,
-        source: &[u8],
-        source_ends: &[u32],
-    ) -> Frame {
-        let given = if source_ends.len() == values.len() {
-            source_ends
-        } else {
-            &[]
-        };
-        values.resize(map.columns(), f64::NAN);
-        // Most values are copied as they are: room for all of them, and a little for the few
-        // written out again (`1e3` is `1000`).
-        let mut text = Vec::with_capacity(source.len() + 64);
+    pub fn new(map: Arc<SeriesMap>, values: &[f64]) -> Frame {
+        let mut text = Vec::with_capacity(map.order.len() * 8);
         let mut ends = Vec::with_capacity(map.order.len());
         for &column in &map.order {
-            let column = column as usize;
-            let value = values[column];
-            if !value.is_nan() {
-                let start = column.checked_sub(1).map_or(Some(&0), |p| given.get(p));
-                let source = start
-                    .zip(given.get(column))
-                    .and_then(|(&start, &end)| source.get(start as usize..end as usize));
-                match source {
-                    Some(t) if is_canonical(t) => text.extend_from_slice(t),
-                    _ => write_value(&mut text, value),
-                }
+            if let Some(&value) = values.get(column as usize)
+                && !value.is_nan()
+            {
+                write_value(&mut text, value);
             }
             ends.push(to_u32(text.len()));
         }
-        Frame {
-            map,
-            values,
-            text,
-            ends,
-        }
+        Frame { map, text, ends }
+    }
+
+    /// The map that names the row's columns.
+    pub fn map(&self) -> &Arc<SeriesMap> {
+        &self.map
     }
 }
 
@@ -346,7 +294,7 @@ mod tests {
         map.set(1, cpu, b, none);
         map.set(2, cpu, a10, none);
         map.set(3, cpu, a9, none);
-        let frame = Frame::new(Arc::new(map.finish()), vec![1.0, 2.0, f64::NAN, 4.0, 5.0]);
+        let frame = Frame::new(Arc::new(map.finish()), &[1.0, 2.0, f64::NAN, 4.0, 5.0]);
         // xen_vm_cpu before xen_vm_memory, a9 before a10 before b; the NaN has no text.
         assert_eq!(frame.map.order(), [3, 2, 1, 0]);
         let texts: Vec<&[u8]> = (0..frame.ends.len())

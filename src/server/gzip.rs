@@ -1,76 +1,91 @@
-//! One gzip member (RFC 1952) written piece by piece: header, raw deflate, CRC-32 and length.
-//! Framed here rather than by flate2's `GzEncoder` so that a response can start with text
-//! compressed once for many responses (the record families, see [`Deflated`]) and compress
-//! only the rest; the result is still a single member, which every gzip client reads.
+//! One gzip member (RFC 1952) written in pieces: the header, raw deflate data, the CRC-32 and
+//! length. Framed here rather than by flate2's `GzEncoder` because a response's deflate data
+//! come from two places, each compressed once for many responses: the record families
+//! ([`Deflated`], ending in a sync flush on a byte boundary) and the collection (a shared
+//! tape). Concatenated they are one deflate stream, so the response is still a single member,
+//! which every gzip client reads.
 
 use std::io::Write;
 
 use flate2::Crc;
 use flate2::write::DeflateEncoder;
 
+#[cfg(test)]
 use crate::metrics::exposition::Deflated;
 
 /// ID1 ID2, CM deflate, no flags, no modification time, XFL 4 (fastest), OS unknown.
-const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
+pub(super) const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 4, 255];
 
-/// A gzip member being written into a buffer that the caller empties as it likes.
-pub(super) struct Gzip {
-    deflate: DeflateEncoder<Vec<u8>>,
-    /// CRC-32 and length of all the text so far, the prefix's included.
-    crc: Crc,
-    /// Whether `deflate` has been given text: a compressed prefix can only come before.
-    started: bool,
+/// The trailer of a member whose text has the CRC-32 and length `crc`.
+pub(super) fn trailer(crc: &Crc) -> [u8; 8] {
+    let mut trailer = [0; 8];
+    trailer[..4].copy_from_slice(&crc.sum().to_le_bytes());
+    trailer[4..].copy_from_slice(&crc.amount().to_le_bytes());
+    trailer
 }
 
-impl Gzip {
-    /// A member whose output buffer starts with the header and has room for `capacity`.
-    pub(super) fn new(capacity: usize) -> Gzip {
-        let mut out = Vec::with_capacity(capacity.max(HEADER.len()));
-        out.extend_from_slice(&HEADER);
-        Gzip {
-            deflate: DeflateEncoder::new(out, flate2::Compression::fast()),
-            crc: Crc::new(),
-            started: false,
-        }
-    }
+/// A raw deflate stream into a buffer that the caller empties as it likes, and the CRC-32 of
+/// its text.
+pub(super) struct Deflate {
+    deflate: DeflateEncoder<Vec<u8>>,
+    crc: Crc,
+}
 
-    /// Puts text compressed beforehand at the start of the member; false (and nothing
-    /// written) once other text has been written or a prefix given.
-    pub(super) fn prefix(&mut self, deflated: &Deflated) -> bool {
-        if self.started {
-            return false;
+impl std::fmt::Debug for Deflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deflate")
+            .field("pending", &self.deflate.get_ref().len())
+            .field("text", &self.crc.amount())
+            .finish()
+    }
+}
+
+impl Deflate {
+    pub(super) fn new() -> Deflate {
+        Deflate {
+            deflate: DeflateEncoder::new(Vec::new(), flate2::Compression::fast()),
+            crc: Crc::new(),
         }
-        self.started = true;
-        // The encoder has written nothing yet, so its stream will start on the byte boundary
-        // where the prefix's sync flush ends.
-        self.deflate.get_mut().extend_from_slice(&deflated.bytes);
-        // Combined into an empty CRC: the prefix's, which the rest then continues.
-        self.crc.combine(&deflated.crc);
-        true
     }
 
     /// Compresses `text`.
     pub(super) fn write(&mut self, text: &[u8]) {
-        self.started = true;
         self.crc.update(text);
         // Writing into a Vec cannot fail.
         let _ = self.deflate.write_all(text);
     }
 
-    /// Ends the deflate stream and appends the trailer.
-    pub(super) fn finish(&mut self) {
+    /// Ends the stream (a final block); returns the CRC-32 and length of all the text.
+    pub(super) fn finish(&mut self) -> Crc {
         // Writing into a Vec cannot fail.
         let _ = self.deflate.try_finish();
-        let (sum, amount) = (self.crc.sum(), self.crc.amount());
-        let out = self.deflate.get_mut();
-        out.extend_from_slice(&sum.to_le_bytes());
-        out.extend_from_slice(&amount.to_le_bytes());
+        std::mem::take(&mut self.crc)
     }
 
     /// The compressed output not yet taken.
     pub(super) fn output(&mut self) -> &mut Vec<u8> {
         self.deflate.get_mut()
     }
+}
+
+/// A whole member: the header, an optional prefix compressed beforehand, `rest` compressed.
+#[cfg(test)]
+pub(super) fn member(prefix: Option<&Deflated>, rest: &[u8]) -> Vec<u8> {
+    let mut out = HEADER.to_vec();
+    let mut crc = Crc::new();
+    if let Some(prefix) = prefix {
+        out.extend_from_slice(&prefix.bytes);
+        crc.combine(&prefix.crc);
+    }
+    let mut deflate = Deflate::new();
+    for piece in rest.chunks(1000) {
+        deflate.write(piece);
+        out.append(deflate.output());
+    }
+    crc.combine(&deflate.finish());
+    out.append(deflate.output());
+    out.extend_from_slice(&trailer(&crc));
+    out
 }
 
 #[cfg(test)]
@@ -99,42 +114,19 @@ mod tests {
     fn a_compressed_prefix_and_the_rest_make_one_member_of_both_texts() {
         let prefix = rendered(&b"# TYPE a gauge\na 1\n".repeat(5000));
         let rest = b"# TYPE b gauge\nb{x=\"y\"} 2\n".repeat(3000);
-        let mut gz = Gzip::new(0);
-        assert!(gz.prefix(prefix.deflated()));
-        // Written in pieces, as the encoder does, and taken out part way through.
-        let mut out = Vec::new();
-        for piece in rest.chunks(1000) {
-            gz.write(piece);
-            out.append(gz.output());
-        }
-        gz.finish();
-        out.append(gz.output());
         let mut expected = prefix.text.clone();
         expected.extend_from_slice(&rest);
-        assert_eq!(gunzip(&out), expected);
+        assert_eq!(gunzip(&member(Some(prefix.deflated()), &rest)), expected);
         // The prefix is compressed once and reused as it is.
         let again = prefix.deflated() as *const Deflated;
         assert!(std::ptr::eq(again, prefix.deflated()));
-        let mut gz = Gzip::new(0);
-        assert!(gz.prefix(prefix.deflated()));
-        gz.finish();
-        assert_eq!(gunzip(gz.output()), prefix.text);
+        assert_eq!(gunzip(&member(Some(prefix.deflated()), b"")), prefix.text);
     }
 
     #[test]
-    fn a_prefix_after_text_is_refused_and_an_empty_member_is_valid() {
-        let mut gz = Gzip::new(0);
-        gz.write(b"a 1\n");
-        assert!(!gz.prefix(rendered(b"b 2\n").deflated()));
-        gz.finish();
-        assert_eq!(gunzip(gz.output()), b"a 1\n");
-
-        let mut gz = Gzip::new(0);
-        gz.finish();
-        assert_eq!(gunzip(gz.output()), b"");
-        let mut gz = Gzip::new(0);
-        assert!(gz.prefix(rendered(b"").deflated()));
-        gz.finish();
-        assert_eq!(gunzip(gz.output()), b"");
+    fn empty_parts_make_a_valid_member() {
+        assert_eq!(gunzip(&member(None, b"a 1\n")), b"a 1\n");
+        assert_eq!(gunzip(&member(None, b"")), b"");
+        assert_eq!(gunzip(&member(Some(rendered(b"").deflated()), b"")), b"");
     }
 }

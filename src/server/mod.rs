@@ -10,6 +10,7 @@ mod gzip;
 mod limits;
 pub mod listen;
 mod reload;
+mod tape;
 mod tls;
 pub mod web_config;
 
@@ -28,10 +29,10 @@ use futures::future::{BoxFuture, Shared};
 use crate::collect::Pool;
 use crate::metrics::FamiliesBuilder;
 use crate::metrics::encode::{self, Format};
-use crate::metrics::exposition::{Cursor, Exposition, Rendered};
-use crate::server::gzip::Gzip;
+use crate::metrics::exposition::{Exposition, Rendered};
+use crate::server::tape::Collected;
 
-type Collection = Arc<Exposition>;
+type Collection = Arc<Collected>;
 type InFlight = Arc<Mutex<Option<(u64, Shared<BoxFuture<'static, Collection>>)>>>;
 type LastCollection = Arc<Mutex<Option<(tokio::time::Instant, Collection)>>>;
 
@@ -123,7 +124,7 @@ impl State {
                     let in_flight = slot.inflight.clone();
                     let last = (!self.min_interval.is_zero()).then(|| slot.last.clone());
                     let task = tokio::spawn(async move {
-                        let families = Arc::new(pool.scrape(timeout).await);
+                        let families = Arc::new(Collected::new(pool.scrape(timeout).await));
                         if let Some(last) = last {
                             *last.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some((tokio::time::Instant::now(), families.clone()));
@@ -139,7 +140,7 @@ impl State {
                             Ok(families) => families,
                             Err(error) => {
                                 tracing::error!(%error, "Collection task failed");
-                                Arc::new(Exposition::default())
+                                Arc::new(Collected::default())
                             }
                         }
                     }
@@ -161,7 +162,7 @@ impl State {
             slot.pool.push_own(&mut out);
         }
         crate::collect::push_build_info(&mut out);
-        Arc::new(Exposition::from_families(out.finish().0))
+        Arc::new(Collected::new(Exposition::from_families(out.finish().0)))
     }
 
     /// Collection deadline from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`, minus
@@ -273,7 +274,7 @@ fn pool_exposition(state: &Arc<State>, index: usize, headers: &HeaderMap) -> Res
     let collection = async move {
         collection.await.unwrap_or_else(|error| {
             tracing::error!(%error, "Collection task failed");
-            Arc::new(Exposition::default())
+            Arc::new(Collected::default())
         })
     }
     .boxed();
@@ -301,16 +302,18 @@ fn exposition(
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
-    // Stream the exposition in chunks so that a large pool's text never sits whole in memory;
-    // each chunk is a few thousand samples of CPU work, small enough for an async worker. The
-    // encoder runs as its own task a chunk ahead of the connection, so that the next chunk is
-    // ready when the connection has written the last; it stops when the client goes. The two
-    // mostly take turns on one worker, which leaves the other core to the client: making them
-    // run side by side (a yield after each chunk) made the scrape bench slower.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    // Streamed in chunks so that a large pool's text never sits whole in memory. The task
+    // writes the response into a channel one chunk deep, and stops when the client goes.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(1);
     tokio::spawn(async move {
-        let mut encoder = Encoder::new(sender, format, gzip);
-        let _ = encoder.write_all(pool.as_deref(), collection).await;
+        let response = Writer {
+            sender,
+            format,
+            gzip,
+            started: tokio::time::Instant::now(),
+            bytes: 0,
+        };
+        let _ = response.write_all(pool.as_deref(), collection).await;
     });
     let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
         let chunk = receiver.recv().await?;
@@ -332,28 +335,6 @@ fn exposition(
     response
 }
 
-/// Size of the chunks a plain exposition is streamed in. Each chunk is one hand-over between
-/// the encoder, the connection and the client's reader, and on a busy machine every hand-over
-/// waits for a thread to be woken. With 1 MiB chunks one ahead (about ten hand-overs for the
-/// 9 MiB of rows of 8 × 250) the scrape bench's scrapes ended 7.3 ms after a bare download
-/// (median of 16 runs), against 8.4 ms with 256 KiB chunks two ahead (11 runs). At most three
-/// chunks, about 3.2 MiB, are in memory at once: the one being encoded, the one waiting and
-/// the one being written.
-const CHUNK: usize = 1 << 20;
-
-/// Room beyond [`CHUNK`] for the line or family header that crosses the limit.
-const CHUNK_SLACK: usize = 64 << 10;
-
-/// Text encoded per step when compressing: 256 KiB is a millisecond or so of compression,
-/// about as long as an async worker should be held at a time.
-const GZIP_TEXT: usize = 256 << 10;
-
-/// Size of the compressed chunks: 64 KiB of output is about 256 KiB of text.
-const GZIP_CHUNK: usize = 64 << 10;
-
-/// How many chunks the encoder may be ahead of the connection.
-const CHUNKS_AHEAD: usize = 1;
-
 /// Rendered text as the owner of the [`Bytes`] that send it.
 struct RenderedText(Arc<Rendered>);
 
@@ -363,45 +344,46 @@ impl AsRef<[u8]> for RenderedText {
     }
 }
 
-/// The client went away: stop encoding.
+/// Rendered text compressed, as the owner of the [`Bytes`] that send it.
+struct DeflatedText(Arc<Rendered>);
+
+impl AsRef<[u8]> for DeflatedText {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.deflated().bytes
+    }
+}
+
+/// The client went away: stop writing.
 #[derive(Debug)]
 struct Gone;
 
-/// Encodes a response a chunk at a time, compressing when asked, and hands the chunks to
-/// the connection.
-struct Encoder {
+/// Writes one response into the channel its body reads.
+struct Writer {
     sender: tokio::sync::mpsc::Sender<Bytes>,
     format: Format,
-    /// Text encoded per step: [`CHUNK`], or [`GZIP_TEXT`] when compressing.
-    limit: usize,
-    text: Vec<u8>,
-    gzip: Option<Gzip>,
+    gzip: bool,
     started: tokio::time::Instant,
     bytes: usize,
 }
 
-impl Encoder {
-    fn new(sender: tokio::sync::mpsc::Sender<Bytes>, format: Format, gzip: bool) -> Encoder {
-        let limit = if gzip { GZIP_TEXT } else { CHUNK };
-        Encoder {
-            sender,
-            format,
-            limit,
-            text: Vec::with_capacity(limit + CHUNK_SLACK),
-            gzip: gzip.then(|| Gzip::new(GZIP_CHUNK + (GZIP_CHUNK >> 2))),
-            started: tokio::time::Instant::now(),
-            bytes: 0,
-        }
+impl Writer {
+    async fn send(&mut self, chunk: Bytes) -> Result<(), Gone> {
+        self.bytes += chunk.len();
+        self.sender.send(chunk).await.map_err(|_| Gone)
     }
 
     /// The record families as soon as they are known, then the collection without the
-    /// names already written (no name may appear twice in an exposition).
+    /// names already written (no name may appear twice in an exposition), read from the tape
+    /// it shares with the other responses reading it now.
     async fn write_all(
-        &mut self,
+        mut self,
         pool: Option<&Pool>,
         collection: BoxFuture<'static, Collection>,
     ) -> Result<(), Gone> {
         let format = self.format;
+        if self.gzip {
+            self.send(Bytes::from_static(&gzip::HEADER)).await?;
+        }
         let mut records = pool.and_then(|p| p.record_families(format));
         if let Some(rendered) = &records {
             self.rendered(rendered).await?;
@@ -414,22 +396,34 @@ impl Encoder {
                 self.rendered(rendered).await?;
             }
         }
-        let mut cursor = Cursor::skipping(records.iter().flat_map(|r| r.names.iter().cloned()));
-        loop {
-            let done = collection.encode_some(&mut cursor, self.format, &mut self.text, self.limit);
-            self.flush(done).await?;
-            if done {
-                tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes, "Exposition encoded and sent");
-                return Ok(());
-            }
+        let skip = records.as_ref().map_or_else(Vec::new, |r| r.names.clone());
+        let mut reader = collection.reader(tape::Kind {
+            format,
+            gzip: self.gzip,
+            skip,
+        });
+        while let Some(chunk) = reader.next().await {
+            self.send(chunk).await?;
         }
+        if self.gzip {
+            let mut crc = flate2::Crc::new();
+            if let Some(rendered) = &records {
+                crc.combine(&rendered.deflated().crc);
+            }
+            if let Some(rest) = reader.crc() {
+                crc.combine(&rest);
+            }
+            let trailer = gzip::trailer(&crc);
+            self.send(Bytes::copy_from_slice(&trailer)).await?;
+        }
+        tracing::debug!(elapsed = ?self.started.elapsed(), bytes = self.bytes, "Exposition sent");
+        Ok(())
     }
 
-    /// Writes text rendered once for many responses: sent as it is (no copy), or compressed
-    /// once for every gzip response until the next rendering.
+    /// Writes text rendered once for many responses as it is (no copy), or compressed once
+    /// for every gzip response until the next rendering.
     async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
-        self.bytes += rendered.text.len();
-        if let Some(gz) = &mut self.gzip {
+        if self.gzip {
             if rendered.deflated_now().is_none() {
                 // Compressing megabytes at once would hold an async worker for milliseconds.
                 let owned = rendered.clone();
@@ -438,56 +432,12 @@ impl Encoder {
                 })
                 .await;
             }
-            if !gz.prefix(rendered.deflated()) {
-                // Not the start of the response (the record families always are today).
-                gz.write(&rendered.text);
-            }
-            let chunk = std::mem::take(gz.output());
-            return self.sender.send(Bytes::from(chunk)).await.map_err(|_| Gone);
+            return self
+                .send(Bytes::from_owner(DeflatedText(rendered.clone())))
+                .await;
         }
-        let whole = Bytes::from_owner(RenderedText(rendered.clone()));
-        let mut start = 0;
-        while start < whole.len() {
-            let end = (start + self.limit).min(whole.len());
-            self.sender
-                .send(whole.slice(start..end))
-                .await
-                .map_err(|_| Gone)?;
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// Sends what is ready: the text once it fills a chunk (compressed output once it fills
-    /// a compressed chunk), everything when `last`.
-    async fn flush(&mut self, last: bool) -> Result<(), Gone> {
-        self.bytes += self.text.len();
-        let chunk = match &mut self.gzip {
-            // No buffer for a chunk that will not come.
-            None => {
-                let next = if last {
-                    Vec::new()
-                } else {
-                    Vec::with_capacity(CHUNK + CHUNK_SLACK)
-                };
-                std::mem::replace(&mut self.text, next)
-            }
-            Some(gz) => {
-                gz.write(&self.text);
-                self.text.clear();
-                if last {
-                    gz.finish();
-                }
-                if gz.output().len() < GZIP_CHUNK && !last {
-                    return Ok(());
-                }
-                std::mem::take(gz.output())
-            }
-        };
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.sender.send(Bytes::from(chunk)).await.map_err(|_| Gone)
+        self.send(Bytes::from_owner(RenderedText(rendered.clone())))
+            .await
     }
 }
 

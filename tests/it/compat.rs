@@ -3,11 +3,12 @@
 //! those listed in the README ("Differences from the original exporter").
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
-use xen_exporter::collect::families_from_bodies;
+use xen_exporter::collect::exposition_from_bodies;
 use xen_exporter::inventory::Inventory;
-use xen_exporter::metrics::encode::{Format, encode};
+use xen_exporter::metrics::encode::Format;
 use xen_exporter::xapi::records::Records;
 
 use crate::harness::{Scrape, parse_sample};
@@ -110,9 +111,9 @@ fn original(file: &str) -> BTreeMap<Key, f64> {
 fn ours(bodies: &[&str]) -> BTreeMap<Key, f64> {
     let bodies: Vec<Vec<u8>> = bodies.iter().map(|b| read(&format!("rrd/{b}"))).collect();
     let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
-    let families = families_from_bodies(&refs, &inventory());
+    let exposition = exposition_from_bodies(&refs, &Arc::new(inventory()));
     let mut text = Vec::new();
-    encode(&families, Format::Text, &mut text);
+    exposition.encode(Format::Text, &mut text);
     Scrape::parse(&String::from_utf8(text).unwrap())
         .series
         .into_iter()
