@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use xen_exporter::xapi::rrd::{KnownLegend, Legend, parse, parse_with};
+use xen_exporter::xapi::rrd::{Legend, parse};
 
 const FIXTURE: &[u8] = include_bytes!("../tests/fixtures/rrd/rrd_updates.host1.formatC.json");
 const VMS: usize = 250;
@@ -240,18 +240,6 @@ fn bench(c: &mut Criterion) {
         );
         group.throughput(Throughput::Bytes(body.len() as u64));
         group.bench_function(*name, |b| b.iter(|| parse(black_box(body.as_bytes()))));
-        // What a warm scrape does: the host's legend is the one its cached map was built from.
-        if let Some(json) = parsed.legend_json {
-            let known = KnownLegend::new(json, parsed.legend.len());
-            assert!(
-                parse_with(body.as_bytes(), Some(&known))
-                    .expect("generated body parses")
-                    .legend_known
-            );
-            group.bench_function(format!("{name}_known_legend"), |b| {
-                b.iter(|| parse_with(black_box(body.as_bytes()), Some(&known)))
-            });
-        }
     }
     group.finish();
 }
