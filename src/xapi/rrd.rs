@@ -1472,8 +1472,8 @@ mod tests {
         assert!(parse(nested.as_bytes()).is_ok());
     }
 
-    /// The JSON reader used to accept these, which no JSON parser does and none of its
-    /// extensions covers: the `rrd_vs_serde_json` fuzz target's property rules them out.
+    /// The JSON reader once accepted these, which no JSON parser does and no documented
+    /// extension covers; the `rrd_vs_serde_json` fuzz target checks for more.
     #[test]
     fn parse_rejects_json_errors_in_skipped_values_strings_and_older_rows() {
         for body in [
