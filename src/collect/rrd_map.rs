@@ -360,36 +360,55 @@ fn same_srs(names: &[(Arc<str>, Arc<str>)], srs: &SrIndex) -> bool {
             .all(|((uuid, name), s)| **uuid == *s.uuid && **name == *s.name)
 }
 
-/// The legend a map was built from, entry by entry end to end, for a byte-exact comparison
-/// with the next reply's.
+/// The legend a map was built from, for a byte-exact comparison with the next reply's. Kept
+/// front-coded: consecutive entries mostly differ only after their owner's UUID
+/// (`AVERAGE:vm:<uuid>:cpu0`, `AVERAGE:vm:<uuid>:cpu1`), so each entry is stored as the length
+/// it shares with the one before and the bytes that follow, a fraction of the legend's size
+/// for every host the exporter keeps a map of.
 #[derive(Debug)]
 struct StoredLegend {
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
+    /// Per entry: bytes shared with the previous entry, and the end of its own bytes in `rest`.
+    entries: Vec<(u16, u32)>,
+    rest: Vec<u8>,
 }
 
 impl StoredLegend {
     fn new(legend: &[Cow<'_, str>]) -> StoredLegend {
-        let mut bytes = Vec::with_capacity(legend.iter().map(|e| e.len()).sum());
-        let mut ends = Vec::with_capacity(legend.len());
+        let mut entries = Vec::with_capacity(legend.len());
+        let mut rest = Vec::new();
+        let mut previous: &[u8] = &[];
         for entry in legend {
-            bytes.extend_from_slice(entry.as_bytes());
-            ends.push(u32::try_from(bytes.len()).unwrap_or(u32::MAX));
+            let entry = entry.as_bytes();
+            let shared = entry
+                .iter()
+                .zip(previous)
+                .take(usize::from(u16::MAX))
+                .take_while(|(a, b)| a == b)
+                .count();
+            rest.extend_from_slice(&entry[shared..]);
+            let shared = u16::try_from(shared).unwrap_or(u16::MAX);
+            entries.push((shared, u32::try_from(rest.len()).unwrap_or(u32::MAX)));
+            previous = entry;
         }
-        StoredLegend { bytes, ends }
+        rest.shrink_to_fit();
+        StoredLegend { entries, rest }
     }
 
     fn matches(&self, legend: &[Cow<'_, str>]) -> bool {
-        if legend.len() != self.ends.len() {
+        if legend.len() != self.entries.len() {
             return false;
         }
-        let mut start = 0;
-        for (entry, &end) in legend.iter().zip(&self.ends) {
-            let end = end as usize;
-            if self.bytes.get(start..end) != Some(entry.as_bytes()) {
+        // While every entry so far matched, the previous entry of `legend` is the stored one.
+        let mut previous: &[u8] = &[];
+        let mut own = 0;
+        for (entry, &(shared, end)) in legend.iter().zip(&self.entries) {
+            let (entry, shared, end) = (entry.as_bytes(), usize::from(shared), end as usize);
+            let same = entry.get(..shared).is_some_and(|p| previous.get(..shared) == Some(p))
+                && entry.get(shared..) == self.rest.get(own..end);
+            if !same {
                 return false;
             }
-            start = end;
+            (previous, own) = (entry, end);
         }
         true
     }
@@ -933,6 +952,61 @@ mod tests {
         let third = map_of(&cache, &shorter, &inventory);
         assert!(!Arc::ptr_eq(&second, &third));
         assert_eq!(third.series.columns(), shorter.legend.len());
+    }
+
+    #[test]
+    fn a_stored_legend_matches_exactly_its_own_entries() {
+        let entries = |list: &[&'static str]| -> Vec<Cow<'static, str>> {
+            list.iter().map(|e| Cow::Borrowed(*e)).collect()
+        };
+        let legend = entries(&[
+            "AVERAGE:vm:aaaa:cpu0",
+            "AVERAGE:vm:aaaa:cpu1",
+            "AVERAGE:vm:aaab:cpu1",
+            "AVERAGE:vm:aaab",
+            "",
+            "AVERAGE:host:x:memory",
+        ]);
+        let stored = StoredLegend::new(&legend);
+        assert!(stored.matches(&legend));
+        for other in [
+            &["AVERAGE:vm:aaaa:cpu0", "AVERAGE:vm:aaaa:cpu1"][..],
+            &[
+                "AVERAGE:vm:aaaa:cpu0",
+                "AVERAGE:vm:aaaa:cpu1",
+                "AVERAGE:vm:aaac:cpu1",
+                "AVERAGE:vm:aaab",
+                "",
+                "AVERAGE:host:x:memory",
+            ],
+            &[
+                "AVERAGE:vm:aaaa:cpu0",
+                "AVERAGE:vm:aaaa:cpu1",
+                "AVERAGE:vm:aaab:cpu1",
+                "AVERAGE:vm:aaab:",
+                "",
+                "AVERAGE:host:x:memory",
+            ],
+            &[
+                "AVERAGE:vm:aaaa:cpu0",
+                "AVERAGE:vm:aaaa:cpu1",
+                "AVERAGE:vm:aaab:cpu1",
+                "AVERAGE:vm:aaab",
+                "A",
+                "AVERAGE:host:x:memory",
+            ],
+            &[
+                "MAX:vm:aaaa:cpu0",
+                "AVERAGE:vm:aaaa:cpu1",
+                "AVERAGE:vm:aaab:cpu1",
+                "AVERAGE:vm:aaab",
+                "",
+                "AVERAGE:host:x:memory",
+            ],
+        ] {
+            assert!(!stored.matches(&entries(other)), "{other:?}");
+        }
+        assert!(stored.rest.len() < legend.iter().map(|e| e.len()).sum::<usize>());
     }
 
     fn text_of(map: &HostMap, values: &[f64], cache: &MapCache) -> String {
