@@ -1,6 +1,9 @@
 # Multi-stage build: a static-enough binary on a distroless, non-root runtime.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# jemalloc (the exporter's allocator) is built with make, which the slim image lacks.
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin xen-exporter
 

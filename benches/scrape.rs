@@ -895,6 +895,10 @@ async fn run(args: Args) {
         let mut firsts = Vec::new();
         let mut serves = Vec::new();
         let mut others = Vec::new();
+        // CPU of each exporter over its own scrapes of these rounds (clock ticks are too
+        // coarse for a per-round figure).
+        let (mut a_cpu, mut b_cpu) = (0.0, 0.0);
+        let b_pid = other.as_ref().map(|(b, _)| b.id());
         let mut bytes = 0;
         for _ in 0..args.scrapes {
             let cpu_paused = cpu_seconds(pid);
@@ -907,7 +911,9 @@ async fn run(args: Args) {
             // The exporter idles during the download; what it used then is not the scrape's.
             cpu_idle += cpu_seconds(pid) - cpu_paused;
             let started = Instant::now();
+            let a_before = cpu_seconds(pid);
             let (len, headers) = scrape(&url, gzip).await;
+            a_cpu += cpu_seconds(pid) - a_before;
             bytes = len;
             walls.push(started.elapsed());
             firsts.push(headers);
@@ -915,10 +921,12 @@ async fn run(args: Args) {
             let started = Instant::now();
             scrape(&cached_url, gzip).await;
             serves.push(started.elapsed());
-            if let Some(other_url) = &other_url {
+            if let (Some(other_url), Some(b_pid)) = (&other_url, b_pid) {
                 let download = downloader.download().await.0;
                 let started = Instant::now();
+                let b_before = cpu_seconds(b_pid);
                 scrape(other_url, gzip).await;
+                b_cpu += cpu_seconds(b_pid) - b_before;
                 others.push((download, started.elapsed()));
             }
             cpu_idle += cpu_seconds(pid) - cpu_paused;
@@ -938,14 +946,17 @@ async fn run(args: Args) {
             paired.sort_by(f64::total_cmp);
             let b_wall = median(others.iter().map(|o| o.1).collect());
             let b_download = median(others.iter().map(|o| o.0).collect());
+            let rounds = args.scrapes as f64;
             println!(
-                "A/B {}: scrape - download A {:?}, B {:?} (medians); B - A per round, median {:.3} ms; B wall {:?} = {:.2} x its downloads",
+                "A/B {}: scrape - download A {:?}, B {:?} (medians); B - A per round, median {:.3} ms; B wall {:?} = {:.2} x its downloads; CPU per scrape A {:.4} s, B {:.4} s",
                 if gzip { "gzip " } else { "plain" },
                 median(a),
                 median(b),
                 paired[paired.len() / 2] * 1e3,
                 b_wall,
                 b_wall.as_secs_f64() / b_download.as_secs_f64(),
+                a_cpu / rounds,
+                b_cpu / rounds,
             );
         }
         let cpu = (cpu_seconds(pid) - cpu_before - cpu_idle) / args.scrapes as f64;

@@ -20,6 +20,15 @@ const EXIT_UNAVAILABLE: u8 = 69;
 /// `check` found something the exporter needs that does not work.
 const EXIT_CHECK_FAILED: u8 = 1;
 
+/// jemalloc with one arena and no thread caches, freed pages returned after 300 ms by a
+/// background thread (`.cargo/config.toml`): glibc's malloc, without a `MALLOC_ARENA_MAX`
+/// that only the environment can set, keeps an arena per thread and the exporter's short-lived
+/// buffers (bodies, response chunks) spread over them. Chosen by measurement; the figures are
+/// in benches/README.md.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_cli(&cli, &Env::from_process()) {

@@ -403,7 +403,9 @@ impl StoredLegend {
         let mut own = 0;
         for (entry, &(shared, end)) in legend.iter().zip(&self.entries) {
             let (entry, shared, end) = (entry.as_bytes(), usize::from(shared), end as usize);
-            let same = entry.get(..shared).is_some_and(|p| previous.get(..shared) == Some(p))
+            let same = entry
+                .get(..shared)
+                .is_some_and(|p| previous.get(..shared) == Some(p))
                 && entry.get(shared..) == self.rest.get(own..end);
             if !same {
                 return false;

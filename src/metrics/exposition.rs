@@ -19,7 +19,7 @@ use super::{Family, Kind, compare_label_slices};
 /// that encoding reads entries in order instead of chasing each map.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// The value's place in its frame ([`SeriesMap::order`]), with [`SAME_AS_PREVIOUS`] set
+    /// The value's column in its frame, with [`SAME_AS_PREVIOUS`] set
     /// when the entry has the same labels as the one before it: of such a run only the first
     /// entry with a value is written.
     value: u32,
@@ -217,24 +217,13 @@ impl Layout {
                 tail_spans.push((start, to_u32(text.len())));
             }
         }
-        // Where each column's value is in its map's frames.
-        let positions: Vec<Vec<u32>> = maps
-            .iter()
-            .map(|map| {
-                let mut positions = vec![u32::MAX; map.columns()];
-                for (p, &column) in map.order().iter().enumerate() {
-                    positions[column as usize] = to_u32(p);
-                }
-                positions
-            })
-            .collect();
         let entries: Vec<Entry> = keyed
             .iter()
             .zip(&same)
             .map(|(k, &same)| {
                 let m = k.map as usize;
                 let s = series(k);
-                let value = positions[m][k.column as usize];
+                let value = k.column;
                 Entry {
                     slot: k.map,
                     value: if same {
@@ -369,10 +358,7 @@ struct Rows {
 impl Rows {
     /// The value text of an entry; empty when it has no value.
     fn value(&self, entry: Entry) -> &[u8] {
-        let frame = &self.frames[entry.slot as usize];
-        let i = entry.value();
-        let start = i.checked_sub(1).map_or(0, |p| frame.ends[p]);
-        &frame.text[start as usize..frame.ends[i] as usize]
+        self.frames[entry.slot as usize].value(entry.value())
     }
 }
 

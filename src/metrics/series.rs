@@ -11,7 +11,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use super::encode::{write_label, write_value};
-use super::{Kind, Label, Tail, compare_label_slices};
+use super::{Kind, Label, Tail};
 
 /// What one column becomes: indices into its map's families, heads and tails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +43,6 @@ pub struct SeriesMap {
     head_text: Vec<Range<u32>>,
     tail_text: Vec<Range<u32>>,
     columns: Vec<Series>,
-    /// The columns that yield a series, in the order an exposition lists them (family name,
-    /// head, tail, then column): a [`Frame`] keeps its values in this order, so that the
-    /// encoder, which walks the series of every map in exposition order, reads each frame
-    /// front to back instead of jumping around it.
-    order: Vec<u32>,
 }
 
 impl fmt::Debug for SeriesMap {
@@ -73,11 +68,6 @@ impl SeriesMap {
             .get(column)
             .copied()
             .filter(|s| s.family != NONE)
-    }
-
-    /// The columns that yield a series, in exposition order.
-    pub(super) fn order(&self) -> &[u32] {
-        &self.order
     }
 
     pub(super) fn head_text(&self, head: usize) -> &[u8] {
@@ -120,7 +110,6 @@ impl SeriesMapBuilder {
                     };
                     columns
                 ],
-                order: Vec::new(),
             },
             families: FxHashMap::default(),
             tails: FxHashMap::default(),
@@ -189,49 +178,12 @@ impl SeriesMapBuilder {
 
     /// The finished map.
     pub fn finish(mut self) -> SeriesMap {
-        self.map.order = exposition_order(&self.map);
         self.map.text.shrink_to_fit();
         self.map.families.shrink_to_fit();
         self.map.heads.shrink_to_fit();
         self.map.head_text.shrink_to_fit();
         self.map
     }
-}
-
-/// The columns of `map` that yield a series, sorted as an exposition lists them. Families,
-/// heads and tails are ranked first, so that sorting the columns compares numbers.
-fn exposition_order(map: &SeriesMap) -> Vec<u32> {
-    // Equal items share a rank, as equal heads do in the layout.
-    fn ranks<T>(items: &[T], cmp: impl Fn(&T, &T) -> std::cmp::Ordering) -> Vec<u32> {
-        let mut sorted: Vec<usize> = (0..items.len()).collect();
-        sorted.sort_by(|&a, &b| cmp(&items[a], &items[b]));
-        let mut ranks = vec![0; items.len()];
-        let mut rank = 0;
-        for (n, &i) in sorted.iter().enumerate() {
-            if n > 0 && cmp(&items[sorted[n - 1]], &items[i]).is_ne() {
-                rank += 1;
-            }
-            ranks[i] = rank;
-        }
-        ranks
-    }
-    let family = ranks(&map.families, |a, b| a.name.cmp(&b.name));
-    let head = ranks(&map.heads, |a, b| compare_label_slices(a, b));
-    let tail = ranks(&map.tails, |a, b| compare_label_slices(a, b));
-    let mut order: Vec<u32> = (0..map.columns.len())
-        .filter(|&c| map.columns[c].family != NONE)
-        .map(to_u32)
-        .collect();
-    // Stable: columns with equal labels stay in column order, as the layout keeps them.
-    order.sort_by_key(|&c| {
-        let s = map.columns[c as usize];
-        (
-            family[s.family as usize],
-            head[s.head as usize],
-            tail[s.tail as usize],
-        )
-    });
-    order
 }
 
 /// A map holds at most one series per legend entry and a few bytes of text per series; a
@@ -244,11 +196,10 @@ fn to_u32(n: usize) -> u32 {
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub(super) map: Arc<SeriesMap>,
-    /// The values of the columns that yield a series, formatted, end to end in the map's
-    /// exposition order ([`SeriesMap::order`]); a column without a value (NaN) has none.
+    /// The value of each column, formatted, end to end; a column without a value (NaN, or no
+    /// series) has none.
     pub(super) text: Vec<u8>,
-    /// End of each series' text in `text`, in the same order; it starts where the previous
-    /// one's ends.
+    /// End of each column's text in `text`; it starts where the previous one's ends.
     pub(super) ends: Vec<u32>,
 }
 
@@ -257,10 +208,11 @@ impl Frame {
     /// ignored. The values are formatted here, in the host's own task while other hosts are
     /// still downloading, rather than by the encoder once all have arrived.
     pub fn new(map: Arc<SeriesMap>, values: &[f64]) -> Frame {
-        let mut text = Vec::with_capacity(map.order.len() * 8);
-        let mut ends = Vec::with_capacity(map.order.len());
-        for &column in &map.order {
-            if let Some(&value) = values.get(column as usize)
+        let mut text = Vec::with_capacity(map.columns.len() * 8);
+        let mut ends = Vec::with_capacity(map.columns.len());
+        for (column, series) in map.columns.iter().enumerate() {
+            if let Some(&value) = values.get(column)
+                && series.family != NONE
                 && !value.is_nan()
             {
                 write_value(&mut text, value);
@@ -274,6 +226,12 @@ impl Frame {
     pub fn map(&self) -> &Arc<SeriesMap> {
         &self.map
     }
+
+    /// The text of `column`'s value; empty when it has none.
+    pub(super) fn value(&self, column: usize) -> &[u8] {
+        let start = column.checked_sub(1).map_or(0, |p| self.ends[p]);
+        &self.text[start as usize..self.ends[column] as usize]
+    }
 }
 
 #[cfg(test)]
@@ -281,10 +239,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_frame_keeps_its_values_in_exposition_order() {
+    fn a_frame_has_the_text_of_each_value_of_a_series() {
         let vm = |name: &str| -> Arc<[Label]> { Arc::from(vec![Label::new("vm", name)]) };
         let meta = |_: &str| (Cow::Borrowed("help"), Kind::Gauge);
-        // Columns as a legend lists them, object by object; column 4 yields no series.
+        // Column 4 yields no series.
         let mut map = SeriesMapBuilder::new(5);
         let memory = map.family("xen_vm_memory".into(), meta);
         let cpu = map.family("xen_vm_cpu".into(), meta);
@@ -294,15 +252,8 @@ mod tests {
         map.set(1, cpu, b, none);
         map.set(2, cpu, a10, none);
         map.set(3, cpu, a9, none);
-        let frame = Frame::new(Arc::new(map.finish()), &[1.0, 2.0, f64::NAN, 4.0, 5.0]);
-        // xen_vm_cpu before xen_vm_memory, a9 before a10 before b; the NaN has no text.
-        assert_eq!(frame.map.order(), [3, 2, 1, 0]);
-        let texts: Vec<&[u8]> = (0..frame.ends.len())
-            .map(|i| {
-                let start = i.checked_sub(1).map_or(0, |p| frame.ends[p] as usize);
-                &frame.text[start..frame.ends[i] as usize]
-            })
-            .collect();
-        assert_eq!(texts, [&b"4"[..], b"", b"2", b"1"]);
+        let frame = Frame::new(Arc::new(map.finish()), &[1.0, 2.5, f64::NAN, 4.0, 5.0]);
+        let texts: Vec<&[u8]> = (0..5).map(|c| frame.value(c)).collect();
+        assert_eq!(texts, [&b"1"[..], b"2.5", b"", b"4", b""]);
     }
 }

@@ -400,14 +400,12 @@ mod json {
         /// Control characters must be escaped in JSON (RFC 8259 §7).
         fn plain_chars(&mut self) -> Result<&'a str, ParseError> {
             let start = self.i;
-            // Strings are most of a body (the legend, and every value in the current
-            // generation): find the end with memchr, then check what it passed over with a
-            // loop that has no early exit, which the compiler turns into vector code.
-            let n = memchr::memchr2(b'"', b'\\', &self.b[start..]).ok_or_else(|| self.eof())?;
-            let plain = &self.b[start..start + n];
-            if plain.iter().copied().min().is_some_and(|b| b < 0x20) {
-                let at = plain.iter().position(|&b| b < 0x20).unwrap_or(0);
-                return Err(err(start + at, "control character in a string"));
+            let n = self.b[start..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .ok_or_else(|| self.eof())?;
+            if self.b[start + n] < 0x20 {
+                return Err(err(start + n, "control character in a string"));
             }
             self.i += n;
             Ok(&self.s[start..self.i])
