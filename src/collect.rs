@@ -584,7 +584,7 @@ fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
 /// The exposition one collection would produce from already-fetched `/rrd_updates` bodies and
 /// an inventory, without any network: the whole join and mapping of a scrape, minus the
 /// exporter's own health families. Used to compare output with the original exporter's on
-/// captured bodies, and by benchmarks. A body that does not parse is skipped.
+/// the fixture bodies, and by benchmarks. A body that does not parse is skipped.
 pub fn exposition_from_bodies(bodies: &[&[u8]], inventory: &Arc<Inventory>) -> Exposition {
     let mut out = FamiliesBuilder::new();
     push_sr_families(&mut out, &inventory.srs);

@@ -490,13 +490,18 @@ impl Gen<'_> {
     }
 
     fn legend(&mut self, len: usize) {
+        self.array(len, Self::string_of_pieces);
+    }
+
+    /// A JSON array of `len` elements written by `element`, with blanks around each.
+    fn array(&mut self, len: usize, element: fn(&mut Self)) {
         self.out.push('[');
         for n in 0..len {
             if n > 0 {
                 self.out.push(',');
             }
             self.ws();
-            self.string_of_pieces();
+            element(self);
             self.ws();
         }
         self.out.push(']');
@@ -594,16 +599,7 @@ impl Gen<'_> {
     }
 
     fn values(&mut self, len: usize) {
-        self.out.push('[');
-        for n in 0..len {
-            if n > 0 {
-                self.out.push(',');
-            }
-            self.ws();
-            self.value();
-            self.ws();
-        }
-        self.out.push(']');
+        self.array(len, Self::value);
     }
 
     /// A value in one of many spellings: JSON numbers (exponents, signs, many digits,

@@ -714,15 +714,13 @@ mod tests {
         out.finish().0
     }
 
-    /// The text of a collection of `bodies` mapped through `cache`, checked to be the same
-    /// whole and in chunks, and the number of duplicate series left out.
-    fn exposition(
+    /// Every body mapped through `cache` as the host `h<i>`, as frames.
+    fn frames(
+        cache: &MapCache,
         bodies: &[RrdUpdates<'_>],
         inventory: &Arc<Inventory>,
-        cache: &MapCache,
-        format: Format,
-    ) -> (String, usize) {
-        let frames: Vec<Frame> = bodies
+    ) -> Vec<Frame> {
+        bodies
             .iter()
             .enumerate()
             .filter_map(|(i, parsed)| {
@@ -737,7 +735,18 @@ mod tests {
                 .into_frame(parsed.newest.clone())
                 .frame
             })
-            .collect();
+            .collect()
+    }
+
+    /// The text of a collection of `bodies` mapped through `cache`, checked to be the same
+    /// whole and in chunks, and the number of duplicate series left out.
+    fn exposition(
+        bodies: &[RrdUpdates<'_>],
+        inventory: &Arc<Inventory>,
+        cache: &MapCache,
+        format: Format,
+    ) -> (String, usize) {
+        let frames = frames(cache, bodies, inventory);
         let (exposition, dropped) = Exposition::new(host_up("a"), frames, cache.layouts());
         let mut text = Vec::new();
         exposition.encode(format, &mut text);
@@ -847,22 +856,7 @@ mod tests {
         let bodies = fixtures();
         let inventory = Arc::new(inventory(&bodies, 0, None));
         let cache = MapCache::default();
-        let frames: Vec<Frame> = bodies
-            .iter()
-            .enumerate()
-            .filter_map(|(i, b)| {
-                via_cache(
-                    &cache,
-                    &endpoint(&format!("h{i}")),
-                    b,
-                    &inventory,
-                    &inventory.srs,
-                    None,
-                )
-                .into_frame(b.newest.clone())
-                .frame
-            })
-            .collect();
+        let frames = frames(&cache, &bodies, &inventory);
         let mut own = FamiliesBuilder::new();
         own.push(
             "xen_host_memory_total_kib".into(),
@@ -1086,23 +1080,9 @@ mod tests {
         let bodies = fixtures();
         let inventory = Arc::new(inventory(&bodies, 0, None));
         let cache = MapCache::default();
-        let maps: Vec<Arc<SeriesMap>> = bodies
+        let maps: Vec<Arc<SeriesMap>> = frames(&cache, &bodies, &inventory)
             .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                via_cache(
-                    &cache,
-                    &endpoint(&format!("h{i}")),
-                    b,
-                    &inventory,
-                    &inventory.srs,
-                    None,
-                )
-                .map
-                .unwrap()
-                .series
-                .clone()
-            })
+            .map(|f| f.map().clone())
             .collect();
         let layout = cache.layouts().get(&maps);
         assert!(Arc::ptr_eq(&layout, &cache.layouts().get(&maps)));

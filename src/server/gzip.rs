@@ -1,9 +1,9 @@
 //! One gzip member (RFC 1952) written in pieces: the header, raw deflate data, the CRC-32 and
 //! length. Framed here rather than by flate2's `GzEncoder` because a response's deflate data
 //! come from two places, each compressed once for many responses: the record families
-//! ([`Deflated`], ending in a sync flush on a byte boundary) and the collection (a shared
-//! tape). Concatenated they are one deflate stream, so the response is still a single member,
-//! which every gzip client reads.
+//! ([`Deflated`](crate::metrics::exposition::Deflated), ending in a sync flush on a byte
+//! boundary) and the collection (a shared tape). Concatenated they are one deflate stream, so
+//! the response is still a single member, which every gzip client reads.
 
 use std::io::Write;
 
