@@ -741,8 +741,8 @@ async fn run(args: Args) {
     // a process that does nothing else. The exporter is a process of its own beside the
     // simulator, and so is the downloader: both take their CPU from the simulator the same
     // way. A download from inside this process, whose runtime also runs the simulator, is
-    // measured too (the baseline of earlier figures): it is 0.3–2.4 ms quicker in the same
-    // rounds, as the client and the simulator hand over work within one runtime.
+    // measured too: client and simulator hand over work within one runtime, which makes it
+    // quicker than what the exporter can see.
     let mut downloader = Downloader::spawn(&sim, &dir, args.hosts);
     let config = xen_exporter::simulator_pool(&sim, Mode::Pool, Duration::from_secs(30));
     let client = Client::new(&config).unwrap();

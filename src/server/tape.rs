@@ -21,15 +21,15 @@ use super::gzip::Deflate;
 
 /// Size of the chunks a plain exposition is sent in. A few are in memory at once (the one
 /// being encoded, the one waiting, the one being written), so their size is part of the peak;
-/// larger chunks mean fewer hand-overs between threads but did not make scrapes measurably
-/// faster (benches/README.md).
+/// larger chunks mean fewer hand-overs between threads, which did not pay for the memory
+/// (benches/README.md).
 const CHUNK: usize = 512 << 10;
 
 /// Room beyond [`CHUNK`] for the line or family header that crosses the limit.
 const CHUNK_SLACK: usize = 64 << 10;
 
-/// Text encoded per step when compressing: 256 KiB is a millisecond or so of compression,
-/// about as long as an async worker should be held at a time.
+/// Text encoded per step when compressing: small enough that one step does not hold an async
+/// worker long enough to delay other connections noticeably.
 const GZIP_TEXT: usize = 256 << 10;
 
 /// Size of the compressed chunks: 64 KiB of output is about 256 KiB of text.
