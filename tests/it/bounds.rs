@@ -1,0 +1,163 @@
+//! Bounds that hold from the first request: `--web.max-requests` caps `/probe` as it caps
+//! `/metrics`, and the error counters exist at zero before anything has failed.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use xen_exporter::config::{Mode, PoolConfig};
+use xen_exporter::server::Exposure;
+use xen_exporter::sim::{HostFault, Sim, SimConfig};
+use xen_exporter::{Pools, WebOptions};
+
+use crate::harness::{Scrape, http_client};
+
+/// An exporter with a configuration file's layout: each pool behind `/probe?target=`.
+struct Replica {
+    url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Replica {
+    async fn start(pool: PoolConfig, web: WebOptions) -> Replica {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let pools = Pools {
+            exposure: Exposure::ProbePerPool,
+            ..Pools::single(pool)
+        };
+        let task = tokio::spawn(xen_exporter::run_pools(pools, listener, web, async move {
+            let _ = rx.await;
+        }));
+        Replica {
+            url,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("replica stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The default `--web.max-requests`.
+const CAP: usize = 40;
+
+#[tokio::test]
+async fn probes_beyond_the_cap_get_503_at_once_and_the_admitted_share_one_collection() {
+    const PROBES: usize = 200;
+    const HOSTS: usize = 3;
+    const SLOW: usize = 1;
+    let sim = Sim::start(SimConfig {
+        hosts: HOSTS,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // A pool timeout well beyond the slow host's delay: the admitted probes wait for it.
+    let pool = PoolConfig {
+        name: "lab".into(),
+        ..xen_exporter::simulator_pool(&sim, Mode::Pool, Duration::from_secs(60))
+    };
+    let web = WebOptions::default();
+    assert_eq!(web.max_requests, CAP);
+    let replica = Replica::start(pool, web).await;
+    let probe = replica.url("/probe?target=lab");
+    let http = http_client();
+    // The first probe logs in and reads the inventory; its slot is free once its body is
+    // read (the server drops the body, and with it the slot, before the final chunk).
+    let first = http.get(&probe).send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    first.text().await.unwrap();
+
+    // The slow host answers its /rrd_updates long after every probe has been answered or
+    // turned away: its counter stays 0 until then, which is what the test watches.
+    sim.set_host_fault(SLOW, HostFault::Delay(Duration::from_secs(10)));
+    sim.reset_counters();
+    let requests: Vec<_> = (0..PROBES)
+        .map(|_| {
+            let request = http.get(&probe).timeout(Duration::from_secs(60)).send();
+            tokio::spawn(async move {
+                let response = request.await.unwrap();
+                match response.status().as_u16() {
+                    // The headers of an admitted probe come before the collection ends (the
+                    // record families are written first); its body is read later.
+                    200 => Ok(response),
+                    status => Err((status, response.text().await.unwrap())),
+                }
+            })
+        })
+        .collect();
+    let mut admitted = Vec::new();
+    let mut refused = Vec::new();
+    for request in requests {
+        match request.await.unwrap() {
+            Ok(response) => admitted.push(response),
+            Err(answer) => refused.push(answer),
+        }
+    }
+    // Every refusal has arrived, and the slow host has still not answered: refusals do not
+    // wait for the collection.
+    assert_eq!(
+        sim.counters().rrd_updates[SLOW],
+        0,
+        "the slow host answered before the last refusal"
+    );
+    assert_eq!(
+        admitted.len(),
+        CAP,
+        "one shared cap; {} refused",
+        refused.len()
+    );
+    assert_eq!(refused.len(), PROBES - CAP);
+    for (status, body) in &refused {
+        assert_eq!(*status, 503);
+        assert_eq!(
+            body,
+            "Limit of concurrent requests reached (40), try again later.\n"
+        );
+    }
+    // One limit for every collecting endpoint: `/metrics` is turned away too while the
+    // probes hold every slot; the cheap endpoints are not counted.
+    let metrics = http.get(replica.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 503);
+    let healthy = http.get(replica.url("/-/healthy")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    assert_eq!(sim.counters().rrd_updates[SLOW], 0, "still held");
+    let bodies: Vec<_> = admitted
+        .into_iter()
+        .map(|response| tokio::spawn(response.text()))
+        .collect();
+    for body in bodies {
+        let scrape = Scrape::parse(&body.await.unwrap().unwrap());
+        let up: Vec<f64> = scrape.all("xen_host_up").iter().map(|s| s.value).collect();
+        assert_eq!(up, [1.0; HOSTS], "every admitted probe has every host");
+    }
+    assert_eq!(
+        sim.counters().rrd_updates,
+        [1; HOSTS],
+        "the admitted probes shared one collection"
+    );
+    // The slots were given back with the bodies.
+    sim.set_host_fault(SLOW, HostFault::None);
+    let after = http.get(&probe).send().await.unwrap();
+    assert_eq!(after.status(), 200);
+    after.text().await.unwrap();
+    replica.stop().await;
+    sim.shutdown().await;
+}
