@@ -1,17 +1,20 @@
 //! Bounds that hold from the first request: `--web.max-requests` caps `/probe` as it caps
 //! `/metrics`, and the error counters exist at zero before anything has failed.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use xen_exporter::collect::HostReason;
 use xen_exporter::config::{Mode, PoolConfig};
+use xen_exporter::inventory::live::{Reason as CollectorReason, Source};
 use xen_exporter::server::Exposure;
 use xen_exporter::sim::{HostFault, Sim, SimConfig};
 use xen_exporter::{Pools, WebOptions};
 
-use crate::harness::{Scrape, http_client};
+use crate::harness::{Scrape, TestEnv, http_client};
 
 /// An exporter with a configuration file's layout: each pool behind `/probe?target=`.
 struct Replica {
@@ -160,4 +163,145 @@ async fn probes_beyond_the_cap_get_503_at_once_and_the_admitted_share_one_collec
     after.text().await.unwrap();
     replica.stop().await;
     sim.shutdown().await;
+}
+
+/// Every host reason's label value, from the closed set the exporter counts by.
+fn host_reasons() -> Vec<&'static str> {
+    HostReason::all().map(HostReason::as_str).collect()
+}
+
+/// Every (source, reason) pair of `xen_collector_errors_total`.
+fn collector_pairs() -> Vec<(&'static str, &'static str)> {
+    Source::ALL
+        .into_iter()
+        .flat_map(|s| CollectorReason::all().map(move |r| (s.as_str(), r.as_str())))
+        .collect()
+}
+
+#[tokio::test]
+async fn error_counters_are_zero_before_the_first_failure_and_count_it_once() {
+    const HOSTS: usize = 3;
+    const DEAD: usize = 1;
+    let env = TestEnv::start(SimConfig {
+        hosts: HOSTS,
+        ..SimConfig::default()
+    })
+    .await;
+    let hosts = env.sim.view().hosts;
+    let healthy = env.scrape().await;
+    for host in &hosts {
+        for reason in host_reasons() {
+            assert_eq!(
+                healthy.value(
+                    "xen_host_scrape_errors_total",
+                    &[
+                        ("host", &host.name),
+                        ("host_uuid", &host.uuid),
+                        ("reason", reason)
+                    ]
+                ),
+                Some(0.0),
+                "{} {reason}",
+                host.name
+            );
+        }
+    }
+    assert_eq!(
+        healthy.all("xen_host_scrape_errors_total").len(),
+        HOSTS * host_reasons().len(),
+        "nothing but every host × every reason"
+    );
+    for (source, reason) in collector_pairs() {
+        assert_eq!(
+            healthy.value(
+                "xen_collector_errors_total",
+                &[("source", source), ("reason", reason)]
+            ),
+            Some(0.0),
+            "{source} {reason}"
+        );
+    }
+    assert_eq!(
+        healthy.all("xen_collector_errors_total").len(),
+        collector_pairs().len()
+    );
+
+    // One refused fetch.
+    env.sim.set_host_fault(DEAD, HostFault::Refuse);
+    let failed = env.scrape().await;
+    env.sim.set_host_fault(DEAD, HostFault::None);
+    let dead = &hosts[DEAD];
+    assert_eq!(
+        failed.value("xen_host_up", &[("host_uuid", &dead.uuid)]),
+        Some(0.0)
+    );
+    let counted: Vec<&str> = failed
+        .all("xen_host_scrape_errors_total")
+        .into_iter()
+        .filter(|s| s.value != 0.0)
+        .map(|s| {
+            assert_eq!(s.labels["host_uuid"], dead.uuid, "only the refused host");
+            assert_eq!(s.value, 1.0, "one refused fetch, counted once");
+            s.labels["reason"].as_str()
+        })
+        .collect();
+    // Whether the refusal shows at the connection or on a pooled one is a race.
+    assert!(
+        matches!(counted[..], ["connect"] | ["transport"]),
+        "{counted:?}"
+    );
+    assert_eq!(
+        failed.all("xen_host_scrape_errors_total").len(),
+        HOSTS * host_reasons().len()
+    );
+
+    // Counters only grow: the next healthy scrape keeps the 1.
+    let after = env.scrape().await;
+    assert_eq!(
+        after.value("xen_host_up", &[("host_uuid", &dead.uuid)]),
+        Some(1.0)
+    );
+    assert_eq!(
+        after.value(
+            "xen_host_scrape_errors_total",
+            &[("host_uuid", &dead.uuid), ("reason", counted[0])]
+        ),
+        Some(1.0)
+    );
+    env.stop().await.shutdown().await;
+}
+
+#[test]
+fn the_readme_lists_exactly_the_reasons_counted() {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("Reasons are a fixed")
+        .expect("the README's reason vocabulary");
+    let paragraph = &readme[start..];
+    let paragraph =
+        paragraph[..paragraph.find("\n\n").unwrap_or(paragraph.len())].replace('\n', " ");
+    let words = |text: &str| -> BTreeSet<String> {
+        text.split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| {
+                w.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let (hosts, collector) = paragraph
+        .split_once("for the collector")
+        .expect("host and collector reasons");
+    let host_set: BTreeSet<String> = host_reasons().into_iter().map(String::from).collect();
+    assert_eq!(words(hosts), host_set, "host reasons: {paragraph}");
+    let mut every: BTreeSet<String> = collector_pairs()
+        .into_iter()
+        .map(|(_, r)| r.to_string())
+        .collect();
+    every.extend(host_set);
+    let mut listed = words(hosts);
+    listed.extend(words(collector));
+    assert_eq!(listed, every, "{paragraph}");
 }
