@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::config::{Mode, PoolConfig, TrustMode};
 use crate::inventory::store::{CLASSES, RECORD_CLASSES};
-use crate::xapi::{self, Client, records};
+use crate::xapi::{self, Client, Reason, records};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,9 +161,11 @@ pub async fn check(config: &PoolConfig) -> Report {
 
 fn explain_login(error: &xapi::Error) -> String {
     let hint = match error.reason() {
-        "auth" => "; check XEN_USER and the password (XEN_PASSWORD_FILE)",
-        "tls" => "; see \"Trusting the pool's certificates\" in the README",
-        "connect" | "timeout" => "; check XEN_HOST and that port 443 of the master is reachable",
+        Reason::Auth => "; check XEN_USER and the password (XEN_PASSWORD_FILE)",
+        Reason::Tls => "; see \"Trusting the pool's certificates\" in the README",
+        Reason::Connect | Reason::Timeout => {
+            "; check XEN_HOST and that port 443 of the master is reachable"
+        }
         _ => "",
     };
     format!("{error}{hint}")

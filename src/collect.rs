@@ -83,15 +83,45 @@ struct HostSamples {
 /// Why a host produced no samples this scrape.
 #[derive(Debug)]
 struct HostFailure {
-    reason: &'static str,
+    reason: HostReason,
     message: String,
 }
 
 impl From<xapi::Error> for HostFailure {
     fn from(error: xapi::Error) -> Self {
         HostFailure {
-            reason: error.reason(),
+            reason: HostReason::Xapi(error.reason()),
             message: error.to_string(),
+        }
+    }
+}
+
+/// Why a host produced no samples: the `reason` of `xen_host_scrape_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HostReason {
+    /// The `/rrd_updates` request failed, or its body did not parse (`parse`).
+    Xapi(xapi::Reason),
+    /// An SR prefix matched no SR, with `HALT_ON_NO_UUID=true`.
+    UnknownSr,
+    /// The exporter's own fault: a host task that panicked, a closed semaphore.
+    Internal,
+}
+
+impl HostReason {
+    /// Every reason.
+    pub fn all() -> impl Iterator<Item = HostReason> {
+        xapi::Reason::ALL
+            .into_iter()
+            .map(HostReason::Xapi)
+            .chain([HostReason::UnknownSr, HostReason::Internal])
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostReason::Xapi(reason) => reason.as_str(),
+            HostReason::UnknownSr => "unknown_sr",
+            HostReason::Internal => "internal",
         }
     }
 }
@@ -100,7 +130,7 @@ impl From<xapi::Error> for HostFailure {
 type StateCache = (Arc<Inventory>, [Option<Arc<Rendered>>; 2]);
 
 /// Host name, host UUID and reason of a failed host collection.
-type HostErrorKey = (Arc<str>, Arc<str>, &'static str);
+type HostErrorKey = (Arc<str>, Arc<str>, HostReason);
 
 impl Pool {
     /// A pool from its configuration; no network traffic yet. `/rrd_updates` fetches are
@@ -191,7 +221,7 @@ impl Pool {
                 let begun = Instant::now();
                 let result = task.await.unwrap_or_else(|error| {
                     Err(HostFailure {
-                        reason: "internal",
+                        reason: HostReason::Internal,
                         message: error.to_string(),
                     })
                 });
@@ -214,10 +244,11 @@ impl Pool {
         }
         self.push_own(&mut out);
         let mut frames = Vec::with_capacity(hosts.len());
+        let mut scraped = Vec::with_capacity(hosts.len());
         for (target, result, elapsed) in hosts {
-            self.push_host(&mut out, &mut frames, &target, result, elapsed);
+            scraped.push(self.push_host(&mut out, &mut frames, &target, result, elapsed));
         }
-        self.push_error_counters(&mut out);
+        self.push_error_counters(&mut out, &scraped);
         push_build_info(&mut out);
         // Every mode is a series, so that `== 0` alerts work without absent().
         for mode in TrustMode::ALL {
@@ -304,7 +335,7 @@ impl Pool {
                     .await
                     .map_err(|_| HostFailure::from(xapi::Error::Timeout(self.timeout)))?
                     .map_err(|e| HostFailure {
-                        reason: "internal",
+                        reason: HostReason::Internal,
                         message: e.to_string(),
                     })?,
             ),
@@ -312,7 +343,7 @@ impl Pool {
         };
         let body = self.client.rrd_updates(&target.endpoint, deadline).await?;
         let mut parsed = rrd::parse(&body).map_err(|e| HostFailure {
-            reason: "parse",
+            reason: HostReason::Xapi(xapi::Reason::Parse),
             message: e.to_string(),
         })?;
         let inventory = inventory.unwrap_or_default();
@@ -338,7 +369,7 @@ impl Pool {
         let unresolved = &samples.unresolved;
         if self.halt_on_no_uuid && !unresolved.is_empty() {
             return Err(HostFailure {
-                reason: "unknown_sr",
+                reason: HostReason::UnknownSr,
                 message: format!(
                     "no SR found for UUID prefix {} (HALT_ON_NO_UUID=true)",
                     unresolved.join(", ")
@@ -358,7 +389,7 @@ impl Pool {
         target: &Target,
         result: Result<HostSamples, HostFailure>,
         elapsed: Duration,
-    ) {
+    ) -> HostEntry {
         let (host, up) = match result {
             Ok(HostSamples { host, frame, .. }) => {
                 frames.extend(frame);
@@ -374,7 +405,7 @@ impl Pool {
                     host = %host.name,
                     host_uuid = %host.uuid,
                     endpoint = %target.endpoint,
-                    reason = failure.reason,
+                    reason = failure.reason.as_str(),
                     error = %failure.message,
                     "Host collection failed"
                 );
@@ -407,6 +438,7 @@ impl Pool {
                 value: elapsed.as_secs_f64(),
             },
         );
+        host
     }
 
     /// The record-derived families of the current inventory snapshot rendered in `format`,
@@ -502,12 +534,22 @@ impl Pool {
         push("xen_exporter_xapi_logins_total", pool(), logins as f64);
     }
 
-    fn push_error_counters(&self, out: &mut FamiliesBuilder) {
-        let host_errors = self
+    /// The error counters: every reason of every host of this scrape (`scraped`, named as in
+    /// its `xen_host_up`) and of every source, 0 until it first happens, so that `increase()`
+    /// sees the first failure; and those of hosts no longer scraped, as they were.
+    fn push_error_counters(&self, out: &mut FamiliesBuilder, scraped: &[HostEntry]) {
+        let mut host_errors = self
             .host_errors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        for host in scraped {
+            for reason in HostReason::all() {
+                host_errors
+                    .entry((host.name.clone(), host.uuid.clone(), reason))
+                    .or_default();
+            }
+        }
         for ((name, uuid, reason), count) in host_errors {
             out.push(
                 "xen_host_scrape_errors_total".into(),
@@ -516,21 +558,20 @@ impl Pool {
                     labels: Labels::head(Arc::from(vec![
                         Label::new("host", name),
                         Label::new("host_uuid", uuid),
-                        Label::new("reason", reason),
+                        Label::new("reason", reason.as_str()),
                     ])),
                     value: count as f64,
                 },
             );
         }
-        let collector_errors = self.inventory.errors();
-        for ((source, reason), count) in collector_errors {
+        for ((source, reason), count) in self.inventory.errors() {
             out.push(
                 "xen_collector_errors_total".into(),
                 catalog::describe,
                 Sample {
                     labels: Labels::head(Arc::from(vec![
-                        Label::new("source", source),
-                        Label::new("reason", reason),
+                        Label::new("source", source.as_str()),
+                        Label::new("reason", reason.as_str()),
                     ])),
                     value: count as f64,
                 },

@@ -29,14 +29,70 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::fro
 /// is down (its certificate cannot be had) or an impostor does not cost a call per event.
 const PIN_RETRY: Duration = Duration::from_secs(60);
 
+/// What failed outside a single host's `/rrd_updates`: the `source` of
+/// `xen_collector_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// A full read of the records (the first, or a new one after the stream broke).
+    Inventory,
+    /// The event stream that keeps the inventory current.
+    Events,
+}
+
+impl Source {
+    /// Every source.
+    pub const ALL: [Source; 2] = [Source::Inventory, Source::Events];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Inventory => "inventory",
+            Source::Events => "events",
+        }
+    }
+}
+
+/// Why a full read failed or the stream broke: the `reason` of `xen_collector_errors_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// The request failed.
+    Xapi(xapi::Reason),
+    /// `EVENTS_LOST`: XAPI dropped events queued for the stream.
+    EventsLost,
+    /// `EVENT_FROM_TOKEN_*`: XAPI refused the stream's token.
+    Token,
+    /// An event carried a record that could not be read; it was skipped.
+    BadRecord,
+}
+
+impl Reason {
+    /// Every reason.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        xapi::Reason::ALL.into_iter().map(Reason::Xapi).chain([
+            Reason::EventsLost,
+            Reason::Token,
+            Reason::BadRecord,
+        ])
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Xapi(reason) => reason.as_str(),
+            Reason::EventsLost => "events_lost",
+            Reason::Token => "token",
+            Reason::BadRecord => "bad_record",
+        }
+    }
+}
+
 /// The live inventory of one pool.
 #[derive(Debug)]
 pub struct Live {
     client: Arc<Client>,
     current: watch::Sender<Published>,
-    /// Failures by (source, bounded reason): `inventory` for full reads, `events` for
-    /// breaks of the stream.
-    errors: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Failures by source and reason.
+    errors: Mutex<BTreeMap<(Source, Reason), u64>>,
     wait: Duration,
     /// When certificates were last asked for outside a full read.
     pins_asked: Mutex<Option<Instant>>,
@@ -89,13 +145,18 @@ impl Live {
         p.inventory.is_some() && !p.failed && !p.broken
     }
 
-    /// Failures so far, by (source, reason).
-    pub fn errors(&self) -> Vec<((&'static str, &'static str), u64)> {
+    /// Failures so far of every source for every reason, 0 for those that never happened:
+    /// a counter that exists before its first increment lets `increase()` see that one.
+    pub fn errors(&self) -> Vec<((Source, Reason), u64)> {
         let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
-        errors.iter().map(|(k, v)| (*k, *v)).collect()
+        Source::ALL
+            .into_iter()
+            .flat_map(|source| Reason::all().map(move |reason| (source, reason)))
+            .map(|key| (key, errors.get(&key).copied().unwrap_or(0)))
+            .collect()
     }
 
-    fn count(&self, source: &'static str, reason: &'static str) {
+    fn count(&self, source: Source, reason: Reason) {
         *self
             .errors
             .lock()
@@ -131,14 +192,15 @@ impl Live {
                     backoff = BACKOFF.0;
                     let error = self.follow(&mut store, token).await;
                     let reason = stream_reason(&error);
-                    self.count("events", reason);
+                    self.count(Source::Events, reason);
                     self.current.send_modify(|p| p.broken = true);
-                    tracing::warn!(reason, %error, "XAPI event stream lost; reading the inventory again");
+                    tracing::warn!(reason = reason.as_str(), %error, "XAPI event stream lost; reading the inventory again");
                 }
                 Err(error) => {
-                    self.count("inventory", stream_reason(&error));
+                    let reason = stream_reason(&error);
+                    self.count(Source::Inventory, reason);
                     self.current.send_modify(|p| p.failed = true);
-                    tracing::warn!(reason = error.reason(), %error, retry_in = ?backoff, "Cannot read the inventory from XAPI");
+                    tracing::warn!(reason = reason.as_str(), %error, retry_in = ?backoff, "Cannot read the inventory from XAPI");
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -201,7 +263,7 @@ impl Live {
                     Ok(c) => changed |= c,
                     Err(error) => {
                         // One bad record must not freeze the inventory: skip it, say so.
-                        self.count("events", "bad_record");
+                        self.count(Source::Events, Reason::BadRecord);
                         tracing::warn!(%error, "Ignoring an event XAPI sent");
                     }
                 }
@@ -295,11 +357,11 @@ impl Live {
     }
 }
 
-/// A bounded reason for a broken stream or failed read.
-fn stream_reason(error: &xapi::Error) -> &'static str {
+/// Why the stream broke or a full read failed.
+fn stream_reason(error: &xapi::Error) -> Reason {
     match error {
-        xapi::Error::Api(f) if f.code == "EVENTS_LOST" => "events_lost",
-        xapi::Error::Api(f) if f.code.starts_with("EVENT_FROM_TOKEN") => "token",
-        other => other.reason(),
+        xapi::Error::Api(f) if f.code == "EVENTS_LOST" => Reason::EventsLost,
+        xapi::Error::Api(f) if f.code.starts_with("EVENT_FROM_TOKEN") => Reason::Token,
+        other => Reason::Xapi(other.reason()),
     }
 }

@@ -471,7 +471,7 @@ static SPECS: &[Spec] = &[
         "xen_collector_errors_total",
         "source, reason",
         "errors",
-        "Failures of the collector outside a single host's /rrd_updates (e.g. the record queries) since the exporter started, by source and bounded reason.",
+        "Failures of the collector outside a single host's /rrd_updates since the exporter started, by source (inventory: a full read of the records; events: the event stream) and bounded reason; 0 until the first.",
     ),
     gauge(
         "xen_exporter_build_info",
@@ -789,7 +789,7 @@ static SPECS: &[Spec] = &[
         "xen_host_scrape_errors_total",
         "host, host_uuid, reason",
         "errors",
-        "Failed fetches of the host's /rrd_updates since the exporter started, by bounded reason (timeout, auth, tls, http, parse, ...).",
+        "Failed collections of the host's /rrd_updates since the exporter started, by bounded reason (timeout, connect, tls, auth, http_5xx, parse, ...); 0 until the first.",
     ),
     gauge(
         "xen_host_sr_cache_hits",

@@ -1,6 +1,7 @@
-//! Bounded load: the cap on `/metrics` requests in flight (`--web.max-requests`, answered 503
-//! beyond it like node_exporter's), the token-bucket `rate_limit` of the web configuration
-//! (429), and an I/O wrapper that drops a client which stops reading its response.
+//! Bounded load: the cap on collecting requests (`/metrics` and `/probe`) in flight
+//! (`--web.max-requests`, answered 503 beyond it like node_exporter's), the token-bucket
+//! `rate_limit` of the web configuration (429), and an I/O wrapper that drops a client which
+//! stops reading its response.
 
 use std::io;
 use std::pin::Pin;
@@ -96,7 +97,7 @@ impl RateLimiter {
 }
 
 /// Wraps a connection so that a write which makes no progress for `limit` fails: a client that
-/// stops reading would otherwise hold its connection, its buffers and its `/metrics` slot for
+/// stops reading would otherwise hold its connection, its buffers and its collecting slot for
 /// as long as it likes. Reads pass through; hyper bounds those with its header timeout.
 #[derive(Debug)]
 pub(crate) struct StallGuard<IO> {

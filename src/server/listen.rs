@@ -1,7 +1,7 @@
 //! The listener: accepts connections, does the TLS handshake when the web configuration asks
 //! for TLS, serves HTTP/1.1 with hyper under the read-header and stall timeouts, and puts
-//! every request through the guard (rate limit, authentication, request timeout, the
-//! `/metrics` cap, extra headers). Shutdown stops accepting and lets connections finish.
+//! every request through the guard (rate limit, authentication, request timeout, the cap
+//! on collecting requests, extra headers). Shutdown stops accepting and lets connections finish.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ pub struct Limits {
     pub read_header_timeout: Duration,
     /// Request headers to response headers; also the longest write stall.
     pub request_timeout: Duration,
-    /// Most `/metrics` requests at once (0: no limit).
+    /// Most collecting requests (`/metrics` and `/probe` together) at once (0: no limit).
     pub max_requests: usize,
 }
 
@@ -163,8 +163,8 @@ where
     }
 }
 
-/// Every request: rate limit, then (within the request timeout) authentication and the
-/// `/metrics` cap, then the handler; extra headers on whatever the answer is.
+/// Every request: rate limit, then (within the request timeout) authentication and the cap
+/// on collecting requests, then the handler; extra headers on whatever the answer is.
 async fn protect(State(guard): State<Arc<Guard>>, request: Request, next: Next) -> Response {
     let web = guard.web.current();
     let mut response = if !guard.rate.allow(web.rate_limit) {
@@ -196,9 +196,10 @@ async fn admit(guard: &Guard, web: &WebConfig, request: Request, next: Next) -> 
         );
         return response;
     }
-    // Only scrapes are capped: the other endpoints cost nothing, and a liveness probe must
-    // not fail because Prometheus is busy.
-    if request.uri().path() != "/metrics" {
+    // Only the collecting endpoints are capped, under one limit: each response holds
+    // buffers and a connection until its body is sent, whichever pool it is for. The other
+    // endpoints cost nothing, and a liveness probe must not fail because Prometheus is busy.
+    if !is_collecting(request.uri().path()) {
         return next.run(request).await;
     }
     let slot = match guard.in_flight.admit() {
@@ -213,4 +214,10 @@ async fn admit(guard: &Guard, web: &WebConfig, request: Request, next: Next) -> 
         chunk
     }));
     Response::from_parts(parts, body)
+}
+
+/// The endpoints whose responses carry a collection: `/metrics` (the pool, or the
+/// exporter's own families with a configuration file) and `/probe` (one pool of the file).
+fn is_collecting(path: &str) -> bool {
+    matches!(path, "/metrics" | "/probe")
 }

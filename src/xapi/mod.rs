@@ -59,21 +59,79 @@ pub enum Error {
     Transport(String),
 }
 
-impl Error {
-    /// A bounded reason for metric labels.
-    pub fn reason(&self) -> &'static str {
+/// Why a request failed, in a closed vocabulary: the `reason` of the error counters and of
+/// log lines, and the `outcome` of a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// No answer within the deadline.
+    Timeout,
+    /// The TCP connection failed.
+    Connect,
+    /// The TLS handshake failed.
+    Tls,
+    /// HTTP 401 or 403, or bad credentials.
+    Auth,
+    /// A `SESSION_*` API error other than bad credentials.
+    Session,
+    /// Another 4xx status.
+    Http4xx,
+    /// A 5xx status.
+    Http5xx,
+    /// Another API error.
+    ApiError,
+    /// A reply that could not be decoded.
+    Parse,
+    /// Any other transport failure.
+    Transport,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 10] = [
+        Reason::Timeout,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Auth,
+        Reason::Session,
+        Reason::Http4xx,
+        Reason::Http5xx,
+        Reason::ApiError,
+        Reason::Parse,
+        Reason::Transport,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Error::Timeout(_) => "timeout",
-            Error::Connect(_) => "connect",
-            Error::Tls(_) => "tls",
-            Error::Http { status: 401 | 403 } => "auth",
-            Error::Http { status } if *status >= 500 => "http_5xx",
-            Error::Http { .. } => "http_4xx",
-            Error::Api(f) if f.code == "SESSION_AUTHENTICATION_FAILED" => "auth",
-            Error::Api(f) if f.code.starts_with("SESSION_") => "session",
-            Error::Api(_) => "api_error",
-            Error::Decode(_) => "parse",
-            Error::Transport(_) => "transport",
+            Reason::Timeout => "timeout",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Auth => "auth",
+            Reason::Session => "session",
+            Reason::Http4xx => "http_4xx",
+            Reason::Http5xx => "http_5xx",
+            Reason::ApiError => "api_error",
+            Reason::Parse => "parse",
+            Reason::Transport => "transport",
+        }
+    }
+}
+
+impl Error {
+    /// Why, in the closed vocabulary of metric labels.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::Timeout(_) => Reason::Timeout,
+            Error::Connect(_) => Reason::Connect,
+            Error::Tls(_) => Reason::Tls,
+            Error::Http { status: 401 | 403 } => Reason::Auth,
+            Error::Http { status } if *status >= 500 => Reason::Http5xx,
+            Error::Http { .. } => Reason::Http4xx,
+            Error::Api(f) if f.code == "SESSION_AUTHENTICATION_FAILED" => Reason::Auth,
+            Error::Api(f) if f.code.starts_with("SESSION_") => Reason::Session,
+            Error::Api(_) => Reason::ApiError,
+            Error::Decode(_) => Reason::Parse,
+            Error::Transport(_) => Reason::Transport,
         }
     }
 
@@ -301,7 +359,7 @@ impl Client {
     fn record<T>(&self, kind: &'static str, started: Instant, result: &Result<T, Error>) {
         let outcome = match result {
             Ok(_) => "ok",
-            Err(e) => e.reason(),
+            Err(e) => e.reason().as_str(),
         };
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         let entry = stats.entry((kind, outcome)).or_default();
@@ -740,15 +798,15 @@ mod tests {
 
     #[test]
     fn reasons_are_bounded_words() {
-        assert_eq!(Error::Http { status: 401 }.reason(), "auth");
-        assert_eq!(Error::Http { status: 503 }.reason(), "http_5xx");
+        assert_eq!(Error::Http { status: 401 }.reason(), Reason::Auth);
+        assert_eq!(Error::Http { status: 503 }.reason().as_str(), "http_5xx");
         assert_eq!(
             Error::Api(Failure {
                 code: "SESSION_INVALID".into(),
                 params: vec![]
             })
             .reason(),
-            "session"
+            Reason::Session
         );
     }
 }

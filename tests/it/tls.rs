@@ -194,7 +194,7 @@ async fn a_member_presenting_another_certificate_is_refused_alone() {
         .rrd_updates(&member, Instant::now() + Duration::from_secs(5))
         .await
         .unwrap_err();
-    assert_eq!(error.reason(), "tls");
+    assert_eq!(error.reason().as_str(), "tls");
     let text = error.to_string();
     assert!(text.contains(&env.sim.host_address(1)), "{text}");
     assert!(
@@ -338,6 +338,6 @@ async fn a_client_certificate_logs_in_without_the_right_password() {
     config.tls.client_identity = None;
     let client = Client::new(&config).unwrap();
     let error = client.all_records::<IgnoredAny>("pool").await.unwrap_err();
-    assert_eq!(error.reason(), "auth", "{error}");
+    assert_eq!(error.reason().as_str(), "auth", "{error}");
     env.stop().await.shutdown().await;
 }
