@@ -10,7 +10,9 @@ use std::time::Duration;
 use clap::Parser;
 
 pub mod file;
-use crate::xapi::tls::Fingerprint;
+pub mod trust;
+
+use trust::Fingerprint;
 
 /// The raw command line, each option also readable from the environment variable the original
 /// Python exporter used. Values are kept as strings so that validation can name the variable
@@ -710,7 +712,7 @@ impl Config {
                         path.display()
                     ))
                 })?;
-                crate::xapi::tls::parse_roots(&pem).map_err(|why| {
+                trust::parse_certificates(&pem).map_err(|why| {
                     Error(format!(
                         "XEN_SSL_CA_FILE (--xen.ssl-ca-file) {}: {why}",
                         path.display()
@@ -1063,7 +1065,7 @@ fn read_client_identity(
             key_file.display()
         ))
     })?;
-    crate::xapi::tls::check_client_identity(&cert_pem, key_pem.expose()).map_err(|why| {
+    trust::check_client_identity(&cert_pem, key_pem.expose()).map_err(|why| {
         Error(format!(
             "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) {} with XEN_SSL_CLIENT_KEY_FILE {}: {why}",
             cert_file.display(),

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::trust::{self, Fingerprint};
 use super::{
     CREDENTIAL_NAME, Collectors, Endpoint, Env, Error, Mode, PoolConfig, Secret, TlsConfig,
     read_client_identity, read_secret_file,
 };
-use crate::xapi::tls::Fingerprint;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -224,7 +224,7 @@ fn pool(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
                     path.display()
                 ))
             })?;
-            crate::xapi::tls::parse_roots(&pem)
+            trust::parse_certificates(&pem)
                 .map_err(|why| Error(format!("`tls.ca_file` {}: {why}", path.display())))?;
             Some(pem)
         }
