@@ -36,7 +36,9 @@ use trust::Fingerprint;
                   or many from --config.file.\n\n\
                   Every option can also be set by the environment variable shown. There is \
                   deliberately no password flag: process arguments are visible to every user \
-                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD)."
+                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD).\n\n\
+                  Durations are written as in Prometheus (500ms, 8s, 1m30s) or as seconds \
+                  (8, 2.5)."
 )]
 pub struct Cli {
     /// Pool master (or any member) to talk to: `host`, `host:port`, `https://host[:port]`,
@@ -120,8 +122,8 @@ pub struct Cli {
     )]
     pub collect_storage_targets: String,
 
-    /// Seconds allowed for each XAPI request, and so for each host in a scrape. Keep it below
-    /// Prometheus' scrape timeout (10 s by default).
+    /// Time allowed for each XAPI request, and so for each host in a scrape, e.g. 8s or 8.
+    /// Keep it below Prometheus' scrape timeout (10 s by default).
     #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
     pub xen_timeout: String,
 
@@ -149,7 +151,7 @@ pub struct Cli {
     )]
     pub web_max_requests: String,
 
-    /// Seconds a client may take for the TLS handshake and for the headers of a request, and
+    /// Time a client may take for the TLS handshake and for the headers of a request, and
     /// may stay idle between keep-alive requests, before its connection is closed.
     #[arg(
         long = "web.read-header-timeout",
@@ -158,13 +160,13 @@ pub struct Cli {
     )]
     pub web_read_header_timeout: String,
 
-    /// Seconds from a request's headers to its response's headers, and the longest a client
-    /// may stop reading a response. Default: XEN_TIMEOUT + 10, at least 60.
+    /// Time from a request's headers to its response's headers, and the longest a client may
+    /// stop reading a response. Default: XEN_TIMEOUT + 10s, at least 60s.
     #[arg(long = "web.request-timeout", env = "XEN_WEB_REQUEST_TIMEOUT")]
     pub web_request_timeout: Option<String>,
 
-    /// Seconds: a scrape that arrives sooner than this after the last completed collection is
-    /// answered from that collection instead of asking XAPI again. 0: off.
+    /// A scrape that arrives sooner than this after the last completed collection is answered
+    /// from that collection instead of asking XAPI again. 0: off.
     #[arg(
         long = "scrape.min-interval",
         env = "XEN_SCRAPE_MIN_INTERVAL",
@@ -185,7 +187,7 @@ pub struct Cli {
     )]
     pub max_fetches: String,
 
-    /// Seconds subtracted from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds)
+    /// Time subtracted from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds)
     /// to get the collection deadline, so that the answer arrives before Prometheus gives up.
     #[arg(
         long = "scrape.timeout-offset",
