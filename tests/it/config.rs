@@ -110,7 +110,9 @@ fn config_check_prints_what_it_understood_without_the_password() {
 /// original exporter's plain seconds (`8`, `2.5`). `--config.check` contacts no pool.
 #[test]
 fn durations_take_prometheus_syntax_or_plain_seconds() {
-    let cases: &[(&[(&str, &str)], &[&str], &str)] = &[
+    /// Environment, flags, and the line `--config.check` prints.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (&[("XEN_TIMEOUT", "1500ms")], &[], "xen.timeout        1.5s"),
         (&[("XEN_TIMEOUT", "8")], &[], "xen.timeout        8s"),
         (&[("XEN_TIMEOUT", "2.5")], &[], "xen.timeout        2.5s"),
