@@ -1,7 +1,7 @@
 //! Command line and environment → a validated [`Config`]. Everything the rest of the program
 //! needs is checked here, once, with messages that name the setting and the fix; nothing else
 //! reads the environment. A pool comes from the `XEN_*` settings or from an entry of
-//! `--config.file` ([`file`]); both gather their raw settings and go through the same
+//! `--config.file` ([`mod@file`]); both gather their raw settings and go through the same
 //! validation (`pool`), and every duration has one syntax (`duration`). This layer imports
 //! nothing from the rest of the crate: the XAPI client depends on it, not the reverse.
 
