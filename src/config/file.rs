@@ -1,6 +1,8 @@
 //! `--config.file`: any number of pools in YAML, as the rest of the Prometheus ecosystem
 //! configures itself. Unknown keys are errors (a typo must not silently drop a setting);
-//! passwords come only from files or systemd credentials, never from the file itself.
+//! passwords come only from files or systemd credentials, never from the file itself. Each
+//! pool is gathered into the raw settings the environment's pool also fills, and validated by
+//! the same function (`config::pool`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -59,8 +61,8 @@ struct FileCollectors {
     storage_targets: Option<Value>,
 }
 
-/// The file's documented defaults where they differ from the environment's: a file describes
-/// whole pools, so `mode` is `pool` (`XEN_MODE` keeps the original exporter's `host`).
+/// The file's documented defaults. Only `mode` differs from the environment's: a file
+/// describes whole pools, so it is `pool` (`XEN_MODE` keeps the original exporter's `host`).
 const DEFAULT_MODE: &str = "pool";
 const DEFAULT_USER: &str = "root";
 const DEFAULT_TIMEOUT: &str = "8s";
