@@ -1,6 +1,9 @@
 //! Command line and environment → a validated [`Config`]. Everything the rest of the program
 //! needs is checked here, once, with messages that name the setting and the fix; nothing else
-//! reads the environment.
+//! reads the environment. A pool comes from the `XEN_*` settings or from an entry of
+//! `--config.file` ([`mod@file`]); both gather their raw settings and go through the same
+//! validation (`pool`), and every duration has one syntax (`duration`). This layer imports
+//! nothing from the rest of the crate: the XAPI client depends on it, not the reverse.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -9,8 +12,15 @@ use std::time::Duration;
 
 use clap::Parser;
 
+mod duration;
 pub mod file;
-use crate::xapi::tls::Fingerprint;
+mod pool;
+mod setting;
+pub mod trust;
+
+use pool::{RawPassword, RawPool, Verify};
+use setting::{Setting, Zero};
+use trust::Fingerprint;
 
 /// The raw command line, each option also readable from the environment variable the original
 /// Python exporter used. Values are kept as strings so that validation can name the variable
@@ -26,7 +36,9 @@ use crate::xapi::tls::Fingerprint;
                   or many from --config.file.\n\n\
                   Every option can also be set by the environment variable shown. There is \
                   deliberately no password flag: process arguments are visible to every user \
-                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD)."
+                  of the machine. Use XEN_PASSWORD_FILE (or XEN_PASSWORD).\n\n\
+                  Durations are written as in Prometheus (500ms, 8s, 1m30s) or as seconds \
+                  (8, 2.5)."
 )]
 pub struct Cli {
     /// Pool master (or any member) to talk to: `host`, `host:port`, `https://host[:port]`,
@@ -110,8 +122,8 @@ pub struct Cli {
     )]
     pub collect_storage_targets: String,
 
-    /// Seconds allowed for each XAPI request, and so for each host in a scrape. Keep it below
-    /// Prometheus' scrape timeout (10 s by default).
+    /// Time allowed for each XAPI request, and so for each host in a scrape, e.g. 8s or 8.
+    /// Keep it below Prometheus' scrape timeout (10 s by default).
     #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
     pub xen_timeout: String,
 
@@ -131,7 +143,8 @@ pub struct Cli {
     #[arg(long = "web.config.file", env = "XEN_WEB_CONFIG_FILE")]
     pub web_config_file: Option<String>,
 
-    /// Most /metrics requests served at once; more are answered 503 at once. 0: no limit.
+    /// Most /metrics and /probe requests served at once, counted together; more are answered
+    /// 503 at once. 0: no limit.
     #[arg(
         long = "web.max-requests",
         env = "XEN_WEB_MAX_REQUESTS",
@@ -139,7 +152,7 @@ pub struct Cli {
     )]
     pub web_max_requests: String,
 
-    /// Seconds a client may take for the TLS handshake and for the headers of a request, and
+    /// Time a client may take for the TLS handshake and for the headers of a request, and
     /// may stay idle between keep-alive requests, before its connection is closed.
     #[arg(
         long = "web.read-header-timeout",
@@ -148,13 +161,13 @@ pub struct Cli {
     )]
     pub web_read_header_timeout: String,
 
-    /// Seconds from a request's headers to its response's headers, and the longest a client
-    /// may stop reading a response. Default: XEN_TIMEOUT + 10, at least 60.
+    /// Time from a request's headers to its response's headers, and the longest a client may
+    /// stop reading a response. Default: XEN_TIMEOUT + 10s, at least 60s.
     #[arg(long = "web.request-timeout", env = "XEN_WEB_REQUEST_TIMEOUT")]
     pub web_request_timeout: Option<String>,
 
-    /// Seconds: a scrape that arrives sooner than this after the last completed collection is
-    /// answered from that collection instead of asking XAPI again. 0: off.
+    /// A scrape that arrives sooner than this after the last completed collection is answered
+    /// from that collection instead of asking XAPI again. 0: off.
     #[arg(
         long = "scrape.min-interval",
         env = "XEN_SCRAPE_MIN_INTERVAL",
@@ -175,7 +188,7 @@ pub struct Cli {
     )]
     pub max_fetches: String,
 
-    /// Seconds subtracted from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds)
+    /// Time subtracted from Prometheus' scrape timeout (X-Prometheus-Scrape-Timeout-Seconds)
     /// to get the collection deadline, so that the answer arrives before Prometheus gives up.
     #[arg(
         long = "scrape.timeout-offset",
@@ -215,6 +228,67 @@ pub struct Cli {
     /// works.
     #[arg(value_name = "COMMAND", value_parser = ["check"])]
     pub command: Option<String>,
+}
+
+impl Cli {
+    /// The environment's one pool as written, with clap's defaults filled in.
+    fn raw_pool(&self, env: &Env) -> RawPool {
+        RawPool {
+            name: None,
+            hosts: Setting::new("XEN_HOST (--xen.host)", vec![self.xen_host.clone()]),
+            user: Setting::new("XEN_USER (--xen.user)", self.xen_user.clone()),
+            password: RawPassword {
+                // `--demo` also passes an empty `env`: nothing of the password is read.
+                file: Setting::new(
+                    "XEN_PASSWORD_FILE (--xen.password-file)",
+                    self.xen_password_file.clone().filter(|_| !self.demo),
+                ),
+                value: env
+                    .xen_password
+                    .clone()
+                    .map(|p| Setting::new("XEN_PASSWORD", p)),
+                credential: None,
+            },
+            verify: Verify::Verify(Setting::new(
+                "XEN_SSL_VERIFY (--xen.ssl-verify)",
+                self.xen_ssl_verify.clone(),
+            )),
+            ca_file: Setting::new(
+                "XEN_SSL_CA_FILE (--xen.ssl-ca-file)",
+                self.xen_ssl_ca_file.clone(),
+            ),
+            fingerprint: Setting::new(
+                "XEN_SSL_FINGERPRINT (--xen.ssl-fingerprint)",
+                self.xen_ssl_fingerprint.clone(),
+            ),
+            client_cert_file: Setting::new(
+                "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file)",
+                self.xen_ssl_client_cert_file.clone(),
+            ),
+            client_key_file: Setting::new(
+                "XEN_SSL_CLIENT_KEY_FILE (--xen.ssl-client-key-file)",
+                self.xen_ssl_client_key_file.clone(),
+            ),
+            mode: Setting::new("XEN_MODE (--xen.mode)", self.xen_mode.clone()),
+            halt_on_no_uuid: Setting::new(
+                "HALT_ON_NO_UUID (--xen.halt-on-no-uuid)",
+                self.halt_on_no_uuid.clone(),
+            ),
+            timeout: Setting::new("XEN_TIMEOUT (--xen.timeout)", self.xen_timeout.clone()),
+            pbd: Setting::new(
+                "XEN_COLLECT_PBD (--collector.pbd)",
+                self.collect_pbd.clone(),
+            ),
+            multipath: Setting::new(
+                "XEN_COLLECT_MULTIPATH (--collector.multipath)",
+                self.collect_multipath.clone(),
+            ),
+            storage_targets: Setting::new(
+                "XEN_COLLECT_STORAGE_TARGETS (--collector.storage-targets)",
+                self.collect_storage_targets.clone(),
+            ),
+        }
+    }
 }
 
 /// A secret string: it never prints, in `Debug` or anywhere else, and there is no `Display`.
@@ -547,7 +621,7 @@ impl Default for Collectors {
 pub struct WebOptions {
     /// `--web.config.file`; checked by the server module, which owns the format.
     pub config_file: Option<PathBuf>,
-    /// Most `/metrics` requests in flight; 0 means no limit.
+    /// Most `/metrics` and `/probe` requests in flight together; 0 means no limit.
     pub max_requests: usize,
     /// TLS handshake, request headers and keep-alive idle time.
     pub read_header_timeout: Duration,
@@ -636,37 +710,13 @@ pub const CREDENTIAL_NAME: &str = "xen-password";
 impl Config {
     /// Validates the command line and environment.
     pub fn from_cli(cli: &Cli, env: &Env) -> Result<Config, Error> {
-        let endpoint = Endpoint::parse(&cli.xen_host)
-            .map_err(|why| Error(format!("XEN_HOST (--xen.host) {:?}: {why}; examples: 192.0.2.10, https://xcp1.example.com, http://[2001:db8::1]:80", cli.xen_host)))?;
-        let verify = parse_bool("XEN_SSL_VERIFY", "--xen.ssl-verify", &cli.xen_ssl_verify)?;
-        let halt_on_no_uuid = parse_bool(
-            "HALT_ON_NO_UUID",
-            "--xen.halt-on-no-uuid",
-            &cli.halt_on_no_uuid,
-        )?;
-        let collectors = Collectors {
-            pbd: parse_bool("XEN_COLLECT_PBD", "--collector.pbd", &cli.collect_pbd)?,
-            multipath: parse_bool(
-                "XEN_COLLECT_MULTIPATH",
-                "--collector.multipath",
-                &cli.collect_multipath,
-            )?,
-            storage_targets: parse_bool(
-                "XEN_COLLECT_STORAGE_TARGETS",
-                "--collector.storage-targets",
-                &cli.collect_storage_targets,
-            )?,
+        // `--demo` builds its own pool: its password settings are not read.
+        let pool_env = if cli.demo {
+            Env::default()
+        } else {
+            env.clone()
         };
-        let mode = match cli.xen_mode.trim().to_ascii_lowercase().as_str() {
-            "host" => Mode::Host,
-            "pool" => Mode::Pool,
-            other => {
-                return Err(Error(format!(
-                    "XEN_MODE (--xen.mode) {other:?} is not valid; use \"host\" (one host) or \"pool\" (every host of the pool)"
-                )));
-            }
-        };
-        let timeout = parse_seconds("XEN_TIMEOUT", "--xen.timeout", &cli.xen_timeout, false)?;
+        let mut pool = pool::validate(cli.raw_pool(&pool_env), &pool_env)?;
         let port = match cli.port.trim().parse::<u16>() {
             Ok(p) => p,
             Err(_) => {
@@ -691,67 +741,26 @@ impl Config {
                 ))
             })?
         };
-        if cli.xen_user.trim().is_empty() {
-            return Err(Error(
-                "XEN_USER (--xen.user) is empty; give the XAPI user name, e.g. a dedicated read-only account".into(),
-            ));
-        }
-        let password = if cli.demo {
-            Secret::default()
-        } else {
-            read_password(cli.xen_password_file.as_deref(), env)?
-        };
-        let (extra_roots_pem, ca_file) = match &cli.xen_ssl_ca_file {
-            None => (None, None),
-            Some(path) => {
-                let pem = std::fs::read(path).map_err(|e| {
-                    Error(format!(
-                        "XEN_SSL_CA_FILE (--xen.ssl-ca-file) {}: cannot read it ({e}); give a readable PEM file of CA certificates",
-                        path.display()
-                    ))
-                })?;
-                crate::xapi::tls::parse_roots(&pem).map_err(|why| {
-                    Error(format!(
-                        "XEN_SSL_CA_FILE (--xen.ssl-ca-file) {}: {why}",
-                        path.display()
-                    ))
-                })?;
-                (Some(pem), Some(path.clone()))
-            }
-        };
-        let web = web_options(cli, timeout)?;
+        let web = web_options(cli, pool.timeout)?;
         let mut file_pools = match &cli.config_file {
             None => None,
             Some(path) => Some(file::load(path, env)?),
         };
-        let max_fetches = match cli.max_fetches.trim().parse::<usize>() {
-            Ok(n) if n <= 100_000 => n,
-            _ => {
-                return Err(Error(format!(
-                    "XEN_MAX_CONCURRENT_FETCHES (--xen.max-concurrent-fetches) {:?} is not valid; give a whole number from 0 (no limit) to 100000, e.g. 64",
-                    cli.max_fetches
-                )));
-            }
-        };
-        let timeout_offset = parse_seconds(
-            "XEN_SCRAPE_TIMEOUT_OFFSET",
-            "--scrape.timeout-offset",
-            &cli.timeout_offset,
-            true,
-        )?;
-        let fingerprint = match &cli.xen_ssl_fingerprint {
-            None => None,
-            Some(text) => Some(Fingerprint::parse(text).map_err(|why| {
-                Error(format!(
-                    "XEN_SSL_FINGERPRINT (--xen.ssl-fingerprint) {text:?} {why}; give the SHA-256 fingerprint of the pool master's certificate, hex with or without colons, e.g. from `openssl x509 -noout -fingerprint -sha256`"
-                ))
-            })?),
-        };
-        let client_identity = read_client_identity(
-            cli.xen_ssl_client_cert_file.as_deref(),
-            cli.xen_ssl_client_key_file.as_deref(),
-        )?;
-        let hash_uuids = parse_bool("XEN_HASH_UUIDS", "--labels.hash-uuids", &cli.hash_uuids)?;
+        let max_fetches = Setting::new(
+            "XEN_MAX_CONCURRENT_FETCHES (--xen.max-concurrent-fetches)",
+            cli.max_fetches.clone(),
+        )
+        .count(64)?;
+        let timeout_offset = Setting::new(
+            "XEN_SCRAPE_TIMEOUT_OFFSET (--scrape.timeout-offset)",
+            cli.timeout_offset.clone(),
+        )
+        .duration(Zero::Off)?;
+        let hash_uuids = Setting::new(
+            "XEN_HASH_UUIDS (--labels.hash-uuids)",
+            cli.hash_uuids.clone(),
+        )
+        .boolean()?;
         let hash_uuids_key = match (hash_uuids, &cli.hash_uuids_key_file) {
             (false, _) => None,
             (true, None) => {
@@ -762,6 +771,7 @@ impl Config {
             (true, Some(path)) => Some(read_hash_key(path)?),
         };
         // The label hashing key is process-wide: it applies to the file's pools too.
+        pool.hash_uuids_key = hash_uuids_key.clone();
         for pool in file_pools.iter_mut().flatten() {
             pool.hash_uuids_key = hash_uuids_key.clone();
         }
@@ -770,25 +780,7 @@ impl Config {
             file_pools,
             max_fetches,
             timeout_offset,
-            pool: PoolConfig {
-                name: endpoint.host.clone(),
-                members: Vec::new(),
-                endpoint,
-                user: cli.xen_user.trim().to_string(),
-                password,
-                tls: TlsConfig {
-                    verify,
-                    extra_roots_pem,
-                    ca_file,
-                    fingerprint,
-                    client_identity,
-                },
-                mode,
-                halt_on_no_uuid,
-                timeout,
-                collectors,
-                hash_uuids_key,
-            },
+            pool,
             listen: SocketAddr::new(bind, port),
             log_level: cli.log_level.clone(),
             check_only: cli.config_check,
@@ -921,46 +913,39 @@ fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
 }
 
 fn web_options(cli: &Cli, xen_timeout: Duration) -> Result<WebOptions, Error> {
-    let max_requests = match cli.web_max_requests.trim().parse::<usize>() {
-        Ok(n) if n <= 100_000 => n,
-        _ => {
-            return Err(Error(format!(
-                "XEN_WEB_MAX_REQUESTS (--web.max-requests) {:?} is not valid; give a whole number from 0 (no limit) to 100000, e.g. 40",
-                cli.web_max_requests
-            )));
-        }
-    };
-    let read_header_timeout = parse_seconds(
-        "XEN_WEB_READ_HEADER_TIMEOUT",
-        "--web.read-header-timeout",
-        &cli.web_read_header_timeout,
-        false,
-    )?;
+    let max_requests = Setting::new(
+        "XEN_WEB_MAX_REQUESTS (--web.max-requests)",
+        cli.web_max_requests.clone(),
+    )
+    .count(40)?;
+    let read_header_timeout = Setting::new(
+        "XEN_WEB_READ_HEADER_TIMEOUT (--web.read-header-timeout)",
+        cli.web_read_header_timeout.clone(),
+    )
+    .duration(Zero::Refused)?;
     let request_timeout = match &cli.web_request_timeout {
         None => None,
         Some(text) => {
-            let timeout = parse_seconds(
-                "XEN_WEB_REQUEST_TIMEOUT",
-                "--web.request-timeout",
-                text,
-                false,
-            )?;
+            let setting = Setting::new(
+                "XEN_WEB_REQUEST_TIMEOUT (--web.request-timeout)",
+                text.clone(),
+            );
+            let timeout = setting.duration(Zero::Refused)?;
             // Shorter would cut every slow scrape off before its hosts time out.
             if timeout <= xen_timeout {
                 return Err(Error(format!(
-                    "XEN_WEB_REQUEST_TIMEOUT (--web.request-timeout) {text:?} must be longer than XEN_TIMEOUT (--xen.timeout, {:?}) so that a scrape can finish; raise it or leave it unset",
-                    xen_timeout
+                    "{} {text:?} must be longer than XEN_TIMEOUT (--xen.timeout, {:?}) so that a scrape can finish; raise it or leave it unset",
+                    setting.name, xen_timeout
                 )));
             }
             Some(timeout)
         }
     };
-    let scrape_min_interval = parse_seconds(
-        "XEN_SCRAPE_MIN_INTERVAL",
-        "--scrape.min-interval",
-        &cli.scrape_min_interval,
-        true,
-    )?;
+    let scrape_min_interval = Setting::new(
+        "XEN_SCRAPE_MIN_INTERVAL (--scrape.min-interval)",
+        cli.scrape_min_interval.clone(),
+    )
+    .duration(Zero::Off)?;
     if cli
         .web_config_file
         .as_ref()
@@ -977,104 +962,6 @@ fn web_options(cli: &Cli, xen_timeout: Duration) -> Result<WebOptions, Error> {
         request_timeout,
         scrape_min_interval,
     })
-}
-
-/// Seconds as a number, like XEN_TIMEOUT: above 0 (or 0 when `zero_ok`), at most an hour.
-fn parse_seconds(var: &str, flag: &str, text: &str, zero_ok: bool) -> Result<Duration, Error> {
-    match text.trim().parse::<f64>() {
-        Ok(s) if s.is_finite() && (s > 0.0 || (zero_ok && s == 0.0)) && s <= 3600.0 => {
-            Ok(Duration::from_secs_f64(s))
-        }
-        _ => Err(Error(format!(
-            "{var} ({flag}) {text:?} is not valid; give seconds as a number {} and at most 3600, e.g. 10 or 2.5",
-            if zero_ok { "from 0 (off)" } else { "above 0" }
-        ))),
-    }
-}
-
-fn parse_bool(var: &str, flag: &str, text: &str) -> Result<bool, Error> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(Error(format!(
-            "{var} ({flag}) {text:?} is not valid; use \"true\" or \"false\""
-        ))),
-    }
-}
-
-fn read_password(file: Option<&Path>, env: &Env) -> Result<Secret, Error> {
-    if let Some(path) = file {
-        if env.xen_password.is_some() {
-            return Err(Error(
-                "XEN_PASSWORD and XEN_PASSWORD_FILE (--xen.password-file) are both set; keep only XEN_PASSWORD_FILE".into(),
-            ));
-        }
-        return read_secret_file(path).map_err(|e| {
-            Error(format!(
-                "XEN_PASSWORD_FILE (--xen.password-file) {}: cannot read it ({e}); give a file readable by the exporter's user",
-                path.display()
-            ))
-        });
-    }
-    if let Some(password) = &env.xen_password {
-        return Ok(password.clone());
-    }
-    if let Some(dir) = &env.credentials_directory {
-        let path = dir.join(CREDENTIAL_NAME);
-        if path.exists() {
-            return read_secret_file(&path).map_err(|e| {
-                Error(format!(
-                    "systemd credential {} (CREDENTIALS_DIRECTORY): cannot read it ({e})",
-                    path.display()
-                ))
-            });
-        }
-    }
-    // The original exporter defaulted to an empty password; keep that for compatibility.
-    Ok(Secret::default())
-}
-
-fn read_client_identity(
-    cert_file: Option<&Path>,
-    key_file: Option<&Path>,
-) -> Result<Option<ClientIdentity>, Error> {
-    const BOTH: &str = "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) and XEN_SSL_CLIENT_KEY_FILE (--xen.ssl-client-key-file) go together";
-    let (cert_file, key_file) = match (cert_file, key_file) {
-        (None, None) => return Ok(None),
-        (Some(c), Some(k)) => (c, k),
-        (Some(_), None) => {
-            return Err(Error(format!("{BOTH}; XEN_SSL_CLIENT_KEY_FILE is missing")));
-        }
-        (None, Some(_)) => {
-            return Err(Error(format!(
-                "{BOTH}; XEN_SSL_CLIENT_CERT_FILE is missing"
-            )));
-        }
-    };
-    let cert_pem = std::fs::read(cert_file).map_err(|e| {
-        Error(format!(
-            "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) {}: cannot read it ({e})",
-            cert_file.display()
-        ))
-    })?;
-    let key_pem = read_secret_file(key_file).map_err(|e| {
-        Error(format!(
-            "XEN_SSL_CLIENT_KEY_FILE (--xen.ssl-client-key-file) {}: cannot read it ({e})",
-            key_file.display()
-        ))
-    })?;
-    crate::xapi::tls::check_client_identity(&cert_pem, key_pem.expose()).map_err(|why| {
-        Error(format!(
-            "XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) {} with XEN_SSL_CLIENT_KEY_FILE {}: {why}",
-            cert_file.display(),
-            key_file.display()
-        ))
-    })?;
-    Ok(Some(ClientIdentity {
-        cert_pem,
-        key_pem,
-        cert_file: cert_file.to_path_buf(),
-    }))
 }
 
 /// Fewer bytes than this make a guessable key: a UUID's hash could be brute-forced.
@@ -1103,15 +990,6 @@ fn read_hash_key(path: &Path) -> Result<SecretBytes, Error> {
         )));
     }
     Ok(SecretBytes::new(key))
-}
-
-fn read_secret_file(path: &Path) -> std::io::Result<Secret> {
-    let text = std::fs::read_to_string(path)?;
-    let text = text
-        .strip_suffix("\r\n")
-        .or_else(|| text.strip_suffix('\n'))
-        .unwrap_or(&text);
-    Ok(Secret::new(text))
 }
 
 #[cfg(test)]
@@ -1183,6 +1061,47 @@ mod tests {
         assert!(err(&["--web.config.file="]).starts_with("XEN_WEB_CONFIG_FILE"));
         let e = err(&["--xen.timeout", "30", "--web.request-timeout", "20"]);
         assert!(e.contains("XEN_TIMEOUT"), "{e}");
+        let e = err(&["--xen.timeout", "8x"]);
+        assert!(e.starts_with("XEN_TIMEOUT (--xen.timeout) \"8x\""), "{e}");
+        let e = err(&["--xen.user", " "]);
+        assert!(e.starts_with("XEN_USER"), "{e}");
+    }
+
+    #[test]
+    fn every_duration_takes_prometheus_syntax_or_seconds() {
+        let c = Config::from_cli(
+            &cli(&[
+                "--xen.timeout",
+                "1500ms",
+                "--scrape.min-interval",
+                "1m",
+                "--scrape.timeout-offset",
+                "250ms",
+                "--web.read-header-timeout",
+                "500ms",
+                "--web.request-timeout",
+                "30s",
+            ]),
+            &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(c.pool.timeout, Duration::from_millis(1500));
+        assert_eq!(c.web.scrape_min_interval, Duration::from_secs(60));
+        assert_eq!(c.timeout_offset, Duration::from_millis(250));
+        assert_eq!(c.web.read_header_timeout, Duration::from_millis(500));
+        assert_eq!(c.web.request_timeout, Some(Duration::from_secs(30)));
+        let c = Config::from_cli(&cli(&["--xen.timeout", "2.5"]), &Env::default()).unwrap();
+        assert_eq!(c.pool.timeout, Duration::from_millis(2500));
+        for (flag, name) in [
+            ("--xen.timeout", "XEN_TIMEOUT"),
+            ("--scrape.min-interval", "XEN_SCRAPE_MIN_INTERVAL"),
+            ("--scrape.timeout-offset", "XEN_SCRAPE_TIMEOUT_OFFSET"),
+            ("--web.read-header-timeout", "XEN_WEB_READ_HEADER_TIMEOUT"),
+            ("--web.request-timeout", "XEN_WEB_REQUEST_TIMEOUT"),
+        ] {
+            let e = err(&[flag, "8x"]);
+            assert!(e.starts_with(&format!("{name} ({flag}) \"8x\"")), "{e}");
+        }
     }
 
     #[test]
@@ -1208,9 +1127,15 @@ mod tests {
         assert!(c.summary().contains("unlimited"));
         assert!(err(&["--xen.ssl-fingerprint", "AB:CD"]).starts_with("XEN_SSL_FINGERPRINT"));
         let e = err(&["--xen.ssl-client-cert-file", "/nonexistent/c.pem"]);
-        assert!(e.contains("XEN_SSL_CLIENT_KEY_FILE is missing"), "{e}");
+        assert!(
+            e.ends_with("XEN_SSL_CLIENT_KEY_FILE (--xen.ssl-client-key-file) is missing"),
+            "{e}"
+        );
         let e = err(&["--xen.ssl-client-key-file", "/nonexistent/k.pem"]);
-        assert!(e.contains("XEN_SSL_CLIENT_CERT_FILE is missing"), "{e}");
+        assert!(
+            e.ends_with("XEN_SSL_CLIENT_CERT_FILE (--xen.ssl-client-cert-file) is missing"),
+            "{e}"
+        );
         assert!(err(&["--labels.hash-uuids", "true"]).starts_with("XEN_HASH_UUIDS"));
         assert!(err(&["--labels.hash-uuids", "perhaps"]).starts_with("XEN_HASH_UUIDS"));
     }

@@ -1,98 +1,71 @@
 //! `--config.file`: any number of pools in YAML, as the rest of the Prometheus ecosystem
 //! configures itself. Unknown keys are errors (a typo must not silently drop a setting);
-//! passwords come only from files or systemd credentials, never from the file itself.
+//! passwords come only from files or systemd credentials, never from the file itself. Each
+//! pool is gathered into the raw settings the environment's pool also fills, and validated by
+//! the same function (`config::pool`).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
+use serde_json::Value;
 
-use super::{
-    CREDENTIAL_NAME, Collectors, Endpoint, Env, Error, Mode, PoolConfig, Secret, TlsConfig,
-    read_client_identity, read_secret_file,
-};
-use crate::xapi::tls::Fingerprint;
+use super::pool::{self, RawPassword, RawPool, Verify};
+use super::setting::Setting;
+use super::{Collectors, Env, Error, PoolConfig};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     /// Decoded pool by pool, so that an error names the pool it is in.
-    pools: Vec<serde_json::Value>,
+    pools: Vec<Value>,
 }
 
-/// One pool as written.
+/// One pool as written. Scalars stay YAML values until [`scalar`] turns them into text for
+/// the setting's one parser: `timeout: 8` and `timeout: "8s"` are both durations.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawPool {
+struct FilePool {
     name: String,
     hosts: Vec<String>,
-    #[serde(default = "default_user")]
-    user: String,
+    user: Option<Value>,
     password_file: Option<PathBuf>,
     /// Name of a systemd credential (`LoadCredential=<name>:…`).
     credential: Option<String>,
     #[serde(default)]
-    tls: RawTls,
-    #[serde(default = "default_mode")]
-    mode: String,
-    timeout: Option<RawDuration>,
+    tls: FileTls,
+    mode: Option<Value>,
+    timeout: Option<Value>,
+    halt_on_no_uuid: Option<Value>,
     #[serde(default)]
-    halt_on_no_uuid: bool,
-    #[serde(default)]
-    collectors: RawCollectors,
+    collectors: FileCollectors,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTls {
+struct FileTls {
     ca_file: Option<PathBuf>,
     /// SHA-256 of the master's certificate, as `XEN_SSL_FINGERPRINT`.
-    fingerprint: Option<String>,
+    fingerprint: Option<Value>,
     client_cert_file: Option<PathBuf>,
     client_key_file: Option<PathBuf>,
-    #[serde(default)]
-    insecure_skip_verify: bool,
+    insecure_skip_verify: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct RawCollectors {
-    pbd: bool,
-    multipath: bool,
-    storage_targets: bool,
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCollectors {
+    pbd: Option<Value>,
+    multipath: Option<Value>,
+    storage_targets: Option<Value>,
 }
 
-impl Default for RawCollectors {
-    fn default() -> Self {
-        let d = Collectors::default();
-        RawCollectors {
-            pbd: d.pbd,
-            multipath: d.multipath,
-            storage_targets: d.storage_targets,
-        }
-    }
-}
-
-/// `8`, `2.5`, `"8s"` or `"500ms"`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawDuration {
-    Seconds(f64),
-    Text(String),
-}
-
-fn default_user() -> String {
-    "root".into()
-}
-
-fn default_mode() -> String {
-    "pool".into()
-}
-
-/// Default per-request timeout, as for `XEN_TIMEOUT`.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(8);
+/// The file's documented defaults. Only `mode` differs from the environment's: a file
+/// describes whole pools, so it is `pool` (`XEN_MODE` keeps the original exporter's `host`).
+const DEFAULT_MODE: &str = "pool";
+const DEFAULT_USER: &str = "root";
+const DEFAULT_TIMEOUT: &str = "8s";
 
 /// Reads and validates the pools of `path`.
 pub fn load(path: &Path, env: &Env) -> Result<Vec<PoolConfig>, Error> {
@@ -120,181 +93,97 @@ pub fn parse(text: &str, env: &Env) -> Result<Vec<PoolConfig>, Error> {
             Some(name) => format!("pool {name:?}"),
             None => format!("pool #{} (no `name`)", index + 1),
         };
-        let raw: RawPool =
-            serde_json::from_value(value).map_err(|e| Error(format!("{which}: {e}")))?;
-        let name = raw.name.clone();
-        if !names.insert(name.clone()) {
+        let in_pool = |Error(why): Error| Error(format!("{which}: {why}"));
+        let written: FilePool =
+            serde_json::from_value(value).map_err(|e| in_pool(Error(e.to_string())))?;
+        if !names.insert(written.name.clone()) {
             return Err(Error(format!(
-                "pool name {name:?} appears twice; names must be unique"
+                "pool name {:?} appears twice; names must be unique",
+                written.name
             )));
         }
-        pools.push(pool(raw, env).map_err(|Error(why)| Error(format!("pool {name:?}: {why}")))?);
+        let raw = raw_pool(written).map_err(in_pool)?;
+        pools.push(pool::validate(raw, env).map_err(in_pool)?);
     }
     Ok(pools)
 }
 
-fn pool(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
-    let name_ok = !raw.name.is_empty()
-        && raw.name.len() <= 64
-        && raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !name_ok {
-        return Err(Error(
-            "`name` must be 1-64 characters of letters, digits, '-', '_' or '.' (it is the /probe target)"
-                .into(),
-        ));
-    }
-    if raw.hosts.is_empty() {
-        return Err(Error(
-            "`hosts` is empty; list at least one pool member (the master is found from any)".into(),
-        ));
-    }
-    let mut endpoints = Vec::with_capacity(raw.hosts.len());
-    for host in &raw.hosts {
-        endpoints.push(
-            Endpoint::parse(host).map_err(|why| Error(format!("`hosts` entry {host:?}: {why}")))?,
-        );
-    }
-    let mode = match raw.mode.trim().to_ascii_lowercase().as_str() {
-        "pool" => Mode::Pool,
-        "host" => Mode::Host,
-        other => {
-            return Err(Error(format!(
-                "`mode` {other:?} is not valid; use \"pool\" or \"host\""
-            )));
-        }
-    };
-    let timeout = match raw.timeout {
-        None => DEFAULT_TIMEOUT,
-        Some(t) => parse_duration(&t).ok_or_else(|| {
-            Error(format!(
-                "`timeout` {t:?} is not valid; give seconds above 0 and at most 3600, e.g. 8, 2.5, \"8s\" or \"500ms\""
-            ))
-        })?,
-    };
-    if raw.user.trim().is_empty() {
-        return Err(Error("`user` is empty".into()));
-    }
-    let password = match (&raw.password_file, &raw.credential) {
-        (Some(_), Some(_)) => {
-            return Err(Error(
-                "`password_file` and `credential` are both set; keep one".into(),
-            ));
-        }
-        (Some(path), None) => read_secret_file(path).map_err(|e| {
-            Error(format!(
-                "`password_file` {}: cannot read it ({e})",
-                path.display()
-            ))
-        })?,
-        (None, Some(credential)) => {
-            let dir = env.credentials_directory.as_ref().ok_or_else(|| {
-                Error(format!(
-                    "`credential` {credential:?} needs systemd's CREDENTIALS_DIRECTORY (LoadCredential=), which is not set"
-                ))
-            })?;
-            let path = dir.join(credential);
-            read_secret_file(&path).map_err(|e| {
-                Error(format!(
-                    "systemd credential {}: cannot read it ({e})",
-                    path.display()
-                ))
-            })?
-        }
-        (None, None) => match &env.credentials_directory {
-            // The one-pool default credential name still works for a file of one pool.
-            Some(dir) if dir.join(CREDENTIAL_NAME).exists() => {
-                read_secret_file(&dir.join(CREDENTIAL_NAME)).map_err(|e| {
-                    Error(format!(
-                        "systemd credential {CREDENTIAL_NAME}: cannot read it ({e})"
-                    ))
-                })?
-            }
-            _ => Secret::default(),
+/// One pool of the file as written, with the file's defaults filled in.
+fn raw_pool(p: FilePool) -> Result<RawPool, Error> {
+    let collectors = Collectors::default();
+    Ok(RawPool {
+        name: Some(Setting::new("`name`", p.name)),
+        hosts: Setting::new("`hosts`", p.hosts),
+        user: scalar("`user`", p.user, DEFAULT_USER)?,
+        password: RawPassword {
+            file: Setting::new("`password_file`", p.password_file),
+            value: None,
+            credential: p.credential.map(|c| Setting::new("`credential`", c)),
         },
-    };
-    let extra_roots_pem = match &raw.tls.ca_file {
-        None => None,
-        Some(path) => {
-            let pem = std::fs::read(path).map_err(|e| {
-                Error(format!(
-                    "`tls.ca_file` {}: cannot read it ({e})",
-                    path.display()
-                ))
-            })?;
-            crate::xapi::tls::parse_roots(&pem)
-                .map_err(|why| Error(format!("`tls.ca_file` {}: {why}", path.display())))?;
-            Some(pem)
-        }
-    };
-    let fingerprint = match &raw.tls.fingerprint {
-        None => None,
-        Some(text) => Some(Fingerprint::parse(text).map_err(|why| {
-            Error(format!(
-                "`tls.fingerprint` {text:?} {why}; give the SHA-256 fingerprint of the master's certificate, hex with or without colons"
-            ))
-        })?),
-    };
-    let client_identity = read_client_identity(
-        raw.tls.client_cert_file.as_deref(),
-        raw.tls.client_key_file.as_deref(),
-    )
-    .map_err(|Error(why)| {
-        Error(format!(
-            "`tls.client_cert_file`/`tls.client_key_file`: {why}"
-        ))
-    })?;
-    let mut members = endpoints.into_iter();
-    let endpoint = members.next().expect("hosts is not empty");
-    Ok(PoolConfig {
-        name: raw.name,
-        endpoint,
-        members: members.collect(),
-        user: raw.user,
-        password,
-        tls: TlsConfig {
-            verify: !raw.tls.insecure_skip_verify,
-            extra_roots_pem,
-            ca_file: raw.tls.ca_file,
-            fingerprint,
-            client_identity,
-        },
-        mode,
-        halt_on_no_uuid: raw.halt_on_no_uuid,
-        timeout,
-        collectors: Collectors {
-            pbd: raw.collectors.pbd,
-            multipath: raw.collectors.multipath,
-            storage_targets: raw.collectors.storage_targets,
-        },
-        // Set from the process-wide setting by the caller.
-        hash_uuids_key: None,
+        verify: Verify::InsecureSkip(scalar(
+            "`tls.insecure_skip_verify`",
+            p.tls.insecure_skip_verify,
+            "false",
+        )?),
+        ca_file: Setting::new("`tls.ca_file`", p.tls.ca_file),
+        fingerprint: optional_scalar("`tls.fingerprint`", p.tls.fingerprint)?,
+        client_cert_file: Setting::new("`tls.client_cert_file`", p.tls.client_cert_file),
+        client_key_file: Setting::new("`tls.client_key_file`", p.tls.client_key_file),
+        mode: scalar("`mode`", p.mode, DEFAULT_MODE)?,
+        halt_on_no_uuid: scalar("`halt_on_no_uuid`", p.halt_on_no_uuid, "false")?,
+        timeout: scalar("`timeout`", p.timeout, DEFAULT_TIMEOUT)?,
+        pbd: scalar(
+            "`collectors.pbd`",
+            p.collectors.pbd,
+            &collectors.pbd.to_string(),
+        )?,
+        multipath: scalar(
+            "`collectors.multipath`",
+            p.collectors.multipath,
+            &collectors.multipath.to_string(),
+        )?,
+        storage_targets: scalar(
+            "`collectors.storage_targets`",
+            p.collectors.storage_targets,
+            &collectors.storage_targets.to_string(),
+        )?,
     })
 }
 
-fn parse_duration(raw: &RawDuration) -> Option<Duration> {
-    let seconds = match raw {
-        RawDuration::Seconds(s) => *s,
-        RawDuration::Text(t) => {
-            let t = t.trim();
-            if let Some(ms) = t.strip_suffix("ms") {
-                ms.trim().parse::<f64>().ok()? / 1000.0
-            } else if let Some(s) = t.strip_suffix('s') {
-                s.trim().parse().ok()?
-            } else {
-                t.parse().ok()?
-            }
+/// Like [`scalar`], for a setting without a default.
+fn optional_scalar(
+    name: &'static str,
+    value: Option<Value>,
+) -> Result<Setting<Option<String>>, Error> {
+    Ok(match value {
+        None | Some(Value::Null) => Setting::new(name, None),
+        value => Setting::new(name, Some(scalar(name, value, "")?.value)),
+    })
+}
+
+/// A YAML scalar as the text a setting parses (`8`, `2.5`, `true`, `8s`); `default` when the
+/// key is absent or empty.
+fn scalar(name: &'static str, value: Option<Value>, default: &str) -> Result<Setting, Error> {
+    let text = match value {
+        None | Some(Value::Null) => default.to_string(),
+        Some(Value::String(text)) => text,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        Some(Value::Array(_) | Value::Object(_)) => {
+            return Err(Error(format!(
+                "{name} must be a single value (text, a number or true/false), not a list or map"
+            )));
         }
     };
-    (seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0)
-        .then(|| Duration::from_secs_f64(seconds))
+    Ok(Setting::new(name, text))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::Mode;
 
     fn secret_file(dir: &Path, name: &str, value: &str) -> PathBuf {
         let path = dir.join(name);
@@ -347,7 +236,7 @@ pools:
         assert_eq!(lab.password.expose(), "s3cret");
         assert!(!lab.tls.verify);
         assert_eq!(lab.mode, Mode::Pool);
-        assert_eq!(lab.timeout, DEFAULT_TIMEOUT);
+        assert_eq!(lab.timeout, Duration::from_secs(8));
         assert_eq!(prod.user, "root");
         assert_eq!(prod.password.expose(), "other");
         assert_eq!(prod.timeout, Duration::from_millis(2500));
@@ -370,9 +259,18 @@ pools:
         assert!(err("pools: [{name: a, hosts: []}]").contains("`hosts` is empty"));
         assert!(err("pools: [{name: 'a b', hosts: [h]}]").contains("`name`"));
         assert!(err("pools: [{name: a, hosts: [h]}, {name: a, hosts: [g]}]").contains("twice"));
-        assert!(err("pools: [{name: a, hosts: ['https://']}]").contains("`hosts` entry"));
+        assert!(err("pools: [{name: a, hosts: ['https://']}]").contains("`hosts` \"https://\""));
         assert!(err("pools: [{name: a, hosts: [h], mode: cluster}]").contains("`mode`"));
         assert!(err("pools: [{name: a, hosts: [h], timeout: soon}]").contains("`timeout`"));
+        assert!(err("pools: [{name: a, hosts: [h], timeout: [8]}]").contains("single value"));
+        assert!(
+            err("pools: [{name: a, hosts: [h], halt_on_no_uuid: maybe}]")
+                .contains("`halt_on_no_uuid`")
+        );
+        assert!(
+            err("pools: [{name: a, hosts: [h], collectors: {pbd: 2}}]")
+                .contains("`collectors.pbd`")
+        );
         assert!(
             err("pools: [{name: a, hosts: [h], password_file: /nonexistent/x}]")
                 .contains("`password_file`")
@@ -395,6 +293,37 @@ pools:
         assert!(e.contains("\"lab\"") && e.contains("twice"), "{e}");
         let e = err("pools: [{hosts: [h]}]");
         assert!(e.contains("pool #1") && e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn durations_take_the_same_syntax_as_the_environment() {
+        let env = Env::default();
+        let timeout = |value: &str| {
+            parse(
+                &format!("pools: [{{name: a, hosts: [h], timeout: {value}}}]"),
+                &env,
+            )
+            .map(|pools| pools[0].timeout)
+        };
+        let ms = Duration::from_millis;
+        for (value, expected) in [
+            ("1500ms", ms(1500)),
+            ("\"1500ms\"", ms(1500)),
+            ("8", ms(8000)),
+            ("2.5", ms(2500)),
+            ("\"8\"", ms(8000)),
+            ("1m", ms(60_000)),
+            ("1m30s", ms(90_000)),
+        ] {
+            assert_eq!(timeout(value), Ok(expected), "{value}");
+        }
+        for bad in ["8x", "0", "-1", "1.5s", "2h", "nan"] {
+            let Error(e) = timeout(bad).unwrap_err();
+            assert!(
+                e.starts_with("pool \"a\": `timeout`") && e.contains("500ms, 8s, 1m30s"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

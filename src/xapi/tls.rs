@@ -2,8 +2,9 @@
 //! (`XEN_SSL_CA_FILE`, with the system roots), the master's pinned SHA-256 fingerprint
 //! (`XEN_SSL_FINGERPRINT`) plus member certificates learned from the API, the system roots,
 //! or (loudly) nothing. Also the client certificate, and [`Trust`]: what the verifiers share
-//! with the client (learned pins, the certificates hosts presented). No I/O beyond reading
-//! the system root store.
+//! with the client (learned pins, the certificates hosts presented). Fingerprints and PEM
+//! come parsed by [`crate::config::trust`], the parsers start-up validation uses. No I/O
+//! beyond reading the system root store.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -11,123 +12,23 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::config::trust::{Fingerprint, parse_certificates, parse_client_identity};
+use crate::config::{ClientIdentity, TlsConfig, TrustMode};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, OtherError, RootCertStore,
     SignatureScheme,
 };
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-use crate::config::{ClientIdentity, TlsConfig, TrustMode};
-
-/// A SHA-256 certificate fingerprint. Prints in XAPI's and OpenSSL's `AB:CD:…` form.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint(pub [u8; 32]);
-
-impl Fingerprint {
-    /// The fingerprint of a DER certificate.
-    pub fn of(der: &[u8]) -> Fingerprint {
-        Fingerprint(Sha256::digest(der).into())
-    }
-
-    /// Parses 64 hex digits, colons (or spaces) optional, any case; also takes OpenSSL's
-    /// whole `sha256 Fingerprint=AB:…` line.
-    pub fn parse(text: &str) -> Result<Fingerprint, String> {
-        let text = text.trim();
-        let text = match text.split_once('=') {
-            Some((label, value)) if label.to_ascii_lowercase().contains("fingerprint") => value,
-            _ => text,
-        };
-        let digits: Vec<u8> = text.bytes().filter(|b| !matches!(b, b':' | b' ')).collect();
-        if digits.len() != 64 {
-            return Err(format!(
-                "has {} hex digits; a SHA-256 fingerprint has 64",
-                digits.len()
-            ));
-        }
-        let mut out = [0u8; 32];
-        for (i, pair) in digits.chunks(2).enumerate() {
-            let hex = std::str::from_utf8(pair).map_err(|_| "is not hexadecimal".to_string())?;
-            out[i] = u8::from_str_radix(hex, 16).map_err(|_| "is not hexadecimal".to_string())?;
-        }
-        Ok(Fingerprint(out))
-    }
-
-    /// Constant-time equality, so that a probing peer learns nothing from timing.
-    fn matches(&self, other: &Fingerprint) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-
-impl fmt::Display for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, b) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(":")?;
-            }
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Fingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// Parses every certificate of a PEM bundle. A private key in the same file (XAPI's
-/// `xapi-ssl.pem` holds key and certificate together) is skipped, not an error.
-pub fn parse_roots(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let mut certs = Vec::new();
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        certs.push(cert.map_err(|e| format!("not a valid PEM certificate bundle ({e})"))?);
-    }
-    if certs.is_empty() {
-        return Err("no CERTIFICATE block found; give PEM certificates".into());
-    }
-    Ok(certs)
-}
 
 /// The first certificate of a PEM text, as `host.get_server_certificate` returns one.
 fn first_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
-    parse_roots(pem.as_bytes())?
+    parse_certificates(pem.as_bytes())?
         .into_iter()
         .next()
         .ok_or_else(|| "no certificate".to_string())
-}
-
-/// Checks that a client certificate chain and key load and belong together.
-pub fn check_client_identity(cert_pem: &[u8], key_pem: &str) -> Result<(), String> {
-    let (certs, key) = client_identity(cert_pem, key_pem)?;
-    let provider = provider();
-    let signing = provider
-        .key_provider
-        .load_private_key(key)
-        .map_err(|e| format!("the key is not usable ({e})"))?;
-    let certified = rustls::sign::CertifiedKey::new(certs, signing);
-    match certified.keys_match() {
-        Ok(()) => Ok(()),
-        // Some key types cannot report their public key; the handshake will tell.
-        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(()),
-        Err(_) => Err("the key does not belong to the certificate".into()),
-    }
-}
-
-fn client_identity(
-    cert_pem: &[u8],
-    key_pem: &str,
-) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
-    let certs = parse_roots(cert_pem).map_err(|e| format!("certificate: {e}"))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| format!("no usable PEM private key ({e})"))?;
-    Ok((certs, key))
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -257,7 +158,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<(ClientConfig, Arc<Trust>), Stri
                 let _ = roots.add(cert);
             }
             if let Some(pem) = &tls.extra_roots_pem {
-                for cert in parse_roots(pem)? {
+                for cert in parse_certificates(pem)? {
                     roots
                         .add(cert)
                         .map_err(|e| format!("CA certificate rejected: {e}"))?;
@@ -283,7 +184,7 @@ pub fn client_config(tls: &TlsConfig) -> Result<(ClientConfig, Arc<Trust>), Stri
         Some(ClientIdentity {
             cert_pem, key_pem, ..
         }) => {
-            let (certs, key) = client_identity(cert_pem, key_pem.expose())?;
+            let (certs, key) = parse_client_identity(cert_pem, key_pem.expose())?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| format!("client certificate rejected: {e}"))?
@@ -486,30 +387,6 @@ impl ServerCertVerifier for AcceptAny {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_roots_rejects_files_without_certificates() {
-        assert!(parse_roots(b"hello").is_err());
-        assert!(parse_roots(b"").is_err());
-    }
-
-    #[test]
-    fn fingerprints_parse_with_or_without_colons_in_any_case() {
-        let canonical = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89";
-        let f = Fingerprint::parse(canonical).unwrap();
-        assert_eq!(f.to_string(), canonical);
-        assert_eq!(
-            Fingerprint::parse(&canonical.replace(':', "").to_lowercase()).unwrap(),
-            f
-        );
-        assert_eq!(
-            Fingerprint::parse(&format!("sha256 Fingerprint={canonical}\n")).unwrap(),
-            f
-        );
-        assert!(Fingerprint::parse("AB:CD").is_err());
-        assert!(Fingerprint::parse(&canonical.replace('A', "G")).is_err());
-        assert!(Fingerprint::parse(&format!("{canonical}:00")).is_err());
-    }
 
     #[test]
     fn addresses_key_the_same_whatever_their_spelling() {

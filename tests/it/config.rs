@@ -32,6 +32,24 @@ fn bad_settings_exit_64_naming_the_setting() {
         (&[("XEN_SSL_VERIFY", "maybe")], "XEN_SSL_VERIFY"),
         (&[("HALT_ON_NO_UUID", "sometimes")], "HALT_ON_NO_UUID"),
         (&[("XEN_TIMEOUT", "-1")], "XEN_TIMEOUT"),
+        (&[("XEN_TIMEOUT", "8x")], "XEN_TIMEOUT"),
+        (&[("XEN_TIMEOUT", "1.5s")], "XEN_TIMEOUT"),
+        (
+            &[("XEN_SCRAPE_MIN_INTERVAL", "1s1m")],
+            "XEN_SCRAPE_MIN_INTERVAL",
+        ),
+        (
+            &[("XEN_SCRAPE_TIMEOUT_OFFSET", "nan")],
+            "XEN_SCRAPE_TIMEOUT_OFFSET",
+        ),
+        (
+            &[("XEN_WEB_READ_HEADER_TIMEOUT", "0ms")],
+            "XEN_WEB_READ_HEADER_TIMEOUT",
+        ),
+        (
+            &[("XEN_WEB_REQUEST_TIMEOUT", "")],
+            "XEN_WEB_REQUEST_TIMEOUT",
+        ),
         (&[("BIND", "not-an-ip")], "BIND"),
         (
             &[("XEN_SSL_CA_FILE", "/nonexistent/ca.pem")],
@@ -86,6 +104,94 @@ fn config_check_prints_what_it_understood_without_the_password() {
     assert!(stdout.contains("https://[2001:db8::1]:8443"), "{stdout}");
     assert!(stdout.contains("pool"));
     assert!(!stdout.contains("Tr0ub4dor") && !stderr.contains("Tr0ub4dor"));
+}
+
+/// One syntax for every duration, whichever way it is set: Prometheus' (`1500ms`, `1m`) or the
+/// original exporter's plain seconds (`8`, `2.5`). `--config.check` contacts no pool.
+#[test]
+fn durations_take_prometheus_syntax_or_plain_seconds() {
+    /// Environment, flags, and the line `--config.check` prints.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
+        (&[("XEN_TIMEOUT", "1500ms")], &[], "xen.timeout        1.5s"),
+        (&[("XEN_TIMEOUT", "8")], &[], "xen.timeout        8s"),
+        (&[("XEN_TIMEOUT", "2.5")], &[], "xen.timeout        2.5s"),
+        (&[], &["--xen.timeout", "1m"], "xen.timeout        60s"),
+        (
+            &[("XEN_SCRAPE_MIN_INTERVAL", "1m")],
+            &[],
+            "scrape.min-interval 60s",
+        ),
+        (
+            &[("XEN_WEB_REQUEST_TIMEOUT", "30s")],
+            &[],
+            "web.request-timeout 30s",
+        ),
+        (
+            &[("XEN_WEB_READ_HEADER_TIMEOUT", "500ms")],
+            &[],
+            "web.read-header-timeout 500ms",
+        ),
+        (
+            &[],
+            &["--scrape.timeout-offset", "250ms"],
+            "scrape.timeout-offset 250ms",
+        ),
+    ];
+    for (env, flags, printed) in cases {
+        let mut args = vec!["--config.check"];
+        args.extend_from_slice(flags);
+        let (code, stdout, stderr) = run(env, &args);
+        assert_eq!(code, 0, "{env:?} {flags:?}: {stderr}");
+        assert!(stdout.contains(printed), "{env:?} {flags:?}: {stdout}");
+    }
+    let (code, _, stderr) = run(&[("XEN_TIMEOUT", "8x")], &["--config.check"]);
+    assert_eq!(code, 64, "{stderr}");
+    assert!(
+        stderr.contains("XEN_TIMEOUT (--xen.timeout) \"8x\" is not valid"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_pool_file_takes_the_same_durations() {
+    let dir = std::env::temp_dir().join(format!("xen-exporter-durations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("pools.yml");
+    std::fs::write(
+        &good,
+        "pools:\n  - {name: a, hosts: [h], timeout: 1500ms}\n  - {name: b, hosts: [h], timeout: 8}\n  - {name: c, hosts: [h], timeout: 2.5}\n  - {name: d, hosts: [h], timeout: \"1m\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &[],
+        &["--config.check", "--config.file", good.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    let timeouts: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("xen.timeout"))
+        .map(str::trim)
+        .collect();
+    // The environment's one pool (default 8s) is printed only without a file.
+    assert_eq!(timeouts, ["1.5s", "8s", "2.5s", "60s"], "{out}");
+
+    let bad = dir.join("bad.yml");
+    std::fs::write(
+        &bad,
+        "pools:\n  - {name: ok, hosts: [h]}\n  - {name: lab, hosts: [h], timeout: 8x}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &[],
+        &["--config.check", "--config.file", bad.to_str().unwrap()],
+    );
+    assert_eq!(code, 64, "{err}");
+    assert!(
+        err.contains("pool \"lab\": `timeout` \"8x\" is not valid"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

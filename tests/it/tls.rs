@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
+use xen_exporter::config::trust::Fingerprint;
 use xen_exporter::config::{ClientIdentity, Mode, PoolConfig, Secret, TlsConfig};
 use xen_exporter::sim::{self, Sim, SimConfig};
-use xen_exporter::xapi::{self, Client, tls::Fingerprint};
+use xen_exporter::xapi::{self, Client};
 
 use crate::harness::{Binary, Scrape, Scratch, TestEnv, pool_config};
 
