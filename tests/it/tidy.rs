@@ -18,7 +18,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn sources() -> Vec<(String, String)> {
     let mut files = Vec::new();
-    for dir in ["src", "tests/it", "benches"] {
+    for dir in ["src", "crates/xapi-sim/src", "tests/it", "benches"] {
         rust_files(&Path::new(ROOT).join(dir), &mut files);
     }
     files.sort();
@@ -58,36 +58,15 @@ fn no_utils_modules() {
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "src/config.rs",
-        &[
-            "xapi::Client",
-            "inventory",
-            "collect",
-            "metrics",
-            "server",
-            "sim",
-        ],
+        &["xapi::Client", "inventory", "collect", "metrics", "server"],
     ),
-    (
-        "src/xapi/",
-        &["inventory", "collect", "metrics", "server", "sim"],
-    ),
-    ("src/inventory/", &["collect", "metrics", "server", "sim"]),
+    ("src/xapi/", &["inventory", "collect", "metrics", "server"]),
+    ("src/inventory/", &["collect", "metrics", "server"]),
     (
         "src/metrics/",
-        &["config", "xapi", "inventory", "collect", "server", "sim"],
+        &["config", "xapi", "inventory", "collect", "server"],
     ),
-    ("src/server/", &["xapi", "inventory", "sim"]),
-    (
-        "src/sim/",
-        &[
-            "config",
-            "xapi",
-            "inventory",
-            "collect",
-            "metrics",
-            "server",
-        ],
-    ),
+    ("src/server/", &["xapi", "inventory"]),
 ];
 
 #[test]
