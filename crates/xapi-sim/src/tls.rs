@@ -1,12 +1,12 @@
-//! TLS like XAPI's stunnel: TLS 1.2 only, ECDHE-RSA-AES-GCM suites, secp384r1 only, server
-//! cipher preference; an RSA-2048 test CA and one leaf certificate per host (CN and SAN =
-//! the host's IP), all signed with one RSA-2048 key that the process generates the first time
-//! a simulator starts and keeps in memory only: no private key is stored in the repository or
-//! compiled into a binary. RSA because XAPI's certificates are RSA-2048 and its suites
-//! ECDHE-RSA only; one key per process because generating one is slow (primes by trial) and
-//! certificates, not keys, are what tests tell apart. Also what pinning and client-certificate
-//! tests need: a self-signed impostor certificate per host (a man in the middle), and on the
-//! master stunnel's optional client-certificate check (`pool.enable_client_certificate_auth`).
+//! TLS like XAPI's stunnel: TLS 1.2 only, ECDHE-RSA-AES-GCM suites, secp384r1 only, server cipher
+//! preference; an RSA-2048 test CA and one leaf certificate per host (CN and SAN = the host's IP),
+//! all signed with one RSA-2048 key that the process generates the first time a simulator starts
+//! and keeps in memory only: no private key is stored in the repository or compiled into a binary.
+//! RSA because XAPI's certificates are RSA-2048 and its suites ECDHE-RSA only; one key per process
+//! because generating one is slow (a search for two large primes) and certificates, not keys, are
+//! what tests tell apart. Also what pinning and client-certificate tests need: a self-signed
+//! impostor certificate per host (a man in the middle), and on the master stunnel's optional
+//! client-certificate check (`pool.enable_client_certificate_auth`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, OnceLock};
