@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use xapi_sim::{Generation, Sim, SimConfig};
 use xen_exporter::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
-use xen_exporter::sim::{Generation, Sim, SimConfig};
 use xen_exporter::xapi::Client;
 
 struct Args {
@@ -744,7 +744,7 @@ async fn run(args: Args) {
     // measured too: client and simulator hand over work within one runtime, which makes it
     // quicker than what the exporter can see.
     let mut downloader = Downloader::spawn(&sim, &dir, args.hosts);
-    let config = xen_exporter::simulator_pool(&sim, Mode::Pool, Duration::from_secs(30));
+    let config = xen_exporter::demo::simulator_pool(&sim, Mode::Pool, Duration::from_secs(30));
     let client = Client::new(&config).unwrap();
     let hosts: Vec<Endpoint> = (0..args.hosts)
         .map(|h| Endpoint::parse(&sim.host_url(h)).unwrap())

@@ -11,8 +11,10 @@
 //!   The only module that knows both XAPI and Prometheus.
 //! - [`metrics`]: the metric model, catalog and encoders; pure and synchronous.
 //! - [`server`]: HTTP endpoints; never sees XAPI wire data.
-//! - [`sim`]: a simulated XAPI pool for tests, benchmarks and `--demo`; shares no types with
-//!   [`xapi`].
+//!
+//! The simulated XAPI pool behind the tests, benchmarks and `--demo` is a separate crate,
+//! `xapi-sim`, sharing no types with [`xapi`]; `demo` (built with the `demo` feature, on by
+//! default) is the one module that uses it.
 //!
 //! [`run_pools`] wires pools to an HTTP listener with its protection and limits ([`run_with`]
 //! and [`run`]: one pool), and [`check::check`] tests a configuration against the pool;
@@ -24,8 +26,10 @@ pub mod config;
 pub mod inventory;
 pub mod metrics;
 pub mod server;
-pub mod sim;
 pub mod xapi;
+
+#[cfg(feature = "demo")]
+pub mod demo;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,7 +38,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub use crate::config::WebOptions;
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use crate::config::{Mode, PoolConfig};
 
 /// How long shutdown waits for the XAPI logout.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -186,27 +190,4 @@ pub async fn run_pools(
         tracing::warn!("XAPI logout timed out");
     }
     served
-}
-
-/// The pool configuration that exports a running simulator: its master, credentials and CA.
-/// Used by `--demo`, the integration tests and the benchmarks.
-pub fn simulator_pool(sim: &sim::Sim, mode: Mode, timeout: Duration) -> PoolConfig {
-    PoolConfig {
-        name: "sim".into(),
-        endpoint: Endpoint::parse(&sim.master_url())
-            .expect("the simulator's URL is a valid endpoint"),
-        members: Vec::new(),
-        user: sim.username().to_string(),
-        password: Secret::new(sim.password()),
-        tls: TlsConfig {
-            verify: true,
-            extra_roots_pem: Some(sim.ca_pem().into_bytes()),
-            ..TlsConfig::default()
-        },
-        mode,
-        halt_on_no_uuid: false,
-        timeout,
-        collectors: Collectors::default(),
-        hash_uuids_key: None,
-    }
 }

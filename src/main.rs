@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-use xen_exporter::config::{Cli, Config, Env, Mode, PoolConfig, Scheme, TrustMode};
+use xen_exporter::config::{Cli, Config, Env, PoolConfig, Scheme, TrustMode};
+#[cfg(feature = "demo")]
+use xen_exporter::demo::Demo;
 use xen_exporter::server::web_config::WebConfig;
-use xen_exporter::sim::{Sim, SimConfig};
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EXIT_CONFIG: u8 = 64;
@@ -38,6 +39,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if config.demo && !cfg!(feature = "demo") {
+        eprintln!("xen-exporter: invalid configuration: {NO_DEMO}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let filter = match EnvFilter::try_new(log_directives(&config.log_level)) {
         Ok(filter) => filter,
         Err(error) => {
@@ -102,15 +107,15 @@ fn log_directives(level: &str) -> String {
     if level.contains('=') {
         level.to_string()
     } else {
-        format!("warn,xen_exporter={level},xen_exporter::sim=warn")
+        format!("warn,xen_exporter={level}")
     }
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let Some((pool, sim)) = configured_or_demo(&config).await else {
+    let Some((pool, demo)) = configured_or_demo(&config).await else {
         return ExitCode::FAILURE;
     };
-    let pools = match (&config.file_pools, &sim) {
+    let pools = match (&config.file_pools, &demo) {
         (Some(pools), None) => xen_exporter::Pools {
             configs: pools.clone(),
             exposure: xen_exporter::server::Exposure::ProbePerPool,
@@ -124,7 +129,7 @@ async fn serve(config: Config) -> ExitCode {
         },
     };
     for pool in &pools.configs {
-        if pool.user == "root" && sim.is_none() && pool.tls.client_identity.is_none() {
+        if pool.user == "root" && demo.is_none() && pool.tls.client_identity.is_none() {
             tracing::warn!(
                 pool = %pool.name,
                 "Logging in to XAPI as root; create a dedicated read-only account for monitoring and set XEN_USER (see README, 'A dedicated account')"
@@ -135,7 +140,7 @@ async fn serve(config: Config) -> ExitCode {
     let listener = match TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         // The demo should just work for a newcomer whose node_exporter already holds 9100.
-        Err(error) if sim.is_some() && error.kind() == std::io::ErrorKind::AddrInUse => {
+        Err(error) if demo.is_some() && error.kind() == std::io::ErrorKind::AddrInUse => {
             let fallback = std::net::SocketAddr::new(config.listen.ip(), 0);
             match TcpListener::bind(fallback).await {
                 Ok(listener) => {
@@ -161,7 +166,7 @@ async fn serve(config: Config) -> ExitCode {
     };
     let address = listener.local_addr().unwrap_or(config.listen);
     match &config.file_pools {
-        Some(file_pools) if sim.is_none() => tracing::info!(
+        Some(file_pools) if demo.is_none() => tracing::info!(
             %address,
             pools = file_pools.len(),
             "Listening; pools at /probe?target=<name>, the exporter's own metrics at /metrics"
@@ -173,7 +178,7 @@ async fn serve(config: Config) -> ExitCode {
             "No --web.config.file: /metrics is plain HTTP without authentication; see README, 'Protecting /metrics'"
         );
     }
-    if sim.is_some() {
+    if demo.is_some() {
         tracing::info!(
             "Demo: a simulated pool is running on loopback; open http://{}/metrics",
             demo_address(address)
@@ -181,8 +186,8 @@ async fn serve(config: Config) -> ExitCode {
     }
     let result =
         xen_exporter::run_pools(pools, listener, config.web.clone(), shutdown_signal()).await;
-    if let Some(sim) = sim {
-        sim.shutdown().await;
+    if let Some(demo) = demo {
+        demo.shutdown().await;
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -229,11 +234,11 @@ fn announce_trust(pool: &PoolConfig) {
 }
 
 async fn check(config: Config) -> ExitCode {
-    let Some((pool, sim)) = configured_or_demo(&config).await else {
+    let Some((pool, demo)) = configured_or_demo(&config).await else {
         return ExitCode::FAILURE;
     };
     // With a configuration file, every pool of it is checked in turn.
-    let pools = match (&config.file_pools, &sim) {
+    let pools = match (&config.file_pools, &demo) {
         (Some(pools), None) => pools.clone(),
         _ => vec![pool],
     };
@@ -250,8 +255,8 @@ async fn check(config: Config) -> ExitCode {
         }
         ok &= report.ok();
     }
-    if let Some(sim) = sim {
-        sim.shutdown().await;
+    if let Some(demo) = demo {
+        demo.shutdown().await;
     }
     if ok {
         ExitCode::SUCCESS
@@ -262,12 +267,12 @@ async fn check(config: Config) -> ExitCode {
 
 /// The configured pool, or with `--demo` a freshly started simulator's; `None` (after saying
 /// why) when the simulator cannot start.
-async fn configured_or_demo(config: &Config) -> Option<(PoolConfig, Option<Sim>)> {
+async fn configured_or_demo(config: &Config) -> Option<(PoolConfig, Option<Demo>)> {
     if !config.demo {
         return Some((config.pool.clone(), None));
     }
-    match start_demo().await {
-        Ok((pool, sim)) => Some((pool, Some(sim))),
+    match Demo::start().await {
+        Ok((pool, demo)) => Some((pool, Some(demo))),
         Err(error) => {
             eprintln!("xen-exporter: cannot start the demo pool: {error}");
             None
@@ -275,12 +280,25 @@ async fn configured_or_demo(config: &Config) -> Option<(PoolConfig, Option<Sim>)
     }
 }
 
-async fn start_demo() -> Result<(PoolConfig, Sim), String> {
-    let sim = Sim::start(SimConfig::demo())
-        .await
-        .map_err(|e| e.to_string())?;
-    let pool = xen_exporter::simulator_pool(&sim, Mode::Pool, std::time::Duration::from_secs(8));
-    Ok((pool, sim))
+/// Why `--demo` does not run in this build.
+const NO_DEMO: &str = "--demo: this build lacks the `demo` feature (the simulated pool); rebuild with default features";
+
+/// Stands in for `xen_exporter::demo::Demo` in a build without the `demo` feature, where
+/// `main` refuses `--demo`: a type without values, so that the code around it is the same in
+/// both builds.
+#[cfg(not(feature = "demo"))]
+#[derive(Debug)]
+enum Demo {}
+
+#[cfg(not(feature = "demo"))]
+impl Demo {
+    async fn start() -> Result<(PoolConfig, Demo), String> {
+        Err(NO_DEMO.into())
+    }
+
+    async fn shutdown(self) {
+        match self {}
+    }
 }
 
 /// An address a browser on this machine can open (0.0.0.0 and :: are not).

@@ -2,7 +2,7 @@
 //! it logs out and never asks for `host.get_management_interface`, and the exit code and
 //! list of failures when something does not work.
 
-use xen_exporter::sim::{ClientIdentity, Sim, SimConfig};
+use xapi_sim::{ClientIdentity, Sim, SimConfig};
 
 use crate::harness::{Scratch, run_binary};
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use xen_exporter::sim::{HostFault, SimConfig};
+use xapi_sim::{HostFault, SimConfig};
 
 use crate::harness::TestEnv;
 
@@ -194,7 +194,7 @@ async fn a_clock_skewed_host_still_yields_its_newest_row() {
     for skew in [-3600, 3600] {
         let env = TestEnv::start(SimConfig {
             hosts: 1,
-            clock: xen_exporter::sim::Clock::Real { skew_secs: skew },
+            clock: xapi_sim::Clock::Real { skew_secs: skew },
             ..SimConfig::default()
         })
         .await;

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use xen_exporter::sim::{Clock, SimConfig};
+use xapi_sim::{Clock, SimConfig};
 
 use crate::harness::TestEnv;
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use xapi_sim::{Sim, SimConfig};
 use xen_exporter::config::{Mode, PoolConfig};
-use xen_exporter::sim::{Sim, SimConfig};
 
 /// A running simulator and exporter.
 pub(crate) struct TestEnv {
@@ -21,7 +21,7 @@ pub(crate) struct TestEnv {
 
 /// The pool configuration that points at `sim`, trusting its CA.
 pub(crate) fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
-    xen_exporter::simulator_pool(sim, mode, Duration::from_secs(5))
+    xen_exporter::demo::simulator_pool(sim, mode, Duration::from_secs(5))
 }
 
 impl TestEnv {

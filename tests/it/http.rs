@@ -3,15 +3,14 @@
 
 use std::io::Read;
 
-use xen_exporter::sim::SimConfig;
+use xapi_sim::SimConfig;
 
 use crate::harness::TestEnv;
 
 #[tokio::test]
 async fn openmetrics_when_asked_text_otherwise() {
     let env = TestEnv::start(SimConfig::default()).await;
-    env.sim
-        .set_host_fault(1, xen_exporter::sim::HostFault::Refuse);
+    env.sim.set_host_fault(1, xapi_sim::HostFault::Refuse);
     let prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
     let response = env
         .get_with("/metrics", &[("accept", prometheus_accept)])
@@ -109,9 +108,7 @@ async fn health_readiness_and_landing_page_do_not_collect() {
 
 #[tokio::test]
 async fn not_ready_until_the_first_login() {
-    let sim = xen_exporter::sim::Sim::start(SimConfig::default())
-        .await
-        .unwrap();
+    let sim = xapi_sim::Sim::start(SimConfig::default()).await.unwrap();
     let mut config = crate::harness::pool_config(&sim, xen_exporter::config::Mode::Pool);
     config.password = xen_exporter::config::Secret::new("wrong");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -146,7 +143,7 @@ async fn concurrent_scrapes_share_one_collection() {
     .await;
     env.sim.set_host_fault(
         0,
-        xen_exporter::sim::HostFault::Delay(std::time::Duration::from_millis(300)),
+        xapi_sim::HostFault::Delay(std::time::Duration::from_millis(300)),
     );
     env.sim.reset_counters();
     let scrapes = (0..20).map(|_| env.scrape());
@@ -158,8 +155,7 @@ async fn concurrent_scrapes_share_one_collection() {
         "20 concurrent scrapes made {:?} rrd_updates requests",
         counters.rrd_updates
     );
-    env.sim
-        .set_host_fault(0, xen_exporter::sim::HostFault::None);
+    env.sim.set_host_fault(0, xapi_sim::HostFault::None);
     env.stop().await.shutdown().await;
 }
 
@@ -186,7 +182,7 @@ async fn a_thousand_concurrent_scrapes_cost_one_collection_and_leave_the_exporte
     // Keep the collection in flight long enough for every request to arrive during it.
     env.sim.set_host_fault(
         0,
-        xen_exporter::sim::HostFault::Delay(std::time::Duration::from_millis(1500)),
+        xapi_sim::HostFault::Delay(std::time::Duration::from_millis(1500)),
     );
     env.sim.reset_counters();
     let started = std::time::Instant::now();
@@ -221,8 +217,7 @@ async fn a_thousand_concurrent_scrapes_cost_one_collection_and_leave_the_exporte
         rrd.iter().all(|&n| n >= 1 && n <= sequential),
         "{rrd:?} /rrd_updates in {elapsed:?}"
     );
-    env.sim
-        .set_host_fault(0, xen_exporter::sim::HostFault::None);
+    env.sim.set_host_fault(0, xapi_sim::HostFault::None);
     // And it still serves normally afterwards.
     assert!(!env.scrape().await.all("xen_host_up").is_empty());
     env.stop().await.shutdown().await;

@@ -4,8 +4,8 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use xapi_sim::SimConfig;
 use xen_exporter::config::SecretBytes;
-use xen_exporter::sim::SimConfig;
 
 use crate::harness::{Scrape, TestEnv};
 

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use xapi_sim::{HostFault, Sim, SimConfig};
 use xen_exporter::config::{Mode, PoolConfig};
 use xen_exporter::server::Exposure;
-use xen_exporter::sim::{HostFault, Sim, SimConfig};
 use xen_exporter::{Pools, WebOptions};
 
 use crate::harness::{Scrape, TestEnv, http_client};

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use xapi_sim::{Generation, SimConfig};
 use xen_exporter::config::Mode;
-use xen_exporter::sim::{Generation, SimConfig};
 
 use crate::harness::{Scrape, TestEnv, pool_config};
 
@@ -229,7 +229,7 @@ async fn pool_mode_exports_every_value_served_legacy_generation() {
 
 #[tokio::test]
 async fn host_mode_exports_only_the_configured_host() {
-    let sim = xen_exporter::sim::Sim::start(SimConfig {
+    let sim = xapi_sim::Sim::start(SimConfig {
         hosts: 3,
         ..SimConfig::default()
     })
@@ -251,7 +251,7 @@ async fn host_mode_exports_only_the_configured_host() {
 
 #[tokio::test]
 async fn host_mode_on_a_member_reads_that_member_after_following_host_is_slave() {
-    let sim = xen_exporter::sim::Sim::start(SimConfig {
+    let sim = xapi_sim::Sim::start(SimConfig {
         hosts: 2,
         ..SimConfig::default()
     })

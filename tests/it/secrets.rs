@@ -3,8 +3,8 @@
 //! or environment, nor in `Debug` of any configuration struct.
 
 use clap::Parser;
+use xapi_sim::{ClientIdentity, Sim, SimConfig};
 use xen_exporter::config::{Cli, Config, Env, Secret};
-use xen_exporter::sim::{ClientIdentity, Sim, SimConfig};
 
 use crate::harness::{Binary, Scratch, run_binary};
 
@@ -38,7 +38,7 @@ async fn the_password_appears_nowhere() {
     // Error paths: a re-login after the sessions vanish, a dead member, unknown routes and
     // targets, readiness.
     sim.invalidate_sessions();
-    sim.set_host_fault(1, xen_exporter::sim::HostFault::Refuse);
+    sim.set_host_fault(1, xapi_sim::HostFault::Refuse);
     let mut errors = String::new();
     for path in [
         "/metrics",
@@ -54,7 +54,7 @@ async fn the_password_appears_nowhere() {
     }
     assert!(errors.contains("/nope 404"), "{errors}");
     assert!(errors.contains("/probe 400"), "{errors}");
-    sim.set_host_fault(1, xen_exporter::sim::HostFault::None);
+    sim.set_host_fault(1, xapi_sim::HostFault::None);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", exporter.pid())).unwrap();
     let environ = std::fs::read(format!("/proc/{}/environ", exporter.pid())).unwrap();
     let (code, stdout, stderr) = exporter.stop().await;

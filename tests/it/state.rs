@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use xen_exporter::sim::{PoolView, SimConfig};
+use xapi_sim::{PoolView, SimConfig};
 
 use crate::harness::{Scrape, TestEnv};
 

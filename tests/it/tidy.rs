@@ -19,7 +19,7 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 
 fn sources() -> Vec<(String, String)> {
     let mut files = Vec::new();
-    for dir in ["src", "tests/it", "benches"] {
+    for dir in ["src", "crates/xapi-sim/src", "tests/it", "benches"] {
         rust_files(&Path::new(ROOT).join(dir), &mut files);
     }
     files.sort();
@@ -58,8 +58,8 @@ fn no_utils_modules() {
 /// Each layer (a top-level module of `src/`) and the crate modules it must not use. Data
 /// flows config → xapi → inventory → collect → metrics → server: a stage uses only stages
 /// before it, except that metrics is the pure model collect fills and server encodes, so it
-/// uses none of the stages; server never sees XAPI. The simulator stands apart. `lib.rs`,
-/// `main.rs` and `check.rs` are the wiring and may use everything; nothing uses `check`.
+/// uses none of the stages; server never sees XAPI. `lib.rs`, `main.rs`, `check.rs` and
+/// `demo.rs` are the wiring and may use everything; nothing uses `check` or `demo`.
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "config",
@@ -69,19 +69,19 @@ const LAYERS: &[(&str, &[&str])] = &[
             "collect",
             "metrics",
             "server",
-            "sim",
             "check",
+            "demo",
         ],
     ),
     (
         "xapi",
-        &["inventory", "collect", "metrics", "server", "sim", "check"],
+        &["inventory", "collect", "metrics", "server", "check", "demo"],
     ),
     (
         "inventory",
-        &["collect", "metrics", "server", "sim", "check"],
+        &["collect", "metrics", "server", "check", "demo"],
     ),
-    ("collect", &["server", "sim", "check"]),
+    ("collect", &["server", "check", "demo"]),
     (
         "metrics",
         &[
@@ -90,27 +90,15 @@ const LAYERS: &[(&str, &[&str])] = &[
             "inventory",
             "collect",
             "server",
-            "sim",
             "check",
+            "demo",
         ],
     ),
-    ("server", &["xapi", "inventory", "sim", "check"]),
-    (
-        "sim",
-        &[
-            "config",
-            "xapi",
-            "inventory",
-            "collect",
-            "metrics",
-            "server",
-            "check",
-        ],
-    ),
+    ("server", &["xapi", "inventory", "check", "demo"]),
 ];
 
 /// Top-level modules that wire the layers together (the crate root is `""`).
-const WIRING: &[&str] = &["", "check"];
+const WIRING: &[&str] = &["", "check", "demo"];
 
 /// The module a file under `src/` is: `src/config/file.rs` → `["config", "file"]`,
 /// `src/xapi/mod.rs` → `["xapi"]`, `src/lib.rs` → `[]`. `None` outside `src/`.
@@ -436,9 +424,33 @@ fn layers_only_depend_upstream() {
         .collect();
     assert!(
         violations.is_empty(),
-        "data flows config → xapi → inventory → collect → metrics → server (metrics uses none of them, server never xapi or inventory), and sim stands apart:\n{}",
+        "data flows config → xapi → inventory → collect → metrics → server (metrics uses none of them, server never xapi or inventory):\n{}",
         violations.join("\n")
     );
+}
+
+/// The simulator stands apart: of the exporter's sources only the `--demo` wiring names it,
+/// and the simulator names nothing of the exporter.
+#[test]
+fn only_the_demo_wiring_uses_the_simulator() {
+    let mut offenders = Vec::new();
+    for (path, text) in sources() {
+        let words: Vec<&str> = tokens(&text)
+            .into_iter()
+            .filter_map(|(_, token)| match token {
+                Token::Word(word) => Some(word),
+                _ => None,
+            })
+            .collect();
+        let names = |name: &str| words.contains(&name);
+        if path.starts_with("src/") && path != "src/demo.rs" && names("xapi_sim") {
+            offenders.push(format!("{path} names xapi_sim"));
+        }
+        if path.starts_with("crates/xapi-sim/") && names("xen_exporter") {
+            offenders.push(format!("{path} names xen_exporter"));
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
 }
 
 #[test]

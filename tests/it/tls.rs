@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
+use xapi_sim::{Sim, SimConfig};
 use xen_exporter::config::trust::Fingerprint;
 use xen_exporter::config::{ClientIdentity, Mode, PoolConfig, Secret, TlsConfig};
-use xen_exporter::sim::{self, Sim, SimConfig};
 use xen_exporter::xapi::{self, Client};
 
 use crate::harness::{Binary, Scrape, Scratch, TestEnv, pool_config};
@@ -218,7 +218,7 @@ async fn a_member_presenting_another_certificate_is_refused_alone() {
 
 #[tokio::test]
 async fn an_unknown_ca_fails_like_a_wrong_pin() {
-    let stranger = sim::ClientIdentity::generate("some-other-ca").unwrap();
+    let stranger = xapi_sim::ClientIdentity::generate("some-other-ca").unwrap();
     let sim = Sim::start(SimConfig::default()).await.unwrap();
     let mut config = pool_config(&sim, Mode::Host);
     config.tls.extra_roots_pem = Some(stranger.ca_pem.into_bytes());
@@ -311,7 +311,7 @@ async fn verification_off_works_warns_and_says_off() {
 
 #[tokio::test]
 async fn a_client_certificate_logs_in_without_the_right_password() {
-    let identity = sim::ClientIdentity::generate("prometheus.example").unwrap();
+    let identity = xapi_sim::ClientIdentity::generate("prometheus.example").unwrap();
     let sim = Sim::start(SimConfig {
         client_ca_pem: Some(identity.ca_pem.clone()),
         ..SimConfig::default()

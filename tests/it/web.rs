@@ -20,9 +20,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use xapi_sim::{HostFault, Sim, SimConfig};
 use xen_exporter::WebOptions;
 use xen_exporter::config::Mode;
-use xen_exporter::sim::{HostFault, Sim, SimConfig};
 
 /// A fresh directory for one test's files, removed when the test ends.
 struct Scratch(PathBuf);

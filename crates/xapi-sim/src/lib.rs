@@ -1,6 +1,8 @@
-//! A simulated XAPI pool for tests, benchmarks and `--demo`: every host listens on its own
-//! loopback address and speaks XAPI's wire formats (JSON-RPC, XML-RPC, `/rrd_updates` in
-//! three generations, stunnel-like TLS). Shares no types with the client modules.
+//! xapi-sim: a simulated XAPI pool for xen-exporter's tests, benchmarks and `--demo`: every
+//! host listens on its own loopback address and speaks XAPI's wire formats (JSON-RPC,
+//! XML-RPC, `/rrd_updates` in three generations, stunnel-like TLS). A crate of its own that
+//! shares no types with the exporter's XAPI client, so that each is checked against the
+//! wire-format reference rather than against the other.
 //!
 //! Layout: `model` holds the pool and `mutate` its runtime changes, `records` turns it into
 //! XenAPI records, `events` derives `event.from` from record changes, `rpc` dispatches

@@ -1,17 +1,21 @@
-//! TLS like XAPI's stunnel: TLS 1.2 only, ECDHE-RSA-AES-GCM suites, secp384r1 only, server
-//! cipher preference; an RSA-2048 test CA and one leaf certificate per host (CN and SAN =
-//! the host's IP), all made at start from one embedded simulator-only key. Also what pinning
-//! and client-certificate tests need: a self-signed impostor certificate per host (a man in
-//! the middle), and on the master stunnel's optional client-certificate check
-//! (`pool.enable_client_certificate_auth`).
+//! TLS like XAPI's stunnel: TLS 1.2 only, ECDHE-RSA-AES-GCM suites, secp384r1 only, server cipher
+//! preference; an RSA-2048 test CA and one leaf certificate per host (CN and SAN = the host's IP),
+//! all signed with one RSA-2048 key that the process generates the first time a simulator starts
+//! and keeps in memory only: no private key is stored in the repository or compiled into a binary.
+//! RSA because XAPI's certificates are RSA-2048 and its suites ECDHE-RSA only; one key per process
+//! because generating one is slow (a search for two large primes) and certificates, not keys, are
+//! what tests tell apart. Also what pinning and client-certificate tests need: a self-signed
+//! impostor certificate per host (a man in the middle), and on the master stunnel's optional
+//! client-certificate check (`pool.enable_client_certificate_auth`).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber, date_time_ymd,
 };
+use rsa::pkcs8::EncodePrivateKey;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::ring as ring_provider;
@@ -25,9 +29,6 @@ use rustls::{
 };
 use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
-
-/// Simulator-only RSA-2048 PKCS#8 key (see the header of the file).
-const KEY_PEM: &str = include_str!("sim-key.pem");
 
 /// Certificates and acceptors for every host of one simulator.
 pub(super) struct TlsMaterial {
@@ -68,14 +69,29 @@ pub(super) fn xapi_provider() -> CryptoProvider {
     }
 }
 
+/// Bits of the simulator's RSA key: what XAPI generates for its host certificates.
+const RSA_BITS: usize = 2048;
+
+/// The process's RSA key as PKCS#8 DER, generated with the OS random source on first use
+/// (see the header of the file).
+fn key_der() -> Result<&'static [u8], String> {
+    static KEY: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS)
+            .map_err(|e| format!("generating the RSA key: {e}"))?;
+        let der = key
+            .to_pkcs8_der()
+            .map_err(|e| format!("encoding the RSA key: {e}"))?;
+        Ok(der.as_bytes().to_vec())
+    })
+    .as_deref()
+    .map_err(Clone::clone)
+}
+
 fn key_pair() -> Result<KeyPair, String> {
-    // rcgen's PEM reader wants the armour first; skip the explanatory header.
-    let pem = KEY_PEM
-        .find("-----BEGIN")
-        .map(|i| &KEY_PEM[i..])
-        .ok_or("embedded key has no PEM block")?;
-    KeyPair::from_pkcs8_pem_and_sign_algo(pem, &rcgen::PKCS_RSA_SHA256)
-        .map_err(|e| format!("embedded RSA key: {e}"))
+    let der = PrivatePkcs8KeyDer::from(key_der()?);
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+        .map_err(|e| format!("RSA key: {e}"))
 }
 
 pub(super) fn build(
@@ -347,4 +363,22 @@ fn fingerprint(der: &[u8]) -> String {
         out.push_str(&format!("{b:02X}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use rsa::pkcs8::DecodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+
+    use super::*;
+
+    #[test]
+    fn the_process_makes_one_rsa_2048_key() {
+        let first = key_der().expect("the key is generated");
+        let again = key_der().expect("the key is kept");
+        assert!(std::ptr::eq(first, again), "generated once per process");
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(first).expect("PKCS#8 RSA key");
+        assert_eq!(key.size() * 8, RSA_BITS);
+        key.validate().expect("a consistent RSA key");
+    }
 }

@@ -295,7 +295,7 @@ mod tests {
 
     #[test]
     fn quantize_keeps_values_short() {
-        let mut r = crate::sim::rng::SplitMix::new(3);
+        let mut r = crate::rng::SplitMix::new(3);
         for _ in 0..2000 {
             let x = r.unit() * 10f64.powi(r.range_i64(-8, 9) as i32);
             let q = quantize(x, -1);
