@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use xapi_sim::{HostFault, Sim, SimConfig};
 use xen_exporter::collect::HostReason;
 use xen_exporter::config::{Mode, PoolConfig};
 use xen_exporter::inventory::live::{Reason as CollectorReason, Source};
 use xen_exporter::server::Exposure;
-use xen_exporter::sim::{HostFault, Sim, SimConfig};
 use xen_exporter::{Pools, WebOptions};
 
 use crate::harness::{Scrape, TestEnv, http_client};
@@ -75,7 +75,7 @@ async fn probes_beyond_the_cap_get_503_at_once_and_the_admitted_share_one_collec
     // A pool timeout well beyond the slow host's delay: the admitted probes wait for it.
     let pool = PoolConfig {
         name: "lab".into(),
-        ..xen_exporter::simulator_pool(&sim, Mode::Pool, Duration::from_secs(60))
+        ..xen_exporter::demo::simulator_pool(&sim, Mode::Pool, Duration::from_secs(60))
     };
     let web = WebOptions::default();
     assert_eq!(web.max_requests, CAP);
