@@ -9,9 +9,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use xen_exporter::Pools;
 use xen_exporter::config::{Mode, PoolConfig};
 use xen_exporter::sim::{Sim, SimConfig};
+use xen_exporter::{Pools, WebOptions};
 
 /// How long an awaited condition may take before the test fails. Each is met within
 /// milliseconds on an idle machine; the bound only turns a broken build's hang into a
@@ -79,23 +79,19 @@ impl TestEnv {
 
     /// Starts the exporter for `config` next to an already running simulator.
     pub(crate) async fn start_exporter(sim: Sim, config: PoolConfig) -> TestEnv {
-        Self::start_pools(sim, Pools::single(config)).await
+        Self::start_pools(sim, Pools::single(config), WebOptions::default()).await
     }
 
     /// Starts the exporter for `pools` (one pool, on `/metrics`) next to `sim`, for tests
-    /// that set what only [`Pools`] holds, such as the scrape-timeout offset.
-    pub(crate) async fn start_pools(sim: Sim, pools: Pools) -> TestEnv {
+    /// that set what only [`Pools`] or [`WebOptions`] hold, such as the scrape-timeout offset
+    /// or the cap on requests.
+    pub(crate) async fn start_pools(sim: Sim, pools: Pools, web: WebOptions) -> TestEnv {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(xen_exporter::run_pools(
-            pools,
-            listener,
-            xen_exporter::WebOptions::default(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(xen_exporter::run_pools(pools, listener, web, async move {
+            let _ = rx.await;
+        }));
         let env = TestEnv {
             sim,
             url,

@@ -200,7 +200,7 @@ async fn a_host_slower_than_the_scrape_timeout_is_down_before_prometheus_gives_u
         timeout_offset: OFFSET,
         ..Pools::single(config)
     };
-    let env = TestEnv::start_pools(sim, pools).await;
+    let env = TestEnv::start_pools(sim, pools, WebOptions::default()).await;
     env.scrape().await;
     // Hangs until the test lifts the fault.
     env.sim.set_host_fault(2, HostFault::Hang);
