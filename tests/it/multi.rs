@@ -50,7 +50,7 @@ impl Replica {
     async fn get(&self, path: &str) -> reqwest::Response {
         http_client()
             .get(format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(30))
+            .timeout(PATIENCE)
             .send()
             .await
             .unwrap()
@@ -60,7 +60,7 @@ impl Replica {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        tokio::time::timeout(Duration::from_secs(10), self.task)
+        tokio::time::timeout(PATIENCE, self.task)
             .await
             .expect("replica stops")
             .unwrap()
