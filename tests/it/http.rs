@@ -268,7 +268,12 @@ async fn a_burst_beyond_the_cap_costs_one_collection_and_leaves_the_exporter_ser
     let count = |status: u16| answers.iter().filter(|(s, _)| *s == status).count();
     let (ok, busy) = (count(200), count(503));
     eprintln!("{burst} concurrent scrapes, cap {cap}: {ok} answered 200, {busy} answered 503");
-    assert_eq!(ok + busy, burst, "every request answered");
+    assert_eq!(
+        ok + busy,
+        burst,
+        "every request answered; {} failed",
+        count(0)
+    );
     // Each served request holds its slot until its body is sent, which the held collection
     // prevents: exactly `cap` are served, every other one is turned away.
     assert_eq!(ok, cap, "served");
