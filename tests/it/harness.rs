@@ -1,7 +1,9 @@
-//! The test environment: a simulated pool and the real exporter on loopback port 0, plus an
-//! exposition parser written independently of the exporter's encoder.
+//! The test environment: a simulated pool and the real exporter on loopback port 0, an
+//! exposition parser written independently of the exporter's encoder, and the one way tests
+//! wait: for a condition, never for a time.
 
 use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -9,6 +11,43 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use xapi_sim::{Sim, SimConfig};
 use xen_exporter::config::{Mode, PoolConfig};
+use xen_exporter::{Pools, WebOptions};
+
+/// How long an awaited condition may take before the test fails. Each is met within
+/// milliseconds on an idle machine; the bound only turns a broken build's hang into a
+/// message, and is far enough away that a busy machine never reaches it.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `check` every few milliseconds until it gives `Ok`, and returns that; fails after
+/// [`PATIENCE`] with `what` was awaited and the last `Err`, which should say what was seen.
+pub(crate) async fn poll_until<T, E: Display>(
+    what: &str,
+    check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    poll_within(PATIENCE, what, check).await
+}
+
+/// [`poll_until`] with another bound, for the few conditions that must come true before
+/// something else would make them true anyway (a long poll's own timeout, say): `patience`
+/// is then that time, still far above what the condition needs.
+pub(crate) async fn poll_within<T, E: Display>(
+    patience: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still not so after {patience:?}; last seen: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// A running simulator and exporter.
 pub(crate) struct TestEnv {
@@ -19,9 +58,11 @@ pub(crate) struct TestEnv {
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
-/// The pool configuration that points at `sim`, trusting its CA.
+/// The pool configuration that points at `sim`, trusting its CA. Its XAPI timeout is long
+/// enough that a simulator slowed by a busy machine is not taken for a failing host; tests
+/// of timeouts set their own.
 pub(crate) fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
-    xen_exporter::demo::simulator_pool(sim, mode, Duration::from_secs(5))
+    xen_exporter::demo::simulator_pool(sim, mode, Duration::from_secs(30))
 }
 
 impl TestEnv {
@@ -40,10 +81,17 @@ impl TestEnv {
 
     /// Starts the exporter for `config` next to an already running simulator.
     pub(crate) async fn start_exporter(sim: Sim, config: PoolConfig) -> TestEnv {
+        Self::start_pools(sim, Pools::single(config), WebOptions::default()).await
+    }
+
+    /// Starts the exporter for `pools` (one pool, on `/metrics`) next to `sim`, for tests
+    /// that set what only [`Pools`] or [`WebOptions`] hold, such as the scrape-timeout offset
+    /// or the cap on requests.
+    pub(crate) async fn start_pools(sim: Sim, pools: Pools, web: WebOptions) -> TestEnv {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(xen_exporter::run(config, listener, async move {
+        let task = tokio::spawn(xen_exporter::run_pools(pools, listener, web, async move {
             let _ = rx.await;
         }));
         let env = TestEnv {
@@ -57,16 +105,15 @@ impl TestEnv {
         env
     }
 
-    /// Waits (bounded) until `/-/ready` says the first login succeeded.
+    /// Waits until `/-/ready` says the first login succeeded.
     pub(crate) async fn wait_ready(&self) {
-        for _ in 0..200 {
-            let response = self.get("/-/ready").await;
-            if response.status() == 200 {
-                return;
+        poll_until("the exporter is ready", async || {
+            match self.get("/-/ready").await.status().as_u16() {
+                200 => Ok(()),
+                other => Err(other),
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("exporter never became ready");
+        })
+        .await;
     }
 
     pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
@@ -78,7 +125,7 @@ impl TestEnv {
         let mut request = self
             .http
             .get(format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(30));
+            .timeout(PATIENCE);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
@@ -102,7 +149,7 @@ impl TestEnv {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            tokio::time::timeout(PATIENCE, task)
                 .await
                 .expect("exporter stops")
                 .unwrap()
@@ -421,27 +468,26 @@ impl Binary {
             stderr,
             readers: vec![out_reader, err_reader],
         };
-        for _ in 0..400 {
-            let address = binary
-                .stderr()
+        let address = poll_until("the exporter says where it listens", async || {
+            let stderr = binary.stderr();
+            let address = stderr
                 .lines()
                 .find(|l| l.contains("Listening"))
                 .and_then(|l| {
                     l.split_whitespace()
                         .find_map(|w| w.strip_prefix("address="))
-                })
-                .map(str::to_string);
+                });
             if let Some(address) = address {
-                binary.url = format!("http://{address}");
-                return binary;
+                return Ok(address.to_string());
             }
             if let Ok(Some(status)) = binary.child.try_wait() {
-                panic!("exporter exited with {status}: {}", binary.stderr());
+                panic!("exporter exited with {status}: {stderr}");
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let _ = binary.child.kill();
-        panic!("exporter never listened: {}", binary.stderr());
+            Err(stderr)
+        })
+        .await;
+        binary.url = format!("http://{address}");
+        binary
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -456,31 +502,33 @@ impl Binary {
     pub(crate) async fn get(&self, path: &str) -> (u16, String) {
         let response = http_client()
             .get(format!("{}{path}", self.url))
-            .timeout(Duration::from_secs(30))
+            .timeout(PATIENCE)
             .send()
             .await
             .unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
 
-    /// Waits (bounded) until `/-/ready` answers 200.
+    /// Waits until `/-/ready` answers 200.
     pub(crate) async fn wait_ready(&self) {
-        for _ in 0..400 {
-            if self.get("/-/ready").await.0 == 200 {
-                return;
+        poll_until("the exporter is ready", async || {
+            match self.get("/-/ready").await {
+                (200, _) => Ok(()),
+                (status, _) => Err(format!("{status}; {}", self.stderr())),
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("exporter never became ready: {}", self.stderr());
+        })
+        .await;
     }
 
-    /// Sends SIGTERM, waits (bounded) for the exit; returns exit code, stdout and stderr.
+    /// Sends SIGTERM, waits (up to [`PATIENCE`]) for the exit; returns exit code, stdout and
+    /// stderr.
     pub(crate) async fn stop(mut self) -> (Option<i32>, String, String) {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut status = None;
-        for _ in 0..400 {
+        while tokio::time::Instant::now() < deadline {
             if let Ok(Some(s)) = self.child.try_wait() {
                 status = Some(s);
                 break;

@@ -7,11 +7,7 @@ use std::time::Duration;
 
 use xapi_sim::{PoolView, SimConfig};
 
-use crate::harness::{Scrape, TestEnv};
-
-/// Long enough for an event to travel from the simulator to the exporter's inventory over
-/// loopback (it takes a few milliseconds); the scrape after it must show the change.
-const EVENT_DELIVERY: Duration = Duration::from_millis(500);
+use crate::harness::{Scrape, TestEnv, poll_until, poll_within};
 
 async fn start(hosts: usize) -> TestEnv {
     TestEnv::start(SimConfig {
@@ -46,18 +42,34 @@ fn pbd_config<'a>(view: &'a PoolView, sr: &str, host: usize, key: &str) -> &'a s
         .unwrap_or_else(|| panic!("device_config has {key}"))
 }
 
-/// Waits (bounded) until the simulator has served `method` more than `before` times.
+/// Scrapes until `shows` accepts a scrape, and returns that scrape: a change made in the
+/// simulator reaches the exporter by `event.from`, which takes a few milliseconds, so the
+/// first scrape after the change may come before it. `shows` says what it saw otherwise.
+async fn scrape_until(
+    env: &TestEnv,
+    change: &str,
+    shows: impl Fn(&Scrape) -> Result<(), String>,
+) -> Scrape {
+    poll_until(change, async || {
+        let scrape = env.scrape().await;
+        shows(&scrape).map(|()| scrape)
+    })
+    .await
+}
+
+/// Waits until the simulator has served `method` more than `before` times. The bound is
+/// under the exporter's 30 s long poll, which would bring a new call by itself: meeting it
+/// shows that the exporter reacted to what the test did.
 async fn wait_for_calls(env: &TestEnv, method: &str, before: u64, why: &str) {
-    for _ in 0..400 {
-        if env.sim.counters().rpc.get(method).copied().unwrap_or(0) > before {
-            return;
+    let what = format!("{why}: {method} is called again");
+    poll_within(Duration::from_secs(20), &what, async || {
+        let counters = env.sim.counters();
+        match counters.rpc.get(method).copied().unwrap_or(0) > before {
+            true => Ok(()),
+            false => Err(format!("{:?}", counters.rpc)),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{why}: {method} was never called again: {:?}",
-        env.sim.counters().rpc
-    );
+    })
+    .await;
 }
 
 fn series_of_vm<'a>(scrape: &'a Scrape, uuid: &str) -> Vec<&'a crate::harness::Series> {
@@ -88,9 +100,11 @@ async fn a_detached_pbd_shows_0_at_the_next_scrape() {
         "one series per PBD"
     );
     assert!(env.sim.set_pbd_attached(&sr, 1, false));
-    tokio::time::sleep(EVENT_DELIVERY).await;
-    let after = env.scrape().await;
-    assert_eq!(attached(&after), Some(0.0));
+    let after = scrape_until(&env, "the PBD shows detached", |s| match attached(s) {
+        Some(0.0) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
     let series = after
         .all("xen_pbd_attached")
         .into_iter()
@@ -132,9 +146,13 @@ async fn lost_multipath_paths_show_as_active_below_max() {
         Some(1.0)
     );
     assert!(env.sim.set_multipath_paths(&sr, 1, 2, 4));
-    tokio::time::sleep(EVENT_DELIVERY).await;
-    let after = env.scrape().await;
-    assert_eq!(paths(&after, "xen_sr_multipath_paths"), Some(2.0));
+    let after = scrape_until(&env, "two paths of four show", |s| {
+        match paths(s, "xen_sr_multipath_paths") {
+            Some(2.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     assert_eq!(paths(&after, "xen_sr_multipath_paths_max"), Some(4.0));
     // The other host's paths are untouched.
     let other = view.hosts[0].uuid.clone();
@@ -388,17 +406,19 @@ async fn host_and_pool_state_and_host_maintenance() {
 
     env.sim.set_host_enabled(2, false);
     env.sim.set_host_live(2, false);
-    tokio::time::sleep(EVENT_DELIVERY).await;
-    let after = env.scrape().await;
     let uuid = &view.hosts[2].uuid;
-    assert_eq!(
-        after.value("xen_host_enabled", &[("host_uuid", uuid)]),
-        Some(0.0)
-    );
-    assert_eq!(
-        after.value("xen_host_live", &[("host_uuid", uuid)]),
-        Some(0.0)
-    );
+    // Two changes, maybe in two event batches: wait for both.
+    let after = scrape_until(&env, "host 2 shows disabled and not live", |s| {
+        let flags = (
+            s.value("xen_host_enabled", &[("host_uuid", uuid)]),
+            s.value("xen_host_live", &[("host_uuid", uuid)]),
+        );
+        match flags {
+            (Some(0.0), Some(0.0)) => Ok(()),
+            other => Err(format!("(enabled, live) = {other:?}")),
+        }
+    })
+    .await;
     assert_eq!(
         after.value("xen_host_enabled", &[("host_uuid", &view.hosts[1].uuid)]),
         Some(1.0)
@@ -426,6 +446,8 @@ async fn renamed_added_removed_and_migrated_vms_show_at_the_next_scrape_without_
     let renamed = on(0).nth(1).unwrap().clone();
     let removed = on(1).next().unwrap().clone();
     env.scrape().await;
+    // From before the changes: no RPC may be needed to learn any of them.
+    env.sim.reset_counters();
 
     env.sim.set_vm_name(&renamed.uuid, "renamed \"vm\"");
     assert!(env.sim.remove_vm(&removed.uuid));
@@ -439,38 +461,54 @@ async fn renamed_added_removed_and_migrated_vms_show_at_the_next_scrape_without_
         .find(|v| v.uuid == added)
         .unwrap()
         .name;
-    tokio::time::sleep(EVENT_DELIVERY).await;
-    env.sim.reset_counters();
-    let scrape = env.scrape().await;
-
-    let names = |uuid: &str| -> BTreeSet<String> {
-        series_of_vm(&scrape, uuid)
+    let new_host = &view.hosts[1].uuid;
+    let names = |scrape: &Scrape, uuid: &str| -> BTreeSet<String> {
+        series_of_vm(scrape, uuid)
             .iter()
             .map(|s| s.labels["vm"].clone())
             .collect()
     };
-    assert_eq!(
-        names(&renamed.uuid),
-        BTreeSet::from(["renamed \"vm\"".to_string()])
+    let hosts_of = |scrape: &Scrape, uuid: &str| -> BTreeSet<String> {
+        series_of_vm(scrape, uuid)
+            .iter()
+            .filter_map(|s| s.labels.get("host_uuid").cloned())
+            .collect()
+    };
+    let want = (
+        BTreeSet::from(["renamed \"vm\"".to_string()]),
+        BTreeSet::new(),
+        BTreeSet::from([added_name]),
+        BTreeSet::from([new_host.clone()]),
     );
+    // Four changes, in one or several event batches: wait until every one shows. Each part
+    // compared is a whole set, so a stale series (old name, old host, removed VM) keeps the
+    // wait going and, past the bound, fails the test.
+    let scrape = scrape_until(&env, "the rename, removal, start and migration show", |s| {
+        let seen = (
+            names(s, &renamed.uuid),
+            names(s, &removed.uuid),
+            names(s, &added),
+            hosts_of(s, &migrated.uuid),
+        );
+        match seen == want {
+            true => Ok(()),
+            false => Err(format!(
+                "(renamed, removed, added, hosts of migrated) = {seen:?}"
+            )),
+        }
+    })
+    .await;
     assert!(
         series_of_vm(&scrape, &removed.uuid).is_empty(),
         "removed VM"
     );
-    assert_eq!(names(&added), BTreeSet::from([added_name]));
     assert!(
         series_of_vm(&scrape, &added)
             .iter()
             .any(|s| s.name == "xen_vm_cpu"),
         "the added VM's RRD is there"
     );
-    let new_host = &view.hosts[1].uuid;
-    let hosts_of_migrated: BTreeSet<&str> = series_of_vm(&scrape, &migrated.uuid)
-        .iter()
-        .filter_map(|s| s.labels.get("host_uuid").map(String::as_str))
-        .collect();
-    assert_eq!(hosts_of_migrated, BTreeSet::from([new_host.as_str()]));
-    // No RPC was needed to learn any of it: events brought it before the scrape.
+    // No RPC was needed to learn any of it: events brought it.
     let counters = env.sim.counters();
     let rpc: Vec<&str> = counters
         .rpc
@@ -518,13 +556,19 @@ async fn a_lost_event_stream_recovers_by_itself() {
         }
         let name = format!("after {break_stream} {round}");
         env.sim.set_vm_name(&vm.uuid, &name);
-        tokio::time::sleep(EVENT_DELIVERY).await;
-        let scrape = env.scrape().await;
-        let names: BTreeSet<&str> = series_of_vm(&scrape, &vm.uuid)
-            .iter()
-            .map(|s| s.labels["vm"].as_str())
-            .collect();
-        assert_eq!(names, BTreeSet::from([name.as_str()]), "{break_stream}");
+        // The rename reaches the inventory through the recovered stream: every series of the
+        // VM carries the new name and no other.
+        let scrape = scrape_until(&env, &format!("{break_stream}: the rename shows"), |s| {
+            let names: BTreeSet<&str> = series_of_vm(s, &vm.uuid)
+                .iter()
+                .map(|s| s.labels["vm"].as_str())
+                .collect();
+            match names == BTreeSet::from([name.as_str()]) {
+                true => Ok(()),
+                false => Err(format!("{names:?}")),
+            }
+        })
+        .await;
         let up = scrape
             .all("xen_host_up")
             .iter()

@@ -3,8 +3,6 @@
 //! and both fingerprints and show as `tls` failures, verification off (warned and visible in
 //! `xen_exporter_xapi_tls_verify`), and client-certificate login.
 
-use std::time::Duration;
-
 use serde::de::IgnoredAny;
 use tokio::time::Instant;
 use xapi_sim::{Sim, SimConfig};
@@ -192,7 +190,7 @@ async fn a_member_presenting_another_certificate_is_refused_alone() {
     let client = logged_in_client(&env.sim, &config).await;
     let member = client.member(&env.sim.host_address(1));
     let error = client
-        .rrd_updates(&member, Instant::now() + Duration::from_secs(5))
+        .rrd_updates(&member, Instant::now() + crate::harness::PATIENCE)
         .await
         .unwrap_err();
     assert_eq!(error.reason().as_str(), "tls");

@@ -24,6 +24,8 @@ use xapi_sim::{HostFault, Sim, SimConfig};
 use xen_exporter::WebOptions;
 use xen_exporter::config::Mode;
 
+use crate::harness::{Binary, PATIENCE, poll_until};
+
 /// A fresh directory for one test's files, removed when the test ends.
 struct Scratch(PathBuf);
 
@@ -187,7 +189,7 @@ async fn tls_get(
     path: &str,
     auth: Option<(&str, &str)>,
 ) -> Result<Answer, String> {
-    tokio::time::timeout(Duration::from_secs(15), async move {
+    tokio::time::timeout(PATIENCE, async move {
         let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         let mut tls = tokio_rustls::TlsConnector::from(client)
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -246,8 +248,18 @@ struct Exporter {
 
 impl Exporter {
     async fn start(sim: SimConfig, web: WebOptions) -> Exporter {
+        Self::start_with(sim, web, |_| {}).await
+    }
+
+    /// [`Exporter::start`], letting the test adjust the pool configuration.
+    async fn start_with(
+        sim: SimConfig,
+        web: WebOptions,
+        tweak: impl FnOnce(&mut xen_exporter::config::PoolConfig),
+    ) -> Exporter {
         let sim = Sim::start(sim).await.unwrap();
-        let pool = crate::harness::pool_config(&sim, Mode::Pool);
+        let mut pool = crate::harness::pool_config(&sim, Mode::Pool);
+        tweak(&mut pool);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -271,7 +283,7 @@ impl Exporter {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            tokio::time::timeout(PATIENCE, task)
                 .await
                 .expect("exporter stops")
                 .unwrap()
@@ -288,19 +300,26 @@ fn with_file(path: &Path) -> WebOptions {
     }
 }
 
-/// Waits (bounded) until `probe` answers 200.
+/// Waits until `probe` answers 200.
 async fn until_ok<F, Fut>(mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<u16>>,
 {
-    for _ in 0..200 {
-        if probe().await == Some(200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("never answered 200");
+    poll_until("an answer 200", async || match probe().await {
+        Some(200) => Ok(()),
+        other => Err(format!("{other:?}")),
+    })
+    .await;
+}
+
+/// Replaces `path` by a new file (written beside it, then renamed over it), as deployment
+/// tools do: a new inode, so that the exporter's change check sees it even when size and
+/// modification time happen to equal the old file's.
+fn replace(path: &Path, contents: &str) {
+    let new = path.with_extension("new");
+    std::fs::write(&new, contents).unwrap();
+    std::fs::rename(&new, path).unwrap();
 }
 
 #[tokio::test]
@@ -425,12 +444,16 @@ async fn require_and_verify_client_cert_accepts_only_certificates_of_the_ca() {
     )
     .unwrap();
     promtool_accepts_but(&file, &["client_allowed_sans"]);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let refused = tls_get(exporter.addr, other, "/-/healthy", None).await;
-    assert!(
-        refused.is_err(),
-        "a SAN outside client_allowed_sans was accepted"
-    );
+    // The reload happens at a request once a second at most: until then the other name is
+    // still let in. Refused at last, the reload has taken effect.
+    poll_until(
+        "a SAN outside client_allowed_sans is refused",
+        async || match tls_get(exporter.addr, other.clone(), "/-/healthy", None).await {
+            Err(_) => Ok(()),
+            Ok(answer) => Err(format!("still served, {}", answer.status)),
+        },
+    )
+    .await;
     assert_eq!(
         tls_get(exporter.addr, good, "/-/healthy", None)
             .await
@@ -457,9 +480,7 @@ async fn basic_auth_protects_every_route() {
     let exporter = Exporter::start(SimConfig::default(), with_file(&file)).await;
     let http = crate::harness::http_client();
     let get = |path: &str, auth: Option<(&str, &str)>| {
-        let mut request = http
-            .get(exporter.url(path))
-            .timeout(Duration::from_secs(30));
+        let mut request = http.get(exporter.url(path)).timeout(PATIENCE);
         if let Some((user, password)) = auth {
             request = request.basic_auth(user, Some(password));
         }
@@ -524,7 +545,7 @@ fn passwords_and_hashes_never_reach_the_logs() {
         }
     });
     let mut log = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + PATIENCE;
     let address = loop {
         let line = lines_rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
@@ -557,7 +578,7 @@ fn passwords_and_hashes_never_reach_the_logs() {
             let response = http
                 .get(url("/metrics"))
                 .basic_auth(user, Some(pw))
-                .timeout(Duration::from_secs(30))
+                .timeout(PATIENCE)
                 .send()
                 .await
                 .unwrap();
@@ -568,7 +589,7 @@ fn passwords_and_hashes_never_reach_the_logs() {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
@@ -651,61 +672,79 @@ fn an_invalid_file_stops_start_up_with_64_and_no_secret() {
     );
 }
 
+/// The real binary (its simulated pool built in), so that its log can be read: a rejected
+/// reload changes nothing a client can see, and the error line it logs is how the test knows
+/// the rejection has happened.
 #[tokio::test]
 async fn certificates_rotate_without_restart_and_a_broken_rewrite_keeps_the_old_ones() {
+    const REJECTED: &str = "Web configuration not reloaded";
     let dir = scratch("reload");
     let ca = Ca::new("web test CA");
     let (first, first_key) = ca.server();
-    std::fs::write(dir.join("server.crt"), &first).unwrap();
-    std::fs::write(dir.join("server.key"), &first_key).unwrap();
+    let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
+    std::fs::write(&crt, &first).unwrap();
+    std::fs::write(&key, &first_key).unwrap();
     let file = dir.join("web.yml");
-    std::fs::write(
-        &file,
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
-    )
-    .unwrap();
+    let valid = "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n";
+    std::fs::write(&file, valid).unwrap();
     promtool_accepts(&file);
-    let exporter = Exporter::start(SimConfig::default(), with_file(&file)).await;
+    let exporter = Binary::start(
+        &[],
+        &["--demo", "--web.config.file", file.to_str().unwrap()],
+    )
+    .await;
+    let addr: std::net::SocketAddr = exporter.url.trim_start_matches("http://").parse().unwrap();
     let client = tls_client(&ca, None);
-    let healthy = || tls_get(exporter.addr, client.clone(), "/-/healthy", None);
+    let healthy = || tls_get(addr, client.clone(), "/-/healthy", None);
+    // Each wait makes requests, since a reload happens at a request (once a second at most).
+    let served_until = async |want: &str, why: &str| {
+        poll_until(why, async || {
+            let answer = healthy().await?;
+            assert_eq!(answer.status, 200);
+            match answer.server_cert == der_of(want) {
+                true => Ok(()),
+                false => Err("the previous certificate".to_string()),
+            }
+        })
+        .await;
+    };
+    let rejections = || exporter.stderr().matches(REJECTED).count();
+    let rejected_until = async |before: usize, kept: &str, why: &str| {
+        poll_until(why, async || {
+            let answer = healthy().await?;
+            assert_eq!(answer.status, 200);
+            assert_eq!(answer.server_cert, der_of(kept), "the kept certificate");
+            match rejections() > before {
+                true => Ok(()),
+                false => Err(exporter.stderr()),
+            }
+        })
+        .await;
+    };
     assert_eq!(healthy().await.unwrap().server_cert, der_of(&first));
 
     let (second, second_key) = ca.server();
-    std::fs::write(dir.join("server.crt"), &second).unwrap();
-    std::fs::write(dir.join("server.key"), &second_key).unwrap();
+    replace(&crt, &second);
+    replace(&key, &second_key);
     promtool_accepts(&file);
-    // Files are looked at at most once a second.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let answer = healthy().await.unwrap();
-    assert_eq!(answer.status, 200);
-    assert_eq!(
-        answer.server_cert,
-        der_of(&second),
-        "the new certificate is served"
-    );
+    served_until(&second, "the new certificate is served").await;
 
     // A key that does not match, then a file that is no YAML: the second certificate stays.
+    // (A reload between the two writes above may have been rejected already: count anew.)
     let (_, other_key) = ca.server();
-    std::fs::write(dir.join("server.key"), &other_key).unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(healthy().await.unwrap().server_cert, der_of(&second));
-    std::fs::write(&file, "tls_server_config: [not: a: mapping\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let answer = healthy().await.unwrap();
-    assert_eq!(answer.status, 200);
-    assert_eq!(answer.server_cert, der_of(&second));
+    let before = rejections();
+    replace(&key, &other_key);
+    rejected_until(before, &second, "the mismatched key is rejected").await;
+    let before = rejections();
+    replace(&file, "tls_server_config: [not: a: mapping\n");
+    rejected_until(before, &second, "the broken file is rejected").await;
 
     // Fixing both files again brings in the third certificate.
     let (third, third_key) = ca.server();
-    std::fs::write(dir.join("server.crt"), &third).unwrap();
-    std::fs::write(dir.join("server.key"), &third_key).unwrap();
-    std::fs::write(
-        &file,
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(healthy().await.unwrap().server_cert, der_of(&third));
+    replace(&crt, &third);
+    replace(&key, &third_key);
+    replace(&file, valid);
+    served_until(&third, "the third certificate is served").await;
     exporter.stop().await;
 }
 
@@ -741,7 +780,7 @@ async fn slow_clients_are_disconnected_after_the_read_header_timeout() {
     let started = Instant::now();
     let mut loris = TcpStream::connect(exporter.addr).await.unwrap();
     loris.write_all(b"GET /metr").await.unwrap();
-    let answer = read_until_closed(&mut loris, Duration::from_secs(5))
+    let answer = read_until_closed(&mut loris, PATIENCE)
         .await
         .expect("the half-sent request is cut off");
     let waited = started.elapsed();
@@ -756,7 +795,7 @@ async fn slow_clients_are_disconnected_after_the_read_header_timeout() {
     idle.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_until_closed(&mut idle, Duration::from_secs(5))
+    let answer = read_until_closed(&mut idle, PATIENCE)
         .await
         .expect("the idle connection is closed");
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
@@ -787,7 +826,7 @@ async fn a_stalled_tls_handshake_is_cut_off_too() {
     .await;
     let mut silent = TcpStream::connect(exporter.addr).await.unwrap();
     silent.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
-    read_until_closed(&mut silent, Duration::from_secs(5))
+    read_until_closed(&mut silent, PATIENCE)
         .await
         .expect("the stalled handshake is cut off");
     exporter.stop().await;
@@ -795,12 +834,14 @@ async fn a_stalled_tls_handshake_is_cut_off_too() {
 
 #[tokio::test]
 async fn scrapes_beyond_the_cap_get_503() {
-    let exporter = Exporter::start(
+    // No XAPI timeout to speak of: the held host is let go by the test, not by the exporter.
+    let exporter = Exporter::start_with(
         SimConfig::default(),
         WebOptions {
             max_requests: 2,
             ..WebOptions::default()
         },
+        |pool| pool.timeout = Duration::from_secs(600),
     )
     .await;
     let http = crate::harness::http_client();
@@ -812,20 +853,11 @@ async fn scrapes_beyond_the_cap_get_503() {
             .map(|r| r.status().as_u16())
     })
     .await;
-    // Host 1 answers slowly, so the first two scrapes stay in flight for a while.
-    exporter
-        .sim
-        .set_host_fault(1, HostFault::Delay(Duration::from_secs(2)));
-    let slow: Vec<_> = (0..2)
-        .map(|_| {
-            let request = http
-                .get(exporter.url("/metrics"))
-                .timeout(Duration::from_secs(30))
-                .send();
-            tokio::spawn(request)
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Host 1 hangs, so the first two scrapes stay in flight until the test lets it go.
+    exporter.sim.set_host_fault(1, HostFault::Hang);
+    let slow = (0..2).map(|_| http.get(exporter.url("/metrics")).timeout(PATIENCE).send());
+    // Their headers come while the hosts are fetched: both hold their slot now.
+    let slow = futures::future::join_all(slow).await;
     let refused = http.get(exporter.url("/metrics")).send().await.unwrap();
     assert_eq!(refused.status(), 503);
     assert!(
@@ -838,10 +870,12 @@ async fn scrapes_beyond_the_cap_get_503() {
     // Cheap endpoints are not capped.
     let health = http.get(exporter.url("/-/healthy")).send().await.unwrap();
     assert_eq!(health.status(), 200);
-    for request in slow {
-        assert_eq!(request.await.unwrap().unwrap().status(), 200);
-    }
     exporter.sim.set_host_fault(1, HostFault::None);
+    for response in slow {
+        let response = response.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().contains("xen_host_up"));
+    }
     let after = http.get(exporter.url("/metrics")).send().await.unwrap();
     assert_eq!(after.status(), 200, "slots are given back");
     exporter.stop().await;

@@ -10,8 +10,13 @@ use super::records::{CLASSES, iso8601};
 use super::tests::{T, call, client, frozen, get, login, plain_client, post, rrd_url};
 use super::*;
 
-/// Longest any single step may take before a test fails instead of hanging.
-const BOUND: Duration = Duration::from_secs(5);
+/// Longest any single step may take before a test fails instead of hanging: each takes
+/// milliseconds, and a busy machine must not reach this.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// An `event.from` timeout no test waits out (an hour): a call given it and answered within
+/// [`BOUND`] was ended by what the test did, not by its timeout.
+const NEVER: f64 = 3600.0;
 
 type Records = BTreeMap<String, serde_json::Map<String, Value>>;
 
@@ -322,17 +327,22 @@ async fn event_from_blocks_until_a_matching_change_or_the_timeout() {
     assert!(r["result"]["valid_ref_counts"]["vm"].as_i64() > Some(0));
 
     let calls = sim.counters().rpc.get("event.from").copied().unwrap_or(0);
-    let blocked = spawn_event_from(&sim, &s, json!(["vm"]), &t, 4.0);
-    until_event_from_calls(&sim, calls + 1).await;
-    let t0 = Instant::now();
-    // A change the call did not subscribe to does not end it.
+    let blocked = spawn_event_from(&sim, &s, json!(["vm"]), &t, NEVER);
+    let hosts = spawn_event_from(&sim, &s, json!(["host"]), &t, NEVER);
+    until_event_from_calls(&sim, calls + 2).await;
+    // A change the call did not subscribe to does not end it: the same wake-up answers the
+    // call that did subscribe, and by then the other has looked and gone back to waiting.
     sim.set_host_enabled(1, false);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = tokio::time::timeout(BOUND, hosts)
+        .await
+        .expect("the host change ends the call on hosts")
+        .expect("task")
+        .expect("answered");
+    assert!(!events(&r).is_empty());
     assert!(!blocked.is_finished());
     // Other requests go through meanwhile.
     let r = call(&c, &sim.master_url(), "pool.get_all_records", json!([s])).await;
     assert!(r["result"].is_object());
-    assert!(t0.elapsed() < Duration::from_secs(1));
     let vm = sim
         .view()
         .vms
@@ -340,12 +350,12 @@ async fn event_from_blocks_until_a_matching_change_or_the_timeout() {
         .find(|v| !v.is_control_domain && v.resident_on.is_some())
         .expect("guest");
     sim.set_vm_name(&vm.uuid, "wake up");
+    // Answered at all, with its hour-long timeout: woken by the change.
     let r = tokio::time::timeout(BOUND, blocked)
         .await
-        .expect("woken in time")
+        .expect("woken by the change")
         .expect("task")
         .expect("answered");
-    assert!(t0.elapsed() < Duration::from_secs(2), "woken early");
     assert_eq!(events(&r).len(), 1);
     assert_eq!(events(&r)[0]["snapshot"]["name_label"], "wake up");
     assert!(token_of(&r) > t);
@@ -384,19 +394,17 @@ async fn event_from_errors_and_lost_events() {
     let r = event_from(&c, &sim, &s, json!(["vm"]), "", json!(0)).await;
     assert!(!events(&r).is_empty(), "only once");
 
-    // A blocked call whose session dies ends at once.
+    // A blocked call whose session dies ends at once (rather than at its hour-long timeout).
     let t = token_of(&r);
     let calls = sim.counters().rpc.get("event.from").copied().unwrap_or(0);
-    let blocked = spawn_event_from(&sim, &s, json!(["vm"]), &t, 4.0);
+    let blocked = spawn_event_from(&sim, &s, json!(["vm"]), &t, NEVER);
     until_event_from_calls(&sim, calls + 1).await;
-    let t0 = Instant::now();
     sim.invalidate_sessions();
     let r = tokio::time::timeout(BOUND, blocked)
         .await
-        .expect("ended in time")
+        .expect("ended by the session's end")
         .expect("task")
         .expect("answered");
-    assert!(t0.elapsed() < Duration::from_secs(1));
     assert_eq!(
         r["error"],
         json!({"code": 1, "message": "SESSION_INVALID", "data": [s]})
@@ -404,7 +412,7 @@ async fn event_from_errors_and_lost_events() {
 
     // Same after a logout on another connection.
     let s = login(&c, &sim).await;
-    let blocked = spawn_event_from(&sim, &s, json!(["vm"]), &t, 4.0);
+    let blocked = spawn_event_from(&sim, &s, json!(["vm"]), &t, NEVER);
     until_event_from_calls(&sim, calls + 2).await;
     let r = call(&c, &sim.master_url(), "session.logout", json!([s])).await;
     assert_eq!(r["result"], "");
@@ -424,20 +432,19 @@ async fn dropped_event_streams_lose_their_connection() {
     let s = login(&c, &sim).await;
     let t = token_of(&event_from(&c, &sim, &s, json!(["vm"]), "", json!(0)).await);
     let calls = sim.counters().rpc.get("event.from").copied().unwrap_or(0);
-    let first = spawn_event_from(&sim, &s, json!(["vm"]), &t, 4.0);
-    let second = spawn_event_from(&sim, &s, json!(["host"]), &t, 4.0);
+    let first = spawn_event_from(&sim, &s, json!(["vm"]), &t, NEVER);
+    let second = spawn_event_from(&sim, &s, json!(["host"]), &t, NEVER);
     until_event_from_calls(&sim, calls + 2).await;
-    let t0 = Instant::now();
     sim.drop_event_streams();
+    // Ended by the cut: neither answered nor timed out.
     for blocked in [first, second] {
         let r = tokio::time::timeout(BOUND, blocked)
             .await
-            .expect("ended in time")
+            .expect("ended by the cut")
             .expect("task");
         let e = r.expect_err("no HTTP response");
         assert!(!e.is_timeout() && !e.is_status(), "{e:?}");
     }
-    assert!(t0.elapsed() < Duration::from_secs(1));
     // Later calls work, also blocking ones.
     let r = event_from(&c, &sim, &s, json!(["vm"]), &t, json!(0.2)).await;
     assert!(events(&r).is_empty());
@@ -455,9 +462,8 @@ async fn event_inject_gives_a_token_that_sees_the_injected_object() {
     let r = call(&c, &base, "event.inject", json!([s, "pool", pool])).await;
     let token = r["result"].as_str().expect("a token").to_string();
     assert_eq!(token.len(), 41);
-    let t0 = Instant::now();
-    let r = event_from(&c, &sim, &s, json!(["pool"]), &token, json!(4.0)).await;
-    assert!(t0.elapsed() < Duration::from_secs(1));
+    // Answered at once, not at the end of its hour-long wait: the token sees the injection.
+    let r = event_from(&c, &sim, &s, json!(["pool"]), &token, json!(NEVER)).await;
     assert_eq!(
         summary(&r),
         BTreeSet::from([("pool".into(), "mod".into(), pool)])

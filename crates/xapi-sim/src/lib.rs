@@ -165,7 +165,9 @@ pub enum HostFault {
     None,
     /// Accept the TCP connection, then close it at once.
     Refuse,
-    /// Accept, never answer.
+    /// Accept, never answer, until the fault is lifted (set to anything else): then what was
+    /// held is closed unanswered, as a host that recovers drops its old connections. Lets a
+    /// test hold a request in flight for exactly as long as it needs, rather than for a time.
     Hang,
     /// Answer each request after this delay.
     Delay(Duration),
@@ -568,10 +570,14 @@ impl Sim {
     }
 
     pub fn set_host_fault(&self, host: usize, fault: HostFault) {
-        let mut st = self.shared().lock();
-        if let Some(f) = st.faults.get_mut(host) {
-            *f = fault;
+        {
+            let mut st = self.shared().lock();
+            if let Some(f) = st.faults.get_mut(host) {
+                *f = fault;
+            }
         }
+        // After the lock is released: held connections look at their host's fault again.
+        self.shared().fault_changed();
     }
 
     /// Renames the VM with that UUID (no effect if there is none).

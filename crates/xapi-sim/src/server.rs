@@ -99,7 +99,7 @@ pub(super) async fn serve_host(
                 continue;
             }
             HostFault::Hang => {
-                tokio::spawn(hold(stream, shutdown.clone()));
+                tokio::spawn(hold(Arc::clone(&shared), host, stream, shutdown.clone()));
                 continue;
             }
             _ => {}
@@ -114,8 +114,16 @@ pub(super) async fn serve_host(
     }
 }
 
-/// Keeps a connection open without ever answering, draining what the client sends.
-async fn hold(mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+/// Keeps a connection open without answering, draining what the client sends, until the
+/// hang is lifted or the simulator stops; then closes it.
+async fn hold(
+    shared: Arc<Shared>,
+    host: usize,
+    mut stream: TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let lifted = shared.hang_lifted(host);
+    tokio::pin!(lifted);
     let mut buf = [0u8; 4096];
     loop {
         tokio::select! {
@@ -123,6 +131,7 @@ async fn hold(mut stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             },
+            () = &mut lifted => return,
             _ = wait_shutdown(&mut shutdown) => return,
         }
     }
@@ -208,7 +217,10 @@ async fn handle(
     match shared.fault(host) {
         HostFault::Refuse => return Err(std::io::Error::other("simulated refusal")),
         HostFault::Hang => {
-            wait_shutdown(&mut shutdown).await;
+            tokio::select! {
+                () = shared.hang_lifted(host) => {}
+                () = wait_shutdown(&mut shutdown) => {}
+            }
             return Err(std::io::Error::other("simulated hang"));
         }
         HostFault::Delay(d) => tokio::time::sleep(d).await,

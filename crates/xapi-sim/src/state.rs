@@ -37,6 +37,8 @@ pub(super) struct Shared {
     pub(super) changes: watch::Sender<u64>,
     /// Ticks when every blocked `event.from` must lose its connection.
     pub(super) cuts: watch::Sender<u64>,
+    /// Ticks when a host's fault is set: connections held by [`HostFault::Hang`] look again.
+    pub(super) faults_set: watch::Sender<u64>,
     state: Mutex<State>,
 }
 
@@ -101,6 +103,7 @@ impl Shared {
             tls,
             changes: watch::Sender::new(0),
             cuts: watch::Sender::new(0),
+            faults_set: watch::Sender::new(0),
             state: Mutex::new(state),
         }
     }
@@ -113,6 +116,19 @@ impl Shared {
     /// Aborts every blocked `event.from` call.
     pub(super) fn cut_event_streams(&self) {
         self.cuts.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Lets connections held by a hang see that their host's fault changed.
+    pub(super) fn fault_changed(&self) {
+        self.faults_set.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Returns once `host` no longer hangs (its fault was set to something else).
+    pub(super) async fn hang_lifted(&self, host: usize) {
+        // Subscribed before looking, so that a change between look and wait is not missed;
+        // `wait_for` looks at once, then at every tick.
+        let mut set = self.faults_set.subscribe();
+        let _ = set.wait_for(|_| self.fault(host) != HostFault::Hang).await;
     }
 
     /// Applies a model mutation, records its events and wakes `event.from` waiters; `f`
