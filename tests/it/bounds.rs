@@ -88,9 +88,9 @@ async fn probes_beyond_the_cap_get_503_at_once_and_the_admitted_share_one_collec
     assert_eq!(first.status(), 200);
     first.text().await.unwrap();
 
-    // The slow host answers its /rrd_updates long after every probe has been answered or
-    // turned away: its counter stays 0 until then, which is what the test watches.
-    sim.set_host_fault(SLOW, HostFault::Delay(Duration::from_secs(10)));
+    // The slow host answers its /rrd_updates only when the test lets it, after every probe
+    // has been admitted or turned away: its counter stays 0 until then.
+    sim.set_host_fault(SLOW, HostFault::Hold);
     sim.reset_counters();
     let requests: Vec<_> = (0..PROBES)
         .map(|_| {
@@ -142,6 +142,7 @@ async fn probes_beyond_the_cap_get_503_at_once_and_the_admitted_share_one_collec
     let healthy = http.get(replica.url("/-/healthy")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
     assert_eq!(sim.counters().rrd_updates[SLOW], 0, "still held");
+    sim.set_host_fault(SLOW, HostFault::None);
     let bodies: Vec<_> = admitted
         .into_iter()
         .map(|response| tokio::spawn(response.text()))
@@ -157,7 +158,6 @@ async fn probes_beyond_the_cap_get_503_at_once_and_the_admitted_share_one_collec
         "the admitted probes shared one collection"
     );
     // The slots were given back with the bodies.
-    sim.set_host_fault(SLOW, HostFault::None);
     let after = http.get(&probe).send().await.unwrap();
     assert_eq!(after.status(), 200);
     after.text().await.unwrap();

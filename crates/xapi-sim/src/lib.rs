@@ -169,6 +169,9 @@ pub enum HostFault {
     /// held is closed unanswered, as a host that recovers drops its old connections. Lets a
     /// test hold a request in flight for exactly as long as it needs, rather than for a time.
     Hang,
+    /// Answer each request once the fault is lifted (set to anything else), as a slow host
+    /// that does answer in the end: holds a collection in flight for as long as a test needs.
+    Hold,
     /// Answer each request after this delay.
     Delay(Duration),
     /// `/rrd_updates` answers HTTP 500 (RPC is unaffected).

@@ -122,7 +122,7 @@ async fn hold(
     mut stream: TcpStream,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let lifted = shared.hang_lifted(host);
+    let lifted = shared.lifted(host, HostFault::Hang);
     tokio::pin!(lifted);
     let mut buf = [0u8; 4096];
     loop {
@@ -218,10 +218,18 @@ async fn handle(
         HostFault::Refuse => return Err(std::io::Error::other("simulated refusal")),
         HostFault::Hang => {
             tokio::select! {
-                () = shared.hang_lifted(host) => {}
+                () = shared.lifted(host, HostFault::Hang) => {}
                 () = wait_shutdown(&mut shutdown) => {}
             }
             return Err(std::io::Error::other("simulated hang"));
+        }
+        HostFault::Hold => {
+            tokio::select! {
+                () = shared.lifted(host, HostFault::Hold) => {}
+                () = wait_shutdown(&mut shutdown) => {
+                    return Err(std::io::Error::other("simulator shut down"));
+                }
+            }
         }
         HostFault::Delay(d) => tokio::time::sleep(d).await,
         HostFault::None | HostFault::Http500 => {}

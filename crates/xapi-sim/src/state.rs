@@ -123,12 +123,12 @@ impl Shared {
         self.faults_set.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// Returns once `host` no longer hangs (its fault was set to something else).
-    pub(super) async fn hang_lifted(&self, host: usize) {
+    /// Returns once `host`'s fault is no longer `fault` (it was set to something else).
+    pub(super) async fn lifted(&self, host: usize, fault: HostFault) {
         // Subscribed before looking, so that a change between look and wait is not missed;
         // `wait_for` looks at once, then at every tick.
         let mut set = self.faults_set.subscribe();
-        let _ = set.wait_for(|_| self.fault(host) != HostFault::Hang).await;
+        let _ = set.wait_for(|_| self.fault(host) != fault).await;
     }
 
     /// Applies a model mutation, records its events and wakes `event.from` waiters; `f`

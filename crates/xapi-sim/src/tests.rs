@@ -1112,6 +1112,28 @@ async fn faults_refuse_hang_and_http500() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_held_request_is_answered_once_the_hold_is_lifted() {
+    let sim = Sim::start(SimConfig::default()).await.expect("sim starts");
+    let c = client(&sim);
+    let s = login(&c, &sim).await;
+    sim.set_host_fault(1, HostFault::Hold);
+    let held = tokio::spawn(c.get(rrd_url(&sim, 1, &s, "start=-10&host=true")).send());
+    // The request is in the simulator (its connection is accepted) but not answered.
+    let mut connected = sim.counters().rrd_updates[1];
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+        connected = sim.counters().rrd_updates[1];
+    }
+    assert_eq!(connected, 0, "held, not answered");
+    assert!(!held.is_finished());
+    sim.set_host_fault(1, HostFault::None);
+    let response = held.await.expect("task").expect("answered after the hold");
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(sim.counters().rrd_updates[1], 1);
+    sim.shutdown().await;
+}
+
 #[test]
 fn sim_is_shareable_across_threads() {
     fn assert_send_sync<T: Send + Sync + Clone>() {}
