@@ -34,6 +34,9 @@ pub(super) struct Pool {
     /// Index into `Model::srs` of the default SR.
     pub(super) default_sr: usize,
     pub(super) ha_enabled: bool,
+    pub(super) ha_host_failures_to_tolerate: i64,
+    pub(super) ha_plan_exists_for: i64,
+    pub(super) ha_overcommitted: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +64,16 @@ pub(super) struct Host {
     /// `host_metrics.last_updated`: a stored time, so that records do not change by
     /// themselves and `event.from` reports only real changes.
     pub(super) metrics_updated: i64,
+    pub(super) tags: Vec<String>,
+    /// `host.pending_guidances` (xapi ≥ 1.303): `update_guidances` enum names.
+    pub(super) pending_guidances: Vec<String>,
+    /// `host.updates_requiring_reboot`: refs of `pool_update` objects.
+    pub(super) updates_requiring_reboot: Vec<String>,
+    /// `other_config["rpm_patch_installation_time"]` in milliseconds since the epoch, as
+    /// Xen Orchestra writes it after a yum update; `None` = key absent.
+    pub(super) rpm_patch_installation_ms: Option<i64>,
+    /// `license_params["expiry"]`, epoch seconds; `None` = `never`.
+    pub(super) license_expiry: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +170,10 @@ pub(super) struct Vm {
     pub(super) has_agent: bool,
     /// Where it last ran, so that a restart lands there again.
     pub(super) last_host: Option<usize>,
+    /// `VM.pending_guidances` (xapi ≥ 1.303).
+    pub(super) pending_guidances: Vec<String>,
+    /// `VM.requires_reboot`.
+    pub(super) requires_reboot: bool,
 }
 
 impl Vm {
@@ -191,6 +208,7 @@ pub(super) struct Sr {
     /// Left out of `SR.*` record calls while hosts keep reporting its I/O (a forgotten SR
     /// whose tapdisks are still active): the exporter then meets an unknown SR prefix.
     pub(super) hidden: bool,
+    pub(super) tags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -356,9 +374,18 @@ impl Model {
                     live: true,
                     multipathing: true,
                     metrics_updated: now,
+                    tags: Vec::new(),
+                    pending_guidances: Vec::new(),
+                    updates_requiring_reboot: Vec::new(),
+                    rpm_patch_installation_ms: None,
+                    license_expiry: None,
                 }
             })
             .collect();
+        let mut hosts = hosts;
+        for (h, host) in hosts.iter_mut().enumerate() {
+            host_lifecycle(h, host, now);
+        }
 
         let networks = vec![
             Network {
@@ -437,6 +464,7 @@ impl Model {
                 description: String::new(),
                 sr_type: "ext".into(),
                 hidden: false,
+                tags: Vec::new(),
                 content_type: "user".into(),
                 shared: false,
                 physical_size: size,
@@ -462,6 +490,7 @@ impl Model {
                 description: "Physical DVD drives".into(),
                 sr_type: "udev".into(),
                 hidden: false,
+                tags: Vec::new(),
                 content_type: "iso".into(),
                 shared: false,
                 physical_size: 0,
@@ -488,6 +517,7 @@ impl Model {
                 description: "NFS SR [nfs01.lab.invalid:/export/vms]".into(),
                 sr_type: "nfs".into(),
                 hidden: false,
+                tags: Vec::new(),
                 content_type: "user".into(),
                 shared: true,
                 physical_size: size,
@@ -509,6 +539,7 @@ impl Model {
                     .into(),
                 sr_type: "lvmoiscsi".into(),
                 hidden: false,
+                tags: Vec::new(),
                 content_type: "user".into(),
                 shared: true,
                 physical_size: size,
@@ -530,6 +561,7 @@ impl Model {
             description: "NFS ISO library".into(),
             sr_type: "iso".into(),
             hidden: false,
+            tags: Vec::new(),
             content_type: "iso".into(),
             shared: true,
             physical_size: 0,
@@ -598,6 +630,7 @@ impl Model {
                 description: "Hardware HBA SR [fc-array01 LUN 3]".into(),
                 sr_type: "lvmohba".into(),
                 hidden: false,
+                tags: Vec::new(),
                 content_type: "user".into(),
                 shared: true,
                 physical_size: size,
@@ -643,12 +676,22 @@ impl Model {
         })
         .collect();
 
+        srs[nfs].tags = vec!["shared".into(), "tier=gold".into()];
+        // Tags are free text: quotes, backslashes, newlines and non-ASCII all occur.
+        srs[iscsi].tags = vec![
+            "SAN \"primary\"".into(),
+            "path\\to\\lun".into(),
+            "équipe stockage ☃".into(),
+        ];
         let pool = Pool {
             id: Id::new(seed, "pool", 0),
             name: "lab-pool".into(),
             master: 0,
             default_sr: nfs,
             ha_enabled: false,
+            ha_host_failures_to_tolerate: 0,
+            ha_plan_exists_for: 0,
+            ha_overcommitted: false,
         };
 
         let mut model = Model {
@@ -745,6 +788,8 @@ impl Model {
             domain_type: "pv",
             has_agent: false,
             last_host: Some(h),
+            pending_guidances: Vec::new(),
+            requires_reboot: false,
         };
         self.vms.push(vm);
     }
@@ -786,6 +831,8 @@ impl Model {
             domain_type: "hvm",
             has_agent: false,
             last_host: None,
+            pending_guidances: Vec::new(),
+            requires_reboot: false,
         };
         self.vms.push(vm);
     }
@@ -847,11 +894,20 @@ impl Model {
                 is_cd: false,
             });
         }
+        // Every fifth guest still has an installer ISO in its drive; the others' are empty.
+        let iso = g
+            .is_multiple_of(5)
+            .then(|| {
+                let isos: Vec<&Vdi> = self.vdis.iter().filter(|d| d.is_iso).collect();
+                isos.get(g / 5 % isos.len().max(1))
+                    .map(|d| d.id.opaque_ref.clone())
+            })
+            .flatten();
         vbds.push(Vbd {
             id: Id::new(seed, "VBD", n * 4 + 3),
             device: "xvdd".into(),
             userdevice: "3".into(),
-            vdi: None,
+            vdi: iso,
             is_cd: true,
         });
         let running = host.is_some();
@@ -901,11 +957,7 @@ impl Model {
             vifs,
             vbds,
             os,
-            tags: if g.is_multiple_of(4) {
-                vec!["prod".into()]
-            } else {
-                Vec::new()
-            },
+            tags: guest_tags(g),
             snapshot_of: None,
             snapshot_time: 0,
             start_time,
@@ -919,6 +971,13 @@ impl Model {
             domain_type,
             has_agent,
             last_host: host,
+            // A few running guests wait for a device-model restart after an update.
+            pending_guidances: if running && g % 11 == 5 {
+                vec!["restart_device_model".into()]
+            } else {
+                Vec::new()
+            },
+            requires_reboot: false,
         };
         self.vms.push(vm);
         self.vms.len() - 1
@@ -941,7 +1000,8 @@ impl Model {
         self.vdis[self.vdis.len() - 1].id.opaque_ref.clone()
     }
 
-    fn add_snapshot(&mut self, of: usize, now: i64) {
+    /// Adds a snapshot of VM `of` (with snapshot VDIs of its disks); returns its index.
+    pub(super) fn add_snapshot(&mut self, of: usize, now: i64) -> usize {
         let n = self.serial();
         let seed = self.seed;
         let src = self.vms[of].clone();
@@ -1008,8 +1068,11 @@ impl Model {
             has_agent: false,
             last_host: None,
             tags: Vec::new(),
+            pending_guidances: Vec::new(),
+            requires_reboot: false,
             ..src
         });
+        self.vms.len() - 1
     }
 
     pub(super) fn vm_index(&self, uuid: &str) -> Option<usize> {
@@ -1082,6 +1145,47 @@ impl Model {
 
     pub(super) fn host_of_ref(&self, r: &str) -> Option<usize> {
         self.hosts.iter().position(|h| h.id.opaque_ref == r)
+    }
+}
+
+/// Guest `g`'s tags: none on most, a plain one on every fourth, and on every seventh free
+/// text with quotes, a backslash, a newline and non-ASCII, as users do type them.
+fn guest_tags(g: usize) -> Vec<String> {
+    let mut tags = Vec::new();
+    if g.is_multiple_of(4) {
+        tags.push("prod".to_string());
+    }
+    if g % 7 == 3 {
+        tags.push("owner=\"ops\"".to_string());
+        tags.push("C:\\backup".to_string());
+        tags.push("line1\nline2".to_string());
+        tags.push("Zürich ☃".to_string());
+    }
+    tags
+}
+
+/// Lifecycle state of host `h` at start: hosts cycle through three patterns so that a
+/// pool of three or more shows each (patched since boot or not, licence dates, tags).
+fn host_lifecycle(h: usize, host: &mut Host, now: i64) {
+    match h % 3 {
+        0 => {
+            // Patched with yum two days after its boot: Xen Orchestra would say reboot.
+            host.rpm_patch_installation_ms = Some((host.boot_time + 2 * 86_400) * 1000 + 250);
+            host.license_expiry = Some(32_503_680_000); // 3000-01-01
+            host.tags = vec!["rack-A".into(), "role=\"master\"".into()];
+        }
+        1 => {
+            // Patched before its last boot: nothing pending.
+            host.rpm_patch_installation_ms = Some((host.boot_time - 86_400) * 1000);
+            // A licence that runs out in 40 days, at midnight.
+            host.license_expiry = Some((now / 86_400 + 40) * 86_400);
+            host.tags = vec![
+                "baie \\B2".into(),
+                "ligne 1\nligne 2".into(),
+                "électrique ⚡".into(),
+            ];
+        }
+        _ => {}
     }
 }
 

@@ -65,7 +65,7 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                 .iter()
                 .map(|vm| {
                     let snaps = snapshots.get(vm.id.opaque_ref.as_str());
-                    let rec = vm_record(model, vm, snaps.map_or(&[][..], Vec::as_slice));
+                    let rec = vm_record(model, vm, snaps.map_or(&[][..], Vec::as_slice), ctx);
                     (vm.id.opaque_ref.clone(), rec)
                 })
                 .collect()
@@ -308,9 +308,72 @@ impl R {
         self.0.push((k.to_string(), V::Map(m)));
         self
     }
+    /// Applies `f` only when `cond`: fields that some xapi generations lack.
+    fn when(self, cond: bool, f: impl FnOnce(R) -> R) -> R {
+        if cond { f(self) } else { self }
+    }
+    /// `pending_guidances` and its later siblings, as far as the generation has them.
+    fn guidances(self, g: Generation, pending: &[String]) -> R {
+        self.when(has_guidances(g), |r| {
+            r.m("pending_guidances", V::strings(pending.iter().cloned()))
+        })
+        .when(has_guidance_levels(g), |r| {
+            r.strs("pending_guidances_recommended", &[])
+                .strs("pending_guidances_full", &[])
+        })
+    }
     fn v(self) -> V {
         V::Map(self.0)
     }
+}
+
+/// `pending_guidances` on hosts and VMs exists from xapi 1.303 (datamodel_host.ml,
+/// datamodel_vm.ml): not in 1.249.
+fn has_guidances(g: Generation) -> bool {
+    g != Generation::Legacy
+}
+
+/// `pending_guidances_recommended` / `_full` arrived in xapi 24.10.0.
+fn has_guidance_levels(g: Generation) -> bool {
+    g == Generation::Current
+}
+
+/// `host.other_config`: `boot_time` and `agent_start_time` as OCaml `string_of_float`
+/// text (dbsync_slave.ml), and Xen Orchestra's `rpm_patch_installation_time`.
+fn host_other_config(host: &Host) -> V {
+    let mut m = vec![
+        ("agent_start_time", format!("{}.", host.boot_time + 40)),
+        ("boot_time", format!("{}.", host.boot_time)),
+        ("iscsi_iqn", host.iqn.clone()),
+        ("multipathing", host.multipathing.to_string()),
+        ("multipathhandle", "dmp".to_string()),
+    ];
+    if let Some(ms) = host.rpm_patch_installation_ms {
+        m.push(("rpm_patch_installation_time", js_seconds(ms)));
+    }
+    V::Map(
+        m.into_iter()
+            .map(|(k, v)| (k.to_string(), V::Str(v)))
+            .collect(),
+    )
+}
+
+/// JavaScript's `String(Date.now() / 1000)`, which is how Xen Orchestra writes
+/// `rpm_patch_installation_time`: whole seconds bare, else up to three decimals without
+/// trailing zeros (`"1712345678.25"`).
+pub(super) fn js_seconds(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let frac = ms.rem_euclid(1000);
+    if frac == 0 {
+        return secs.to_string();
+    }
+    let digits = format!("{frac:03}");
+    format!("{secs}.{}", digits.trim_end_matches('0'))
+}
+
+/// `license_params["expiry"]`: an XAPI datetime, or `never` (license_check.ml).
+pub(super) fn license_expiry(expiry: Option<i64>) -> String {
+    expiry.map_or_else(|| "never".to_string(), iso8601)
 }
 
 /// XAPI's datetime text, `YYYYMMDDTHH:MM:SSZ`.
@@ -413,10 +476,13 @@ fn pool(model: &Model) -> V {
         .b("ha_enabled", p.ha_enabled)
         .m("ha_configuration", V::Map(Vec::new()))
         .strs("ha_statefiles", &[])
-        .i("ha_host_failures_to_tolerate", 0)
-        .i("ha_plan_exists_for", 0)
+        .i(
+            "ha_host_failures_to_tolerate",
+            p.ha_host_failures_to_tolerate,
+        )
+        .i("ha_plan_exists_for", p.ha_plan_exists_for)
         .b("ha_allow_overcommit", false)
-        .b("ha_overcommitted", false)
+        .b("ha_overcommitted", p.ha_overcommitted)
         .m("blobs", V::Map(Vec::new()))
         .strs("tags", &[])
         .m("gui_config", V::Map(Vec::new()))
@@ -533,16 +599,7 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
                 ("db_schema", "5.786"),
             ],
         )
-        .kv(
-            "other_config",
-            &[
-                ("agent_start_time", &format!("{}.", host.boot_time + 40)),
-                ("boot_time", &format!("{}.", host.boot_time)),
-                ("iscsi_iqn", &host.iqn),
-                ("multipathing", if host.multipathing { "true" } else { "false" }),
-                ("multipathhandle", "dmp"),
-            ],
-        )
+        .m("other_config", host_other_config(host))
         .strs("capabilities", &["xen-3.0-x86_64", "hvm-3.0-x86_32", "hvm-3.0-x86_32p", "hvm-3.0-x86_64", ""])
         .m("cpu_configuration", V::Map(Vec::new()))
         .s("sched_policy", "credit")
@@ -580,12 +637,12 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .s("metrics", &host.metrics.opaque_ref)
         .kv(
             "license_params",
-            &[("sku_type", "free"), ("expiry", "30000101T00:00:00Z"), ("edition", "xcp-ng"), ("sockets", sockets), ("productcode", ""), ("restrict_rbac", "false")],
+            &[("sku_type", "free"), ("expiry", &license_expiry(host.license_expiry)), ("edition", "xcp-ng"), ("sockets", sockets), ("productcode", ""), ("restrict_rbac", "false")],
         )
         .strs("ha_statefiles", &[])
         .strs("ha_network_peers", &[])
         .m("blobs", V::Map(Vec::new()))
-        .strs("tags", &[])
+        .m("tags", V::strings(host.tags.iter().cloned()))
         .s("external_auth_type", "")
         .s("external_auth_service_name", "")
         .m("external_auth_configuration", V::Map(Vec::new()))
@@ -614,21 +671,27 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .s("display", "enabled")
         .strs("virtual_hardware_platform_versions", &["0", "1", "2"])
         .s("control_domain", dom0)
-        .strs("updates_requiring_reboot", &[])
+        .m(
+            "updates_requiring_reboot",
+            V::strings(host.updates_requiring_reboot.iter().cloned()),
+        )
         .strs("features", &[])
         .s("iscsi_iqn", &host.iqn)
         .b("multipathing", host.multipathing)
         .s("uefi_certificates", "")
         .strs("certificates", &[])
         .strs("editions", &["xcp-ng"])
-        .strs("pending_guidances", &[])
+        .when(has_guidances(ctx.generation), |r| {
+            r.m("pending_guidances", V::strings(host.pending_guidances.iter().cloned()))
+        })
         .b("tls_verification_enabled", true)
         .d("last_software_update", host.boot_time - 86_400)
         .b("https_only", false)
         .s("latest_synced_updates_applied", "unknown")
         .s("numa_affinity_policy", "default_policy")
-        .strs("pending_guidances_recommended", &[])
-        .strs("pending_guidances_full", &[])
+        .when(has_guidance_levels(ctx.generation), |r| {
+            r.strs("pending_guidances_recommended", &[]).strs("pending_guidances_full", &[])
+        })
         .s("last_update_hash", "")
         .v()
 }
@@ -695,7 +758,7 @@ fn pif_metrics(model: &Model, p: &Pif) -> V {
         .v()
 }
 
-fn vm_record(model: &Model, vm: &Vm, snapshots: &[String]) -> V {
+fn vm_record(model: &Model, vm: &Vm, snapshots: &[String], ctx: RecordCtx) -> V {
     let host_ref = |h: Option<usize>| h.map_or(NULL_REF, |h| model.hosts[h].id.opaque_ref.as_str());
     let running = vm.has_domain();
     let allowed: &[&str] = match (vm.kind, vm.power) {
@@ -933,13 +996,11 @@ fn vm_record(model: &Model, vm: &Vm, snapshots: &[String]) -> V {
         .s("generation_id", if dom0 { "" } else { "0:0" })
         .i("hardware_platform_version", if dom0 { 0 } else { 2 })
         .b("has_vendor_device", false)
-        .b("requires_reboot", false)
+        .b("requires_reboot", vm.requires_reboot)
         .s("reference_label", "")
         .s("domain_type", vm.domain_type)
         .m("NVRAM", V::Map(Vec::new()))
-        .strs("pending_guidances", &[])
-        .strs("pending_guidances_recommended", &[])
-        .strs("pending_guidances_full", &[])
+        .guidances(ctx.generation, &vm.pending_guidances)
         .v()
 }
 
@@ -1084,6 +1145,34 @@ pub(super) fn os_version(os: &str) -> OsVersion {
     }
 }
 
+/// `VM_guest_metrics.PV_drivers_version` of a guest installed from template `os`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PvDrivers {
+    pub(super) major: &'static str,
+    pub(super) minor: &'static str,
+    pub(super) micro: &'static str,
+    pub(super) build: &'static str,
+}
+
+/// Windows guests run the XCP-ng Windows PV tools, Linux ones xe-guest-utilities.
+pub(super) fn pv_drivers_version(os: &str) -> PvDrivers {
+    if os.starts_with("Windows") {
+        PvDrivers {
+            major: "9",
+            minor: "4",
+            micro: "0",
+            build: "146",
+        }
+    } else {
+        PvDrivers {
+            major: "8",
+            minor: "4",
+            micro: "0",
+            build: "1",
+        }
+    }
+}
+
 fn guest_metrics(vm: &Vm, uuid: &str) -> V {
     // Addresses follow the VM, not the host or domid: migration keeps them.
     let x = super::rng::hash_str(0, &vm.id.uuid);
@@ -1094,6 +1183,7 @@ fn guest_metrics(vm: &Vm, uuid: &str) -> V {
         10 + (x >> 16) % 240
     );
     let os = os_version(&vm.os);
+    let pv = pv_drivers_version(&vm.os);
     R::new(uuid)
         .kv(
             "os_version",
@@ -1109,10 +1199,10 @@ fn guest_metrics(vm: &Vm, uuid: &str) -> V {
         .kv(
             "PV_drivers_version",
             &[
-                ("major", "9"),
-                ("minor", "4"),
-                ("micro", "0"),
-                ("build", "146"),
+                ("major", pv.major),
+                ("minor", pv.minor),
+                ("micro", pv.micro),
+                ("build", pv.build),
             ],
         )
         .b("PV_drivers_up_to_date", true)
@@ -1188,7 +1278,7 @@ fn sr_record(model: &Model, s: usize) -> V {
         .s("content_type", &sr.content_type)
         .b("shared", sr.shared)
         .m("other_config", V::string_map(&sr.other_config))
-        .strs("tags", &[])
+        .m("tags", V::strings(sr.tags.iter().cloned()))
         .m("sm_config", V::string_map(&sr.sm_config))
         .m("blobs", V::Map(Vec::new()))
         .b("local_cache_enabled", false)
