@@ -89,21 +89,22 @@ fn object_matches(subs: &[Sub], class: &str, r: &str) -> bool {
     })
 }
 
-/// xapi's `Token.to_string`: database generation, message generation (always 0 here).
-pub(super) fn token(generation: u64) -> String {
-    format!("{generation:020},{:020}", 0)
+/// xapi's `Token.to_string`: database generation, message generation.
+pub(super) fn token(generation: u64, messages: u64) -> String {
+    format!("{generation:020},{messages:020}")
 }
 
-/// xapi's `Token.of_string`, reduced to the database generation: `""` is the beginning.
-fn parse_token(t: &str) -> Option<u64> {
+/// xapi's `Token.of_string`: (database generation, message generation); `""` is the
+/// beginning of both.
+fn parse_token(t: &str) -> Option<(u64, u64)> {
     if t.is_empty() {
-        return Some(0);
+        return Some((0, 0));
     }
     let (db, msg) = t.split_once(',')?;
     let db: i64 = db.trim().parse().ok()?;
-    msg.trim().parse::<i64>().ok()?;
+    let msg: i64 = msg.trim().parse().ok()?;
     // A negative generation is older than anything, like 0.
-    Some(db.max(0) as u64)
+    Some((db.max(0) as u64, msg.max(0) as u64))
 }
 
 /// A content hash of a record. Any single changed value changes it (each step of the
@@ -263,14 +264,18 @@ impl EventLog {
         let stamp = self.live[c].get_mut(r)?;
         self.generation += 1;
         stamp.modified = self.generation;
-        Some(token(self.generation - 1))
+        // Message generation 0 (xapi_event.ml `inject`): the next event.from with this
+        // token reports every existing message as `add`.
+        Some(token(self.generation - 1, 0))
     }
 
     /// Events for objects of the subscribed classes changed after generation `since`,
-    /// coalesced per object; `None` when there are none.
-    fn collect(&mut self, model: &Model, subs: &[Sub], since: u64) -> Option<V> {
+    /// coalesced per object, and for messages created or destroyed after message
+    /// generation `since_msg`; `None` when there are none.
+    fn collect(&mut self, model: &Model, subs: &[Sub], since: u64, since_msg: u64) -> Option<V> {
         self.ensure(model);
         self.commit(model);
+        let (msg_gen, mut message_events) = message_events(model, subs, since_msg);
         // (generation, class, operation, ref)
         let mut found: Vec<(u64, usize, &'static str, String)> = Vec::new();
         for (c, live) in self.live.iter().enumerate() {
@@ -297,29 +302,27 @@ impl EventLog {
                 }
             }
         }
-        if found.is_empty() {
+        if found.is_empty() && message_events.is_empty() {
             return None;
         }
         found.sort();
         let mut snapshots = self.snapshots(model, &found);
-        let events = found
-            .into_iter()
-            .map(|(g, c, op, r)| {
-                let mut ev = vec![
-                    ("id".to_string(), V::Str(g.to_string())),
-                    ("timestamp".to_string(), V::str("0.0")),
-                    ("class".to_string(), V::Str(event_class(c))),
-                    ("operation".to_string(), V::str(op)),
-                ];
-                let snapshot = snapshots.remove(&(c, r.clone()));
-                ev.push(("ref".to_string(), V::Str(r)));
-                if let Some(s) = snapshot {
-                    ev.push(("snapshot".to_string(), s));
-                }
-                V::Map(ev)
-            })
-            .collect();
-        Some(self.result(V::Array(events)))
+        let events = found.into_iter().map(|(g, c, op, r)| {
+            let mut ev = vec![
+                ("id".to_string(), V::Str(g.to_string())),
+                ("timestamp".to_string(), V::str("0.0")),
+                ("class".to_string(), V::Str(event_class(c))),
+                ("operation".to_string(), V::str(op)),
+            ];
+            let snapshot = snapshots.remove(&(c, r.clone()));
+            ev.push(("ref".to_string(), V::Str(r)));
+            if let Some(s) = snapshot {
+                ev.push(("snapshot".to_string(), s));
+            }
+            V::Map(ev)
+        });
+        message_events.extend(events);
+        Some(self.result(V::Array(message_events), msg_gen))
     }
 
     /// Current records of the objects behind `add` and `mod` events.
@@ -348,8 +351,9 @@ impl EventLog {
         out
     }
 
-    /// The `event.from` result struct around `events`.
-    fn result(&self, events: V) -> V {
+    /// The `event.from` result struct around `events`; `msg_gen` is the token's message
+    /// generation.
+    fn result(&self, events: V, msg_gen: u64) -> V {
         let counts = self
             .live
             .iter()
@@ -362,9 +366,46 @@ impl EventLog {
         V::Map(vec![
             ("events".to_string(), events),
             ("valid_ref_counts".to_string(), V::Map(counts)),
-            ("token".to_string(), V::Str(token(self.generation))),
+            ("token".to_string(), V::Str(token(self.generation, msg_gen))),
         ])
     }
+}
+
+/// Message events after message generation `since` and the token's next message
+/// generation, as xapi_event.ml special-cases messages: only when the `message` table is
+/// subscribed (then every message, whatever object a subscription names; else generation
+/// 0), `add` with the record for each message created since, `del` for each deletion still
+/// in the ring, `id` "0", deletions first, oldest first.
+fn message_events(model: &Model, subs: &[Sub], since: u64) -> (u64, Vec<V>) {
+    if !table_matches(subs, records::MESSAGE) {
+        return (0, Vec::new());
+    }
+    let mut newest = since;
+    let mut out = Vec::new();
+    let event = |op: &str, r: &str| {
+        vec![
+            ("id".to_string(), V::str("0")),
+            ("timestamp".to_string(), V::str("0.0")),
+            ("class".to_string(), V::str(records::MESSAGE)),
+            ("operation".to_string(), V::str(op)),
+            ("ref".to_string(), V::str(r)),
+        ]
+    };
+    for (g, r) in &model.deleted_messages {
+        if *g > since {
+            newest = newest.max(*g);
+            out.push(V::Map(event("del", r)));
+        }
+    }
+    for m in &model.messages {
+        if m.generation > since {
+            newest = newest.max(m.generation);
+            let mut ev = event("add", &m.id.opaque_ref);
+            ev.push(("snapshot".to_string(), records::message(m)));
+            out.push(V::Map(ev));
+        }
+    }
+    (newest, out)
 }
 
 /// How an RPC ends: a reply, or the connection closed without one.
@@ -395,6 +436,7 @@ struct FromArgs {
     session: String,
     subs: Vec<Sub>,
     since: u64,
+    since_msg: u64,
     timeout: f64,
 }
 
@@ -419,7 +461,7 @@ fn from_args(shared: &Shared, params: &[V]) -> Result<FromArgs, XenError> {
             text
         }
     };
-    let since = match &params[2] {
+    let (since, since_msg) = match &params[2] {
         V::Str(t) => parse_token(t),
         _ => None,
     }
@@ -429,6 +471,7 @@ fn from_args(shared: &Shared, params: &[V]) -> Result<FromArgs, XenError> {
         session,
         subs,
         since,
+        since_msg,
         timeout,
     })
 }
@@ -442,6 +485,7 @@ pub(super) async fn from(shared: &Shared, params: &[V]) -> Outcome {
         session,
         subs,
         since,
+        since_msg,
         timeout,
     } = match from_args(shared, params) {
         Ok(a) => a,
@@ -467,11 +511,17 @@ pub(super) async fn from(shared: &Shared, params: &[V]) -> Outcome {
                 return Outcome::Reply(Err(err("SESSION_INVALID", &[&session])));
             }
             let super::state::State { model, events, .. } = &mut *st;
-            if let Some(v) = events.collect(model, &subs, since) {
+            if let Some(v) = events.collect(model, &subs, since, since_msg) {
                 return Outcome::Reply(Ok(v));
             }
             if Instant::now() >= deadline {
-                return Outcome::Reply(Ok(events.result(V::Array(Vec::new()))));
+                // Nothing new: the message generation stays where the caller had it.
+                let msg_gen = if table_matches(&subs, records::MESSAGE) {
+                    since_msg
+                } else {
+                    0
+                };
+                return Outcome::Reply(Ok(events.result(V::Array(Vec::new()), msg_gen)));
             }
         }
         tokio::select! {
@@ -508,11 +558,12 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_like_xapi() {
-        assert_eq!(token(42), "00000000000000000042,00000000000000000000");
-        assert_eq!(parse_token(&token(42)), Some(42));
-        assert_eq!(parse_token(""), Some(0));
-        assert_eq!(parse_token("7,0"), Some(7));
-        assert_eq!(parse_token("-3,0"), Some(0));
+        assert_eq!(token(42, 0), "00000000000000000042,00000000000000000000");
+        assert_eq!(token(42, 7), "00000000000000000042,00000000000000000007");
+        assert_eq!(parse_token(&token(42, 3)), Some((42, 3)));
+        assert_eq!(parse_token(""), Some((0, 0)));
+        assert_eq!(parse_token("7,0"), Some((7, 0)));
+        assert_eq!(parse_token("-3,-1"), Some((0, 0)));
         for bad in ["7", "x,0", "1,y", "1,2,3", ","] {
             assert_eq!(parse_token(bad), None, "{bad}");
         }

@@ -193,6 +193,15 @@ pub struct PoolView {
     /// Every SR, including one hidden with [`Sim::hide_sr`].
     pub srs: Vec<SrView>,
     pub pbds: Vec<PbdView>,
+    pub ha_host_failures_to_tolerate: i64,
+    pub ha_plan_exists_for: i64,
+    pub ha_overcommitted: bool,
+    /// Every VDI (ISOs, disks, snapshot VDIs).
+    pub vdis: Vec<VdiView>,
+    /// Every message, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Every `Certificate` record.
+    pub certificates: Vec<CertificateView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,6 +225,23 @@ pub struct HostView {
     pub xen_version: String,
     /// `host.multipathing` (and `other_config["multipathing"]`).
     pub multipathing: bool,
+    pub tags: Vec<String>,
+    /// `other_config["boot_time"]`, epoch seconds (written `"<secs>."`).
+    pub boot_time: i64,
+    /// `other_config["rpm_patch_installation_time"]` in milliseconds; `None` = absent.
+    pub rpm_patch_installation_ms: Option<i64>,
+    /// That key's text exactly as served.
+    pub rpm_patch_installation_time: Option<String>,
+    /// `license_params["expiry"]`, epoch seconds; `None` = `never`.
+    pub license_expiry: Option<i64>,
+    /// `pending_guidances` (absent from the record on [`Generation::Legacy`]).
+    pub pending_guidances: Vec<String>,
+    /// `updates_requiring_reboot` (refs; empty in the simulator's pools).
+    pub updates_requiring_reboot: Vec<String>,
+    /// `not_after` of the host's `Certificate` record of type `host` (the one installed
+    /// record on Legacy); `None` when it has none, and then clients read
+    /// `host.get_server_certificate`, valid until [`Sim::server_certificate_not_after`].
+    pub certificate_not_after: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,6 +270,80 @@ pub struct VmView {
     /// `VM_guest_metrics.os_version["name"]`; `None` without guest metrics (no agent, or
     /// no domain).
     pub os_name: Option<String>,
+    /// `VM_guest_metrics.os_version["distro"]`, with guest metrics only.
+    pub os_distro: Option<String>,
+    /// `VM_guest_metrics.PV_drivers_version` (major, minor, micro, build), with guest
+    /// metrics only.
+    pub pv_drivers_version: Option<(String, String, String, String)>,
+    pub tags: Vec<String>,
+    /// `pending_guidances` (absent from the record on [`Generation::Legacy`]).
+    pub pending_guidances: Vec<String>,
+    pub requires_reboot: bool,
+    /// UUID of the VM a snapshot is of.
+    pub snapshot_of: Option<String>,
+    /// `snapshot_time`, epoch seconds (0 for non-snapshots).
+    pub snapshot_time: i64,
+    /// UUIDs of this VM's snapshots (`VM.snapshots`).
+    pub snapshots: Vec<String>,
+    /// Its VBDs in order.
+    pub disks: Vec<DiskView>,
+}
+
+/// One VBD of a VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskView {
+    pub vbd_uuid: String,
+    /// `Disk` or `CD`.
+    pub vbd_type: String,
+    /// `device` as served: `xvda`… while the VM has a domain, else empty.
+    pub device: String,
+    pub userdevice: String,
+    /// `None` = empty CD drive (`VDI` = `OpaqueRef:NULL`).
+    pub vdi_uuid: Option<String>,
+    pub currently_attached: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VdiView {
+    pub uuid: String,
+    pub name: String,
+    pub sr_uuid: String,
+    pub virtual_size: i64,
+    pub physical_utilisation: i64,
+    pub is_a_snapshot: bool,
+    /// UUID of the VDI a snapshot VDI is of.
+    pub snapshot_of: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageView {
+    pub uuid: String,
+    pub opaque_ref: String,
+    pub name: String,
+    pub priority: i64,
+    pub cls: String,
+    pub obj_uuid: String,
+    /// Epoch seconds.
+    pub timestamp: i64,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateView {
+    pub uuid: String,
+    pub opaque_ref: String,
+    /// `type`: `ca`, `host` or `host_internal` (not served on [`Generation::Legacy`],
+    /// whose records are all host certificates: `host`).
+    pub cert_type: String,
+    /// `name` (only `ca` certificates have one; not served on Legacy).
+    pub name: String,
+    /// Host index; `None` = `OpaqueRef:NULL`.
+    pub host: Option<usize>,
+    pub not_before: i64,
+    pub not_after: i64,
+    /// `AB:CD:…`, also in `fingerprint`.
+    pub fingerprint_sha256: String,
+    pub fingerprint_sha1: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,6 +359,7 @@ pub struct SrView {
     /// Length of `SR.VDIs`.
     pub vdis: usize,
     pub sm_config: Vec<(String, String)>,
+    pub tags: Vec<String>,
 }
 
 /// One PBD. Initially: the NFS SR's carry `server`, `serverpath`, `nfsversion`; the iSCSI
@@ -467,6 +568,11 @@ impl Sim {
         let st = self.shared().lock();
         let m = &st.model;
         let sv = records::software_version(self.shared().config.generation);
+        let vdi_uuid: std::collections::HashMap<&str, &str> = m
+            .vdis
+            .iter()
+            .map(|d| (d.id.opaque_ref.as_str(), d.id.uuid.as_str()))
+            .collect();
         PoolView {
             pool_uuid: m.pool.id.uuid.clone(),
             pool_name: m.pool.name.clone(),
@@ -476,7 +582,8 @@ impl Sim {
             hosts: m
                 .hosts
                 .iter()
-                .map(|h| HostView {
+                .enumerate()
+                .map(|(i, h)| HostView {
                     uuid: h.id.uuid.clone(),
                     name: h.name.clone(),
                     address: h.address.clone(),
@@ -488,6 +595,20 @@ impl Sim {
                     product_version: sv.product.to_string(),
                     xen_version: sv.xen.to_string(),
                     multipathing: h.multipathing,
+                    tags: h.tags.clone(),
+                    boot_time: h.boot_time,
+                    rpm_patch_installation_ms: h.rpm_patch_installation_ms,
+                    rpm_patch_installation_time: h
+                        .rpm_patch_installation_ms
+                        .map(records::js_seconds),
+                    license_expiry: h.license_expiry,
+                    pending_guidances: h.pending_guidances.clone(),
+                    updates_requiring_reboot: h.updates_requiring_reboot.clone(),
+                    certificate_not_after: m
+                        .certificates
+                        .iter()
+                        .find(|c| c.host == Some(i) && c.kind == model::CertKind::Host)
+                        .map(|c| c.not_after),
                 })
                 .collect(),
             vms: m
@@ -512,6 +633,54 @@ impl Sim {
                         .guest_metrics
                         .as_ref()
                         .map(|_| records::os_version(&v.os).name.to_string()),
+                    os_distro: v
+                        .guest_metrics
+                        .as_ref()
+                        .map(|_| records::os_version(&v.os).distro.to_string()),
+                    pv_drivers_version: v.guest_metrics.as_ref().map(|_| {
+                        let p = records::pv_drivers_version(&v.os);
+                        (
+                            p.major.to_string(),
+                            p.minor.to_string(),
+                            p.micro.to_string(),
+                            p.build.to_string(),
+                        )
+                    }),
+                    tags: v.tags.clone(),
+                    pending_guidances: v.pending_guidances.clone(),
+                    requires_reboot: v.requires_reboot,
+                    snapshot_of: v
+                        .snapshot_of
+                        .as_ref()
+                        .and_then(|r| m.vms.iter().find(|o| &o.id.opaque_ref == r))
+                        .map(|o| o.id.uuid.clone()),
+                    snapshot_time: v.snapshot_time,
+                    snapshots: m
+                        .vms
+                        .iter()
+                        .filter(|s| s.snapshot_of.as_ref() == Some(&v.id.opaque_ref))
+                        .map(|s| s.id.uuid.clone())
+                        .collect(),
+                    disks: v
+                        .vbds
+                        .iter()
+                        .map(|b| DiskView {
+                            vbd_uuid: b.id.uuid.clone(),
+                            vbd_type: if b.is_cd { "CD" } else { "Disk" }.to_string(),
+                            device: if v.has_domain() {
+                                b.device.clone()
+                            } else {
+                                String::new()
+                            },
+                            userdevice: b.userdevice.clone(),
+                            vdi_uuid: b
+                                .vdi
+                                .as_ref()
+                                .and_then(|r| vdi_uuid.get(r.as_str()))
+                                .map(|u| (*u).to_string()),
+                            currently_attached: v.has_domain(),
+                        })
+                        .collect(),
                 })
                 .collect(),
             srs: m
@@ -529,6 +698,7 @@ impl Sim {
                     shared: s.shared,
                     vdis: m.vdis.iter().filter(|d| d.sr == i).count(),
                     sm_config: s.sm_config.clone(),
+                    tags: s.tags.clone(),
                 })
                 .collect(),
             pbds: m
@@ -541,6 +711,55 @@ impl Sim {
                     attached: p.attached,
                     device_config: p.device_config.clone(),
                     other_config: p.other_config.clone(),
+                })
+                .collect(),
+            ha_host_failures_to_tolerate: m.pool.ha_host_failures_to_tolerate,
+            ha_plan_exists_for: m.pool.ha_plan_exists_for,
+            ha_overcommitted: m.pool.ha_overcommitted,
+            vdis: m
+                .vdis
+                .iter()
+                .map(|d| VdiView {
+                    uuid: d.id.uuid.clone(),
+                    name: d.name.clone(),
+                    sr_uuid: m.srs[d.sr].id.uuid.clone(),
+                    virtual_size: d.virtual_size,
+                    physical_utilisation: d.physical_utilisation,
+                    is_a_snapshot: d.is_snapshot,
+                    snapshot_of: d
+                        .snapshot_of
+                        .as_ref()
+                        .and_then(|r| vdi_uuid.get(r.as_str()))
+                        .map(|u| (*u).to_string()),
+                })
+                .collect(),
+            messages: m
+                .messages
+                .iter()
+                .map(|x| MessageView {
+                    uuid: x.id.uuid.clone(),
+                    opaque_ref: x.id.opaque_ref.clone(),
+                    name: x.name.clone(),
+                    priority: x.priority,
+                    cls: x.cls.clone(),
+                    obj_uuid: x.obj_uuid.clone(),
+                    timestamp: x.timestamp,
+                    body: x.body.clone(),
+                })
+                .collect(),
+            certificates: m
+                .certificates
+                .iter()
+                .map(|c| CertificateView {
+                    uuid: c.id.uuid.clone(),
+                    opaque_ref: c.id.opaque_ref.clone(),
+                    cert_type: c.kind.as_str().to_string(),
+                    name: c.name.clone(),
+                    host: c.host,
+                    not_before: c.not_before,
+                    not_after: c.not_after,
+                    fingerprint_sha256: c.sha256.clone(),
+                    fingerprint_sha1: c.sha1.clone(),
                 })
                 .collect(),
         }
@@ -668,6 +887,131 @@ impl Sim {
     pub fn set_host_multipathing(&self, host: usize, on: bool) {
         self.shared()
             .mutate(|m, _| m.set_host_multipathing(host, on));
+    }
+
+    /// Creates a `message` (any name, even one outside `[A-Z0-9_]`; priority 1 = most
+    /// severe … 5; `cls` one of `VM`, `Host`, `SR`, `Pool`, `VMPP`, `VMSS`, `PVS_proxy`,
+    /// `VDI`, `Certificate`) stamped with the pool clock; returns its UUID. `event.from`
+    /// subscribed to `message` reports it as `add`.
+    pub fn create_message(
+        &self,
+        name: &str,
+        priority: i64,
+        cls: &str,
+        obj_uuid: &str,
+        body: &str,
+    ) -> String {
+        let shared = self.shared();
+        let uuid =
+            shared.mutate(|m, now| m.create_message(name, priority, cls, obj_uuid, body, now));
+        // Messages are not in the database: nothing the record diff sees moved.
+        shared.wake();
+        uuid
+    }
+
+    /// Destroys a message (`event.from` reports `del` while the deletion is in xapi's ring
+    /// of the last 512–1024); false for an unknown UUID.
+    pub fn destroy_message(&self, message_uuid: &str) -> bool {
+        let shared = self.shared();
+        let done = shared.mutate(|m, _| m.destroy_message(message_uuid));
+        shared.wake();
+        done
+    }
+
+    /// Replaces the `tags` of the VM, host or SR with that UUID; false if none has it.
+    pub fn set_tags(&self, uuid: &str, tags: &[&str]) -> bool {
+        self.shared().mutate(|m, _| m.set_tags(uuid, tags))
+    }
+
+    /// Sets a VDI's `virtual_size` and `physical_utilisation` (bytes); false for an
+    /// unknown UUID.
+    pub fn resize_vdi(&self, vdi_uuid: &str, virtual_size: i64, physical_utilisation: i64) -> bool {
+        self.shared()
+            .mutate(|m, _| m.resize_vdi(vdi_uuid, virtual_size, physical_utilisation))
+    }
+
+    /// Renews `host`'s server certificate record (type `host`; on [`Generation::Legacy`]
+    /// the one installed record): a new record (new ref and UUID, `not_before` = now)
+    /// replaces the old, so `event.from` reports `del` + `add`. The certificate the host
+    /// serves over TLS does not change. False if the host has no such record.
+    pub fn renew_certificate(&self, host: usize, not_after: i64) -> bool {
+        self.shared()
+            .mutate(|m, now| m.renew_certificate(host, not_after, now))
+    }
+
+    /// Sets `pending_guidances` of the host or VM with that UUID (`reboot_host`,
+    /// `restart_toolstack`, `restart_device_model`, `restart_vm`, …; empty clears). The
+    /// field is absent on [`Generation::Legacy`]. False for an unknown UUID.
+    pub fn set_pending_guidances(&self, uuid: &str, guidances: &[&str]) -> bool {
+        self.shared()
+            .mutate(|m, _| m.set_pending_guidances(uuid, guidances))
+    }
+
+    /// Sets `VM.requires_reboot`; false for an unknown UUID.
+    pub fn set_vm_requires_reboot(&self, vm_uuid: &str, on: bool) -> bool {
+        self.shared()
+            .mutate(|m, _| m.set_vm_requires_reboot(vm_uuid, on))
+    }
+
+    /// Sets (`Some`, milliseconds since the epoch) or removes `host`'s
+    /// `other_config["rpm_patch_installation_time"]`, written as Xen Orchestra does
+    /// (`String(ms / 1000)`: `"1712345678.25"`, `"1712345678"`); false on a bad index.
+    pub fn set_rpm_patch_installation_time(&self, host: usize, millis: Option<i64>) -> bool {
+        self.shared()
+            .mutate(|m, _| m.set_rpm_patch_time(host, millis))
+    }
+
+    /// Sets `host`'s `other_config["boot_time"]` (epoch seconds, written `"1712345678."`);
+    /// false on a bad index.
+    pub fn set_host_boot_time(&self, host: usize, epoch: i64) -> bool {
+        self.shared().mutate(|m, _| m.set_boot_time(host, epoch))
+    }
+
+    /// Sets `host`'s `license_params["expiry"]` (epoch seconds; `None` = `never`); false
+    /// on a bad index.
+    pub fn set_license_expiry(&self, host: usize, expiry: Option<i64>) -> bool {
+        self.shared()
+            .mutate(|m, _| m.set_license_expiry(host, expiry))
+    }
+
+    /// Snapshots a guest now: a halted `is_a_snapshot` VM named `name` with snapshot VDIs
+    /// of its disks, listed in the guest's `snapshots`; returns its UUID (`None` for
+    /// unknown UUIDs, templates, snapshots and control domains).
+    pub fn snapshot_vm(&self, vm_uuid: &str, name: &str) -> Option<String> {
+        self.shared()
+            .mutate(|m, now| m.snapshot_vm(vm_uuid, name, now))
+    }
+
+    /// Deletes a snapshot with its VBDs, VIFs and snapshot VDIs; false if that UUID is not
+    /// a snapshot.
+    pub fn remove_snapshot(&self, snapshot_uuid: &str) -> bool {
+        self.shared()
+            .mutate(|m, _| m.remove_snapshot(snapshot_uuid))
+    }
+
+    /// Sets the pool's `ha_enabled`, `ha_host_failures_to_tolerate`,
+    /// `ha_plan_exists_for` and `ha_overcommitted`.
+    pub fn set_pool_ha(
+        &self,
+        enabled: bool,
+        failures_to_tolerate: i64,
+        plan_exists_for: i64,
+        overcommitted: bool,
+    ) {
+        self.shared().mutate(|m, _| {
+            m.set_pool_ha(
+                enabled,
+                failures_to_tolerate,
+                plan_exists_for,
+                overcommitted,
+            )
+        });
+    }
+
+    /// notAfter (epoch seconds) of the certificate `host.get_server_certificate` returns
+    /// for any host: 2035-01-01T00:00:00Z (`None` without TLS).
+    pub fn server_certificate_not_after(&self) -> Option<i64> {
+        self.shared().tls.as_ref().map(|_| tls::VALIDITY.1)
     }
 
     /// The next `event.from` call (any session) fails once with `EVENTS_LOST`.

@@ -257,6 +257,61 @@ pub(super) struct Vdi {
     pub(super) is_iso: bool,
 }
 
+/// One XAPI `message` (an alert). Messages live outside xapi's database: they have their
+/// own generation numbers, which `event.from` tokens carry after the comma.
+#[derive(Debug, Clone)]
+pub(super) struct Message {
+    pub(super) id: Id,
+    pub(super) name: String,
+    /// 1 (most severe) … 5.
+    pub(super) priority: i64,
+    /// `VM`, `Host`, `SR`, `Pool`, `VMPP`, `VMSS`, `PVS_proxy`, `VDI` or `Certificate`.
+    pub(super) cls: String,
+    pub(super) obj_uuid: String,
+    /// Epoch seconds.
+    pub(super) timestamp: i64,
+    pub(super) body: String,
+    /// Message generation at creation.
+    pub(super) generation: u64,
+}
+
+/// `Certificate.type` (xapi ≥ 1.294).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CertKind {
+    Ca,
+    Host,
+    HostInternal,
+}
+
+impl CertKind {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            CertKind::Ca => "ca",
+            CertKind::Host => "host",
+            CertKind::HostInternal => "host_internal",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Certificate {
+    pub(super) id: Id,
+    /// Only `ca` certificates have one.
+    pub(super) name: String,
+    pub(super) kind: CertKind,
+    pub(super) host: Option<usize>,
+    pub(super) not_before: i64,
+    pub(super) not_after: i64,
+    /// `AB:CD:…`.
+    pub(super) sha256: String,
+    pub(super) sha1: String,
+}
+
+/// Message deletions `event.from` can still report: xapi keeps up to 1024 and then cuts
+/// back to the newest 512 (xapi_message.ml `destroy_real`).
+pub(super) const DELETED_MESSAGES_MAX: usize = 1024;
+pub(super) const DELETED_MESSAGES_KEPT: usize = 512;
+
 /// The whole pool. Mutated only through methods that bump `generation` (and `rrd_epoch`
 /// when the set of RRDs or their data sources may change).
 #[derive(Debug, Clone)]
@@ -270,6 +325,12 @@ pub(super) struct Model {
     pub(super) networks: Vec<Network>,
     pub(super) pifs: Vec<Pif>,
     pub(super) vdis: Vec<Vdi>,
+    pub(super) messages: Vec<Message>,
+    /// (message generation of the deletion, ref), oldest first.
+    pub(super) deleted_messages: std::collections::VecDeque<(u64, String)>,
+    /// The newest message generation used.
+    pub(super) message_generation: u64,
+    pub(super) certificates: Vec<Certificate>,
     /// Bumped on every change, so that the event log rebuilds records only after one.
     pub(super) generation: u64,
     /// Bumped when RRD layouts (which VMs run where, their devices) may have changed.
@@ -704,6 +765,10 @@ impl Model {
             networks,
             pifs,
             vdis,
+            messages: Vec::new(),
+            deleted_messages: std::collections::VecDeque::new(),
+            message_generation: 0,
+            certificates: Vec::new(),
             generation: 1,
             rrd_epoch: 1,
             next_serial: 0,
@@ -743,7 +808,189 @@ impl Model {
             snapshot_of: None,
             is_iso: false,
         });
+        model.add_initial_messages(now);
         model
+    }
+
+    /// Tens of messages at most whatever the pool size: a few per host, the storage, the
+    /// pool, and the first running guests.
+    fn add_initial_messages(&mut self, now: i64) {
+        let add = |m: &mut Model, name: &str, priority, cls: &str, obj: String, age, body| {
+            m.push_message(name, priority, cls, &obj, now - age, body);
+        };
+        let pool = self.pool.id.uuid.clone();
+        add(
+            self,
+            "POOL_MASTER_TRANSITION",
+            4,
+            "Pool",
+            pool,
+            86_400 * 6,
+            "The pool master changed to xcp-ng-01".to_string(),
+        );
+        for h in 0..self.hosts.len().min(16) {
+            let host = self.hosts[h].id.uuid.clone();
+            if h % 3 == 1 {
+                add(
+                    self,
+                    "LICENSE_EXPIRES_SOON",
+                    2,
+                    "Host",
+                    host.clone(),
+                    3_600 * 5,
+                    "The license of this host expires in 40 days".to_string(),
+                );
+            }
+            if h % 2 == 0 {
+                // perfmon's alarm body: the value, then the XML of the triggering config.
+                add(
+                    self,
+                    "ALARM",
+                    3,
+                    "Host",
+                    host,
+                    600 + 60 * h as i64,
+                    "value: 0.953000\nconfig:\n<variable>\n\t<name value=\"cpu_usage\"/>\n\t<alarm_trigger_level value=\"0.9\"/>\n</variable>\n".to_string(),
+                );
+            }
+        }
+        if let Some(sr) = self.srs.iter().find(|s| s.sr_type == "lvmoiscsi") {
+            let sr = sr.id.uuid.clone();
+            add(
+                self,
+                "MULTIPATH_PERIODIC_ALERT",
+                3,
+                "SR",
+                sr,
+                1_800,
+                "Unhealthy paths:\n[20260101T00:00:00Z] host=xcp-ng-01; SCSI id=3600a0980383030534; path=1/2".to_string(),
+            );
+        }
+        let guests: Vec<(String, String)> = self
+            .vms
+            .iter()
+            .filter(|v| v.kind == VmKind::Guest && v.has_domain())
+            .take(20)
+            .map(|v| (v.id.uuid.clone(), v.name.clone()))
+            .collect();
+        for (k, (uuid, name)) in guests.into_iter().enumerate() {
+            add(
+                self,
+                "VM_STARTED",
+                5,
+                "VM",
+                uuid,
+                3_600 + 97 * k as i64,
+                format!("VM '{name}' started"),
+            );
+        }
+    }
+
+    /// Adds a message with the next message generation; returns its index.
+    pub(super) fn push_message(
+        &mut self,
+        name: &str,
+        priority: i64,
+        cls: &str,
+        obj_uuid: &str,
+        timestamp: i64,
+        body: String,
+    ) -> usize {
+        let n = self.serial();
+        self.message_generation += 1;
+        self.messages.push(Message {
+            id: Id::new(self.seed, "message", n),
+            name: name.to_string(),
+            priority,
+            cls: cls.to_string(),
+            obj_uuid: obj_uuid.to_string(),
+            timestamp,
+            body,
+            generation: self.message_generation,
+        });
+        self.messages.len() - 1
+    }
+
+    /// Certificate records as the pool's xapi generation keeps them. `fingerprints[h]` is
+    /// the SHA-256 (`AB:CD:…`) of the certificate host h serves, `served` its validity.
+    pub(super) fn add_certificates(
+        &mut self,
+        legacy: bool,
+        fingerprints: &[(String, String)],
+        ca: (String, String),
+        served: (i64, i64),
+    ) {
+        let seed = self.seed;
+        let n_hosts = self.hosts.len();
+        let fp = |h: usize| {
+            fingerprints.get(h).cloned().unwrap_or_else(|| {
+                (
+                    colon_hex(&uuid(seed, "cert/sha256", h as u64), 32),
+                    colon_hex(&uuid(seed, "cert/sha1", h as u64), 20),
+                )
+            })
+        };
+        if legacy {
+            // 1.249 keeps a record only for a certificate installed with
+            // host.install_server_certificate: here host 0's; the others serve their
+            // default self-signed one, which has none.
+            let (sha256, sha1) = fp(0);
+            let n = self.serial();
+            self.certificates.push(Certificate {
+                id: Id::new(seed, "Certificate", n),
+                name: String::new(),
+                kind: CertKind::Host,
+                host: Some(0),
+                not_before: served.0,
+                not_after: served.1,
+                sha256,
+                sha1,
+            });
+            return;
+        }
+        let n = self.serial();
+        self.certificates.push(Certificate {
+            id: Id::new(seed, "Certificate", n),
+            name: "lab-root-ca".into(),
+            kind: CertKind::Ca,
+            host: None,
+            not_before: served.0,
+            not_after: served.1,
+            sha256: ca.0,
+            sha1: ca.1,
+        });
+        for h in 0..n_hosts {
+            // The last host of a pool of two or more was never given a `host` record (an
+            // XCP-ng 8.2 install upgraded in place): clients read its served certificate.
+            if n_hosts >= 2 && h == n_hosts - 1 {
+                continue;
+            }
+            let (sha256, sha1) = fp(h);
+            let n = self.serial();
+            self.certificates.push(Certificate {
+                id: Id::new(seed, "Certificate", n),
+                name: String::new(),
+                kind: CertKind::Host,
+                host: Some(h),
+                not_before: served.0,
+                not_after: served.1,
+                sha256,
+                sha1,
+            });
+            // The pool-internal certificate xapi generates at first boot, ten years long.
+            let issued = self.hosts[h].boot_time - 86_400 * 30;
+            let n = self.serial();
+            self.certificates.push(Certificate {
+                id: Id::new(seed, "Certificate", n),
+                name: String::new(),
+                kind: CertKind::HostInternal,
+                host: Some(h),
+                not_before: issued,
+                not_after: issued + 86_400 * 3_650,
+                sha256: colon_hex(&uuid(seed, "cert/internal/sha256", h as u64), 32),
+                sha1: colon_hex(&uuid(seed, "cert/internal/sha1", h as u64), 20),
+            });
+        }
     }
 
     pub(super) fn serial(&mut self) -> u64 {
@@ -1187,6 +1434,23 @@ fn host_lifecycle(h: usize, host: &mut Host, now: i64) {
         }
         _ => {}
     }
+}
+
+/// `bytes` bytes of hex text taken from `hex` (repeated as needed), as `AB:CD:…`.
+pub(super) fn colon_hex(hex: &str, bytes: usize) -> String {
+    let digits: Vec<char> = hex
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    (0..bytes)
+        .map(|i| {
+            let a = digits[(2 * i) % digits.len()];
+            let b = digits[(2 * i + 1) % digits.len()];
+            format!("{a}{b}")
+        })
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

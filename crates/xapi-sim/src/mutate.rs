@@ -1,8 +1,13 @@
 //! Runtime changes to the simulated pool beyond its construction: power states, migration,
-//! VM removal, PBD and multipath state, host flags. Each returns whether it applied and
+//! VM removal, PBD and multipath state, host flags, messages, tags, disks, certificates,
+//! guidances, snapshots. Each returns whether it applied and
 //! bumps the model's generation (and its RRD epoch when RRD layouts may change).
 
-use super::model::{Id, Model, Power, VmKind};
+use super::model::{
+    CertKind, Certificate, DELETED_MESSAGES_KEPT, DELETED_MESSAGES_MAX, Id, Model, Power, VmKind,
+    colon_hex,
+};
+use super::rng::uuid;
 
 impl Model {
     fn changed(&mut self, rrd: bool) {
@@ -205,5 +210,194 @@ fn set_key(map: &mut Vec<(String, String)>, key: &str, value: &str) {
     match map.iter_mut().find(|(k, _)| k == key) {
         Some((_, v)) => *v = value.to_string(),
         None => map.push((key.to_string(), value.to_string())),
+    }
+}
+
+/// Changes for the records operators check beyond load: messages, tags, disks,
+/// certificates, pending guidances, patch times, snapshots, HA.
+impl Model {
+    /// Creates a message (any name: xapi lets any pool operator make one); returns its
+    /// UUID. Messages are outside the database: only the message generation moves.
+    pub(super) fn create_message(
+        &mut self,
+        name: &str,
+        priority: i64,
+        cls: &str,
+        obj_uuid: &str,
+        body: &str,
+        now: i64,
+    ) -> String {
+        let i = self.push_message(name, priority, cls, obj_uuid, now, body.to_string());
+        self.messages[i].id.uuid.clone()
+    }
+
+    /// Destroys a message by UUID; the deletion joins the ring `event.from` reports from.
+    pub(super) fn destroy_message(&mut self, uuid: &str) -> bool {
+        let Some(i) = self.messages.iter().position(|m| m.id.uuid == uuid) else {
+            return false;
+        };
+        let m = self.messages.remove(i);
+        self.message_generation += 1;
+        self.deleted_messages
+            .push_back((self.message_generation, m.id.opaque_ref));
+        if self.deleted_messages.len() > DELETED_MESSAGES_MAX {
+            let excess = self.deleted_messages.len() - DELETED_MESSAGES_KEPT;
+            self.deleted_messages.drain(..excess);
+        }
+        true
+    }
+
+    /// Replaces the tags of the VM, host or SR with that UUID.
+    pub(super) fn set_tags(&mut self, uuid: &str, tags: &[&str]) -> bool {
+        let tags: Vec<String> = tags.iter().map(|t| (*t).to_string()).collect();
+        if let Some(vm) = self.vms.iter_mut().find(|v| v.id.uuid == uuid) {
+            vm.tags = tags;
+        } else if let Some(host) = self.hosts.iter_mut().find(|h| h.id.uuid == uuid) {
+            host.tags = tags;
+        } else if let Some(sr) = self.srs.iter_mut().find(|s| s.id.uuid == uuid) {
+            sr.tags = tags;
+        } else {
+            return false;
+        }
+        self.changed(false);
+        true
+    }
+
+    /// Sets a VDI's `virtual_size` and `physical_utilisation` (bytes).
+    pub(super) fn resize_vdi(&mut self, uuid: &str, virtual_size: i64, physical: i64) -> bool {
+        let Some(vdi) = self.vdis.iter_mut().find(|d| d.id.uuid == uuid) else {
+            return false;
+        };
+        vdi.virtual_size = virtual_size;
+        vdi.physical_utilisation = physical;
+        self.changed(false);
+        true
+    }
+
+    /// Installs a new server certificate on host `h` valid until `not_after`, as
+    /// `host.install_server_certificate` does: the old `host` record goes, a new one (new
+    /// ref, UUID and fingerprints) comes. False if the host has no such record.
+    pub(super) fn renew_certificate(&mut self, h: usize, not_after: i64, now: i64) -> bool {
+        let Some(i) = self
+            .certificates
+            .iter()
+            .position(|c| c.host == Some(h) && c.kind == CertKind::Host)
+        else {
+            return false;
+        };
+        let n = self.serial();
+        let seed = self.seed;
+        let old = self.certificates.remove(i);
+        self.certificates.insert(
+            i,
+            Certificate {
+                id: Id::new(seed, "Certificate", n),
+                not_before: now,
+                not_after,
+                sha256: colon_hex(&uuid(seed, "cert/renewed/sha256", n), 32),
+                sha1: colon_hex(&uuid(seed, "cert/renewed/sha1", n), 20),
+                ..old
+            },
+        );
+        self.changed(false);
+        true
+    }
+
+    /// Sets `pending_guidances` of the host or VM with that UUID.
+    pub(super) fn set_pending_guidances(&mut self, uuid: &str, guidances: &[&str]) -> bool {
+        let list: Vec<String> = guidances.iter().map(|g| (*g).to_string()).collect();
+        if let Some(vm) = self.vms.iter_mut().find(|v| v.id.uuid == uuid) {
+            vm.pending_guidances = list;
+        } else if let Some(host) = self.hosts.iter_mut().find(|h| h.id.uuid == uuid) {
+            host.pending_guidances = list;
+        } else {
+            return false;
+        }
+        self.changed(false);
+        true
+    }
+
+    pub(super) fn set_vm_requires_reboot(&mut self, uuid: &str, on: bool) -> bool {
+        let Some(i) = self.vm_index(uuid) else {
+            return false;
+        };
+        self.vms[i].requires_reboot = on;
+        self.changed(false);
+        true
+    }
+
+    /// Sets or removes host `h`'s `other_config["rpm_patch_installation_time"]`.
+    pub(super) fn set_rpm_patch_time(&mut self, h: usize, ms: Option<i64>) -> bool {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return false;
+        };
+        host.rpm_patch_installation_ms = ms;
+        self.changed(false);
+        true
+    }
+
+    /// Sets host `h`'s `other_config["boot_time"]` (and `agent_start_time` after it).
+    pub(super) fn set_boot_time(&mut self, h: usize, epoch: i64) -> bool {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return false;
+        };
+        host.boot_time = epoch;
+        self.changed(false);
+        true
+    }
+
+    /// Sets host `h`'s `license_params["expiry"]`; `None` = `never`.
+    pub(super) fn set_license_expiry(&mut self, h: usize, expiry: Option<i64>) -> bool {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return false;
+        };
+        host.license_expiry = expiry;
+        self.changed(false);
+        true
+    }
+
+    /// Snapshots a guest (its disks get snapshot VDIs); returns the snapshot's UUID.
+    pub(super) fn snapshot_vm(&mut self, uuid: &str, name: &str, now: i64) -> Option<String> {
+        let i = self.vm_index(uuid)?;
+        if self.vms[i].kind != VmKind::Guest {
+            return None;
+        }
+        let s = self.add_snapshot(i, now);
+        self.vms[s].name = name.to_string();
+        self.vms[s].snapshot_time = now;
+        self.changed(false);
+        Some(self.vms[s].id.uuid.clone())
+    }
+
+    /// Deletes a snapshot with its VBDs, VIFs and snapshot VDIs, as deleting a snapshot
+    /// from a client does. False if that UUID is not a snapshot.
+    pub(super) fn remove_snapshot(&mut self, uuid: &str) -> bool {
+        let Some(i) = self.vm_index(uuid) else {
+            return false;
+        };
+        if !self.vms[i].is_snapshot() {
+            return false;
+        }
+        let vm = self.vms.remove(i);
+        let disks: Vec<&String> = vm.vbds.iter().filter_map(|b| b.vdi.as_ref()).collect();
+        self.vdis
+            .retain(|d| !(d.is_snapshot && disks.contains(&&d.id.opaque_ref)));
+        self.changed(false);
+        true
+    }
+
+    pub(super) fn set_pool_ha(
+        &mut self,
+        enabled: bool,
+        failures_to_tolerate: i64,
+        plan_exists_for: i64,
+        overcommitted: bool,
+    ) {
+        let p = &mut self.pool;
+        p.ha_enabled = enabled;
+        p.ha_host_failures_to_tolerate = failures_to_tolerate;
+        p.ha_plan_exists_for = plan_exists_for;
+        p.ha_overcommitted = overcommitted;
+        self.changed(false);
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 
 use super::Generation;
-use super::model::{Host, Model, NULL_REF, Pif, Power, Vm, VmKind, refs_where};
+use super::model::{
+    Certificate, Host, Message, Model, NULL_REF, Pif, Power, Vm, VmKind, refs_where,
+};
 use super::wire::V;
 
 /// What records need besides the model. Deliberately not the clock: records are a pure
@@ -31,7 +33,17 @@ pub(super) const CLASSES: &[&str] = &[
     "VBD",
     "VIF",
     "network",
+    "Certificate",
 ];
+
+/// Served like [`CLASSES`] but kept outside xapi's database: not in `valid_ref_counts`,
+/// with events of their own kind.
+pub(super) const MESSAGE: &str = "message";
+
+/// Whether `<class>.get_all_records` and friends exist.
+pub(super) fn is_served(class: &str) -> bool {
+    class == MESSAGE || CLASSES.contains(&class)
+}
 
 /// All records of `class` as (opaque ref, record), or `None` for an unknown class.
 pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<(String, V)>> {
@@ -248,9 +260,52 @@ pub(super) fn records(model: &Model, class: &str, ctx: RecordCtx) -> Option<Vec<
                 (net.id.opaque_ref.clone(), rec)
             })
             .collect(),
+        "Certificate" => model
+            .certificates
+            .iter()
+            .map(|c| (c.id.opaque_ref.clone(), certificate(model, c, ctx)))
+            .collect(),
+        MESSAGE => model
+            .messages
+            .iter()
+            .map(|m| (m.id.opaque_ref.clone(), message(m)))
+            .collect(),
         _ => return None,
     };
     Some(out)
+}
+
+/// A `message` record (datamodel.ml `Message`): priority an int, timestamp a datetime.
+pub(super) fn message(m: &Message) -> V {
+    R::new(&m.id.uuid)
+        .s("name", &m.name)
+        .i("priority", m.priority)
+        .s("cls", &m.cls)
+        .s("obj_uuid", &m.obj_uuid)
+        .d("timestamp", m.timestamp)
+        .s("body", &m.body)
+        .v()
+}
+
+/// A `Certificate` record. xapi 1.249 has `uuid, host, not_before, not_after,
+/// fingerprint`; `name` and `type` arrived in 1.294, `fingerprint_sha256` and
+/// `fingerprint_sha1` in 24.19.0 (datamodel_certificate.ml), `fingerprint` kept since.
+fn certificate(model: &Model, c: &Certificate, ctx: RecordCtx) -> V {
+    let legacy = ctx.generation == Generation::Legacy;
+    let host = c
+        .host
+        .map_or(NULL_REF, |h| model.hosts[h].id.opaque_ref.as_str());
+    R::new(&c.id.uuid)
+        .when(!legacy, |r| r.s("name", &c.name).s("type", c.kind.as_str()))
+        .s("host", host)
+        .d("not_before", c.not_before)
+        .d("not_after", c.not_after)
+        .s("fingerprint", &c.sha256)
+        .when(ctx.generation == Generation::Current, |r| {
+            r.s("fingerprint_sha256", &c.sha256)
+                .s("fingerprint_sha1", &c.sha1)
+        })
+        .v()
 }
 
 /// Groups values by key, keeping their order: the reverse side of one-way relations,
@@ -679,7 +734,16 @@ fn host_record(model: &Model, h: usize, host: &Host, ctx: RecordCtx) -> V {
         .s("iscsi_iqn", &host.iqn)
         .b("multipathing", host.multipathing)
         .s("uefi_certificates", "")
-        .strs("certificates", &[])
+        .m(
+            "certificates",
+            V::strings(
+                model
+                    .certificates
+                    .iter()
+                    .filter(|c| c.host == Some(h))
+                    .map(|c| c.id.opaque_ref.clone()),
+            ),
+        )
         .strs("editions", &["xcp-ng"])
         .when(has_guidances(ctx.generation), |r| {
             r.m("pending_guidances", V::strings(host.pending_guidances.iter().cloned()))

@@ -195,7 +195,7 @@ fn session_field(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenEr
 fn class_method(shared: &Shared, method: &str, params: &[V]) -> Result<V, XenError> {
     let unknown = || err("MESSAGE_METHOD_UNKNOWN", &[method]);
     let (class, call) = method.split_once('.').ok_or_else(unknown)?;
-    if !records::CLASSES.contains(&class) {
+    if !records::is_served(class) {
         return Err(unknown());
     }
     let arity = match call {

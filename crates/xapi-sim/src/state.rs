@@ -78,7 +78,23 @@ impl Shared {
         let n = addresses.len();
         let ips: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
         let now = clock_now(config.clock);
-        let model = Model::new(&config, &ips, now);
+        let mut model = Model::new(&config, &ips, now);
+        let (hosts, ca) = match &tls {
+            Some(t) => (
+                t.host_ders
+                    .iter()
+                    .map(|d| super::tls::fingerprints(d))
+                    .collect(),
+                super::tls::fingerprints(&t.ca_der),
+            ),
+            None => (Vec::new(), (String::new(), String::new())),
+        };
+        model.add_certificates(
+            config.generation == super::Generation::Legacy,
+            &hosts,
+            ca,
+            super::tls::VALIDITY,
+        );
         let state = State {
             model,
             events: EventLog::new(RecordCtx {

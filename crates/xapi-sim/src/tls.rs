@@ -353,8 +353,22 @@ impl ClientIdentity {
     }
 }
 
+/// notBefore and notAfter (epoch seconds) of the CA and every host certificate: 2025-01-01
+/// and 2035-01-01, midnight UTC.
+pub(super) const VALIDITY: (i64, i64) = (1_735_689_600, 2_051_222_400);
+
 fn fingerprint(der: &[u8]) -> String {
-    let digest = Sha256::digest(der);
+    colon_hex(&Sha256::digest(der))
+}
+
+/// SHA-256 and SHA-1 of a DER certificate, as `Certificate.fingerprint_sha256` and
+/// `fingerprint_sha1` hold them.
+pub(super) fn fingerprints(der: &[u8]) -> (String, String) {
+    let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    (fingerprint(der), colon_hex(sha1.as_ref()))
+}
+
+fn colon_hex(digest: &[u8]) -> String {
     let mut out = String::with_capacity(digest.len() * 3);
     for (i, b) in digest.iter().enumerate() {
         if i > 0 {
@@ -371,6 +385,12 @@ mod tests {
     use rsa::traits::PublicKeyParts;
 
     use super::*;
+
+    #[test]
+    fn validity_is_what_certificates_carry() {
+        assert_eq!(date_time_ymd(2025, 1, 1).unix_timestamp(), VALIDITY.0);
+        assert_eq!(date_time_ymd(2035, 1, 1).unix_timestamp(), VALIDITY.1);
+    }
 
     #[test]
     fn the_process_makes_one_rsa_2048_key() {
