@@ -12,15 +12,15 @@ use super::*;
 
 /// Longest any single step may take before a test fails instead of hanging: each takes
 /// milliseconds, and a busy machine must not reach this.
-const BOUND: Duration = Duration::from_secs(30);
+pub(super) const BOUND: Duration = Duration::from_secs(30);
 
 /// An `event.from` timeout no test waits out (an hour): a call given it and answered within
 /// [`BOUND`] was ended by what the test did, not by its timeout.
-const NEVER: f64 = 3600.0;
+pub(super) const NEVER: f64 = 3600.0;
 
-type Records = BTreeMap<String, serde_json::Map<String, Value>>;
+pub(super) type Records = BTreeMap<String, serde_json::Map<String, Value>>;
 
-async fn event_from(
+pub(super) async fn event_from(
     c: &reqwest::Client,
     sim: &Sim,
     session: &str,
@@ -43,7 +43,7 @@ async fn event_from(
 
 /// An `event.from` call in the background, on its own client so that it has its own
 /// connection.
-fn spawn_event_from(
+pub(super) fn spawn_event_from(
     sim: &Sim,
     session: &str,
     classes: Value,
@@ -62,7 +62,7 @@ fn spawn_event_from(
 }
 
 /// Waits until the simulator has received `n` `event.from` calls in all.
-async fn until_event_from_calls(sim: &Sim, n: u64) {
+pub(super) async fn until_event_from_calls(sim: &Sim, n: u64) {
     let deadline = Instant::now() + BOUND;
     while sim.counters().rpc.get("event.from").copied().unwrap_or(0) < n {
         assert!(Instant::now() < deadline, "event.from call never arrived");
@@ -70,13 +70,13 @@ async fn until_event_from_calls(sim: &Sim, n: u64) {
     }
 }
 
-fn events(reply: &Value) -> &Vec<Value> {
+pub(super) fn events(reply: &Value) -> &Vec<Value> {
     reply["result"]["events"]
         .as_array()
         .unwrap_or_else(|| panic!("an event.from result: {reply}"))
 }
 
-fn token_of(reply: &Value) -> String {
+pub(super) fn token_of(reply: &Value) -> String {
     reply["result"]["token"]
         .as_str()
         .expect("a token")
@@ -84,7 +84,7 @@ fn token_of(reply: &Value) -> String {
 }
 
 /// (class, operation, ref) of every event.
-fn summary(reply: &Value) -> BTreeSet<(String, String, String)> {
+pub(super) fn summary(reply: &Value) -> BTreeSet<(String, String, String)> {
     events(reply)
         .iter()
         .map(|e| {
@@ -95,7 +95,7 @@ fn summary(reply: &Value) -> BTreeSet<(String, String, String)> {
 }
 
 /// Every record of every served class, by lower-case class name.
-async fn all_records(c: &reqwest::Client, sim: &Sim, session: &str) -> Records {
+pub(super) async fn all_records(c: &reqwest::Client, sim: &Sim, session: &str) -> Records {
     let mut out = BTreeMap::new();
     for class in CLASSES {
         let r = call(
@@ -112,7 +112,10 @@ async fn all_records(c: &reqwest::Client, sim: &Sim, session: &str) -> Records {
 }
 
 /// The events an exact log reports between two full fetches, found without the log.
-fn expected_between(before: &Records, after: &Records) -> BTreeSet<(String, String, String)> {
+pub(super) fn expected_between(
+    before: &Records,
+    after: &Records,
+) -> BTreeSet<(String, String, String)> {
     let mut out = BTreeSet::new();
     for (class, now) in after {
         let was = &before[class];
@@ -130,7 +133,7 @@ fn expected_between(before: &Records, after: &Records) -> BTreeSet<(String, Stri
     out
 }
 
-fn ref_of(recs: &Records, class: &str, uuid: &str) -> String {
+pub(super) fn ref_of(recs: &Records, class: &str, uuid: &str) -> String {
     recs[class]
         .iter()
         .find(|(_, rec)| rec["uuid"] == uuid)

@@ -25,6 +25,8 @@ mod wire;
 #[cfg(test)]
 mod event_tests;
 #[cfg(test)]
+mod lifecycle_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trust_tests;

@@ -1260,6 +1260,8 @@ impl Model {
                 .and_then(|r| self.vdis.iter().find(|d| &d.id.opaque_ref == r))
                 .cloned();
             let vdi = match orig {
+                // A CD's ISO is not snapshotted: the snapshot's drive holds the same one.
+                Some(orig) if vbd.is_cd => Some(orig.id.opaque_ref.clone()),
                 Some(orig) => {
                     let sn = self.serial();
                     self.vdis.push(Vdi {
