@@ -819,3 +819,26 @@ async fn xml_rpc_encodes_message_and_certificate_fields() {
     assert!(text.contains("<name>not_after</name><value><dateTime.iso8601>"));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn nested_generation_has_types_but_no_newer_fingerprints() {
+    let sim = Sim::start(frozen(Generation::Nested))
+        .await
+        .expect("sim starts");
+    let c = client(&sim);
+    let s = login(&c, &sim).await;
+    let certs = records_of(&c, &sim, &s, "Certificate").await;
+    assert!(!certs.is_empty());
+    for rec in certs.values() {
+        assert!(rec["type"].is_string() && rec["name"].is_string());
+        assert!(rec["fingerprint"].is_string());
+        assert!(rec.get("fingerprint_sha256").is_none());
+        assert!(rec.get("fingerprint_sha1").is_none());
+    }
+    // pending_guidances (1.303) yes, its _recommended/_full siblings (24.10) not yet.
+    for rec in records_of(&c, &sim, &s, "host").await.values() {
+        assert!(rec["pending_guidances"].is_array());
+        assert!(rec.get("pending_guidances_full").is_none());
+    }
+    sim.shutdown().await;
+}
