@@ -82,6 +82,21 @@ fn push_pool(out: &mut FamiliesBuilder, state: &State) {
         vec![name.clone(), uuid.clone()],
         flag(pool.ha_enabled),
     );
+    // Exported with HA off too: the configuration is there, and a rule can join ha_enabled.
+    #[allow(clippy::cast_precision_loss)]
+    for (family, value) in [
+        (
+            "xen_pool_ha_host_failures_to_tolerate",
+            pool.ha_host_failures_to_tolerate as f64,
+        ),
+        (
+            "xen_pool_ha_plan_exists_for",
+            pool.ha_plan_exists_for as f64,
+        ),
+        ("xen_pool_ha_overcommitted", flag(pool.ha_overcommitted)),
+    ] {
+        push(out, family, vec![name.clone(), uuid.clone()], value);
+    }
     push(
         out,
         "xen_pool_hosts",
@@ -135,6 +150,24 @@ fn push_hosts(out: &mut FamiliesBuilder, state: &State, collectors: Collectors) 
         }
         push(out, "xen_host_cpus", head(), count(h.cpu_count));
         push(out, "xen_host_running_vms", head(), count(h.running_vms));
+        if let Some(boot) = h.boot_time {
+            push(out, "xen_host_boot_time_seconds", head(), boot);
+        }
+        if let Some(expiry) = h.license_expiry {
+            #[allow(clippy::cast_precision_loss)]
+            push(
+                out,
+                "xen_host_license_expiry_time_seconds",
+                head(),
+                expiry as f64,
+            );
+        }
+        push(
+            out,
+            "xen_host_reboot_required",
+            head(),
+            flag(h.reboot_required),
+        );
         if collectors.multipath {
             push(
                 out,
@@ -166,6 +199,8 @@ fn push_vms(out: &mut FamiliesBuilder, state: &State) {
                 "is_control_domain",
                 if v.is_control_domain { "true" } else { "false" },
             ),
+            Label::new("distro", v.distro.clone()),
+            Label::new("pv_drivers_version", v.pv_drivers_version.clone()),
         ]);
         push(out, "xen_vm_info", info, 1.0);
         #[allow(clippy::cast_precision_loss)]
@@ -181,6 +216,22 @@ fn push_vms(out: &mut FamiliesBuilder, state: &State) {
         if let Some(start) = v.start_time {
             #[allow(clippy::cast_precision_loss)]
             push(out, "xen_vm_start_time_seconds", head(), start as f64);
+        }
+        push(
+            out,
+            "xen_vm_reboot_required",
+            head(),
+            flag(v.reboot_required),
+        );
+        push(out, "xen_vm_snapshots", head(), count(v.snapshots));
+        if let Some(oldest) = v.oldest_snapshot {
+            #[allow(clippy::cast_precision_loss)]
+            push(
+                out,
+                "xen_vm_oldest_snapshot_time_seconds",
+                head(),
+                oldest as f64,
+            );
         }
     }
 }
@@ -274,5 +325,273 @@ fn push_pifs(out: &mut FamiliesBuilder, state: &State) {
             ),
         ]);
         push(out, "xen_host_pif_attached", labels, flag(p.attached));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::inventory::Inventory;
+    use crate::inventory::store::Store;
+    use crate::xapi::records::Event;
+
+    /// A store fed the way the event stream feeds it: `(class, reference, record JSON)`.
+    fn store(records: &[(&str, &str, &str)]) -> Store {
+        let mut store = Store::default();
+        for (class, reference, json) in records {
+            let event = Event {
+                class: (*class).into(),
+                operation: "add".into(),
+                reference: (*reference).into(),
+                snapshot: Some(serde_json::value::RawValue::from_string((*json).into()).unwrap()),
+            };
+            store.apply(&event).unwrap();
+        }
+        store
+    }
+
+    /// Every series as `family{name="value",…}` → value.
+    fn series(store: &Store, collectors: Collectors) -> BTreeMap<String, f64> {
+        let inventory = Inventory::from_store(store);
+        let mut out = FamiliesBuilder::new();
+        push_families(&mut out, &inventory.state, &inventory.srs, collectors);
+        let mut all = BTreeMap::new();
+        for family in out.finish().0 {
+            for sample in family.samples {
+                let labels: Vec<String> = sample
+                    .labels
+                    .iter()
+                    .map(|l| format!("{}={:?}", l.name, &*l.value))
+                    .collect();
+                all.insert(
+                    format!("{}{{{}}}", family.name, labels.join(",")),
+                    sample.value,
+                );
+            }
+        }
+        all
+    }
+
+    fn family<'a>(all: &'a BTreeMap<String, f64>, name: &str) -> Vec<(&'a str, f64)> {
+        let prefix = format!("{name}{{");
+        all.iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, v)| (&k[name.len()..], *v))
+            .collect()
+    }
+
+    fn host(extra: &str) -> (&'static str, &'static str, String) {
+        let json = format!(r#"{{"uuid":"hu1","name_label":"h1","address":"10.0.0.1"{extra}}}"#);
+        ("host", "OpaqueRef:h1", json)
+    }
+
+    fn host_series(extra: &str) -> BTreeMap<String, f64> {
+        let (class, reference, json) = host(extra);
+        series(&store(&[(class, reference, &json)]), Collectors::default())
+    }
+
+    #[test]
+    fn host_boot_time_is_ocaml_float_text() {
+        let all = host_series(r#","other_config":{"boot_time":"1712345678."}"#);
+        assert_eq!(
+            family(&all, "xen_host_boot_time_seconds"),
+            [(r#"{host="h1",host_uuid="hu1"}"#, 1_712_345_678.0)]
+        );
+        for unknown in [r#""0.""#, r#""soon""#, r#""""#, r#""nan""#, r#""-5.""#] {
+            let all = host_series(&format!(r#","other_config":{{"boot_time":{unknown}}}"#));
+            assert!(
+                family(&all, "xen_host_boot_time_seconds").is_empty(),
+                "{unknown}"
+            );
+        }
+        assert!(family(&host_series(""), "xen_host_boot_time_seconds").is_empty());
+    }
+
+    #[test]
+    fn licence_expiry_is_xapi_time_or_nothing() {
+        let all =
+            host_series(r#","license_params":{"expiry":"20300101T00:00:00Z","sku_type":"x"}"#);
+        assert_eq!(
+            family(&all, "xen_host_license_expiry_time_seconds")[0].1,
+            1_893_456_000.0
+        );
+        for none in [
+            r#","license_params":{"expiry":"never"}"#,
+            r#","license_params":{"expiry":"2030"}"#,
+            r#","license_params":{}"#,
+            "",
+        ] {
+            let all = host_series(none);
+            assert!(
+                family(&all, "xen_host_license_expiry_time_seconds").is_empty(),
+                "{none}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_reboot_required_by_each_rule() {
+        let required = |extra: &str| family(&host_series(extra), "xen_host_reboot_required")[0].1;
+        // An older XAPI: neither field; a yum-updated host: both empty.
+        assert_eq!(required(""), 0.0);
+        assert_eq!(
+            required(r#","pending_guidances":[],"updates_requiring_reboot":[]"#),
+            0.0
+        );
+        assert_eq!(
+            required(r#","pending_guidances":["restart_toolstack"]"#),
+            0.0
+        );
+        assert_eq!(required(r#","pending_guidances":["reboot_host"]"#), 1.0);
+        assert_eq!(
+            required(r#","pending_guidances":["reboot_host_on_livepatch_failure"]"#),
+            1.0
+        );
+        assert_eq!(
+            required(r#","updates_requiring_reboot":["OpaqueRef:u"]"#),
+            1.0
+        );
+        let rpm = |boot: &str, patched: &str| {
+            required(&format!(
+                r#","other_config":{{"boot_time":"{boot}","rpm_patch_installation_time":"{patched}"}}"#
+            ))
+        };
+        assert_eq!(rpm("1712345678.", "1712349999.123"), 1.0);
+        assert_eq!(rpm("1712345678.", "1712300000.5"), 0.0);
+        // Without a known boot time the rule cannot tell.
+        assert_eq!(rpm("0.", "1712349999.123"), 0.0);
+        assert_eq!(rpm("1712345678.", "garbage"), 0.0);
+    }
+
+    fn vm(reference: &'static str, extra: &str) -> (&'static str, &'static str, String) {
+        let uuid = reference.trim_start_matches("OpaqueRef:");
+        let json = format!(r#"{{"uuid":"{uuid}","name_label":"{uuid}"{extra}}}"#);
+        ("vm", reference, json)
+    }
+
+    fn series_of(records: &[(&'static str, &'static str, String)]) -> BTreeMap<String, f64> {
+        let records: Vec<(&str, &str, &str)> = records
+            .iter()
+            .map(|(c, r, j)| (*c, *r, j.as_str()))
+            .collect();
+        series(&store(&records), Collectors::default())
+    }
+
+    #[test]
+    fn vm_reboot_required_and_older_fields() {
+        let all = series_of(&[
+            vm("OpaqueRef:old", ""),
+            vm(
+                "OpaqueRef:tool",
+                r#","pending_guidances":["restart_toolstack"]"#,
+            ),
+            vm(
+                "OpaqueRef:dm",
+                r#","pending_guidances":["restart_device_model"]"#,
+            ),
+            vm("OpaqueRef:vm", r#","pending_guidances":["restart_vm"]"#),
+            vm("OpaqueRef:flag", r#","requires_reboot":true"#),
+        ]);
+        let values: Vec<f64> = family(&all, "xen_vm_reboot_required")
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        // Sorted by VM name: dm, flag, old, tool, vm.
+        assert_eq!(values, [1.0, 1.0, 0.0, 0.0, 1.0]);
+    }
+
+    #[test]
+    fn snapshots_count_and_oldest_time() {
+        let snapshot = |reference: &'static str, of: &str, time: &str| {
+            vm(
+                reference,
+                &format!(r#","is_a_snapshot":true,"snapshot_of":"{of}","snapshot_time":"{time}""#),
+            )
+        };
+        let all = series_of(&[
+            vm("OpaqueRef:a", r#","power_state":"Running""#),
+            vm("OpaqueRef:b", r#","power_state":"Halted""#),
+            snapshot("OpaqueRef:s1", "OpaqueRef:a", "20260101T00:00:00Z"),
+            snapshot("OpaqueRef:s2", "OpaqueRef:a", "20250101T00:00:00Z"),
+            // Unknown times count but have no age.
+            snapshot("OpaqueRef:s3", "OpaqueRef:a", "19700101T00:00:00Z"),
+            snapshot("OpaqueRef:s4", "OpaqueRef:a", "garbage"),
+        ]);
+        assert_eq!(
+            family(&all, "xen_vm_snapshots"),
+            [
+                (r#"{vm="a",vm_uuid="a"}"#, 4.0),
+                (r#"{vm="b",vm_uuid="b"}"#, 0.0)
+            ]
+        );
+        assert_eq!(
+            family(&all, "xen_vm_oldest_snapshot_time_seconds"),
+            [(r#"{vm="a",vm_uuid="a"}"#, 1_735_689_600.0)]
+        );
+        // Snapshots are not VMs of their own.
+        assert!(!all.keys().any(|k| k.contains("vm=\"s1\"")));
+    }
+
+    #[test]
+    fn pool_ha_is_exported_with_ha_off() {
+        let all = series(
+            &store(&[(
+                "pool",
+                "OpaqueRef:p",
+                r#"{"uuid":"pu","name_label":"lab","ha_enabled":false,"ha_host_failures_to_tolerate":"1","ha_plan_exists_for":0,"ha_overcommitted":true}"#,
+            )]),
+            Collectors::default(),
+        );
+        let one = |name| family(&all, name)[0];
+        assert_eq!(
+            one("xen_pool_ha_host_failures_to_tolerate"),
+            (r#"{pool="lab",pool_uuid="pu"}"#, 1.0)
+        );
+        assert_eq!(one("xen_pool_ha_plan_exists_for").1, 0.0);
+        assert_eq!(one("xen_pool_ha_overcommitted").1, 1.0);
+        // An older pool record without the fields: zeros, still exported.
+        let all = series(
+            &store(&[("pool", "OpaqueRef:p", r#"{"uuid":"pu","name_label":"lab"}"#)]),
+            Collectors::default(),
+        );
+        assert_eq!(family(&all, "xen_pool_ha_overcommitted")[0].1, 0.0);
+    }
+
+    #[test]
+    fn guest_labels_only_while_running() {
+        let guest = (
+            "vm_guest_metrics",
+            "OpaqueRef:g",
+            r#"{"os_version":{"name":"Microsoft Windows Server 2022|C:\\Windows|\\Device\\Harddisk0\\Partition2","distro":"windows","uname":"x"},
+               "PV_drivers_version":{"major":"9","minor":"3","micro":"1","build":"42"}}"#
+                .to_string(),
+        );
+        let info = |power: &str, drivers: &str| {
+            let guest = (
+                guest.0,
+                guest.1,
+                guest.2.replace(r#""build":"42""#, drivers),
+            );
+            let all = series_of(&[
+                vm(
+                    "OpaqueRef:w",
+                    &format!(r#","power_state":"{power}","guest_metrics":"OpaqueRef:g""#),
+                ),
+                guest,
+            ]);
+            family(&all, "xen_vm_info")[0].0.to_string()
+        };
+        assert_eq!(
+            info("Running", r#""build":"42""#),
+            r#"{vm="w",vm_uuid="w",host="",host_uuid="",os="Microsoft Windows Server 2022",domain_type="",is_control_domain="false",distro="windows",pv_drivers_version="9.3.1-42"}"#
+        );
+        assert!(info("Running", r#""build":"""#).contains(r#"pv_drivers_version="9.3.1"}"#));
+        assert!(info("Running", r#""x":"1""#).ends_with(r#"pv_drivers_version="9.3.1"}"#));
+        // A halted VM keeps stale guest metrics: not shown.
+        assert!(info("Halted", r#""build":"42""#).contains(
+            r#"os="",domain_type="",is_control_domain="false",distro="",pv_drivers_version=""}"#
+        ));
     }
 }

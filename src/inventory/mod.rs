@@ -54,6 +54,19 @@ pub struct SrEntry {
     pub virtual_allocation: i64,
     /// Number of VDIs.
     pub vdis: usize,
+    /// User tags, sorted, without repeats.
+    pub tags: Tags,
+}
+
+/// An object's user tags, sorted and without repeats.
+pub type Tags = Arc<[Arc<str>]>;
+
+/// Tags as a record lists them, sorted and deduplicated so that each is one series.
+fn tags(raw: &[String]) -> Tags {
+    let mut tags: Vec<&str> = raw.iter().map(String::as_str).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    tags.into_iter().map(Arc::from).collect()
 }
 
 /// SRs by UUID and by the 8-character prefix that host data sources carry.
@@ -81,6 +94,7 @@ impl SrIndex {
                 physical_utilisation: r.physical_utilisation,
                 virtual_allocation: r.virtual_allocation,
                 vdis: r.vdis.len(),
+                tags: tags(&r.tags),
             })
             .collect();
         srs.sort_by(|a, b| a.uuid.cmp(&b.uuid));
@@ -131,6 +145,12 @@ pub struct PoolState {
     pub master: Option<Named>,
     /// High availability on.
     pub ha_enabled: bool,
+    /// Host failures HA is configured to survive.
+    pub ha_host_failures_to_tolerate: i64,
+    /// Host failures the current HA plan survives.
+    pub ha_plan_exists_for: i64,
+    /// HA can no longer survive the configured failures.
+    pub ha_overcommitted: bool,
     /// The default SR, if one is set and known.
     pub default_sr: Option<Named>,
 }
@@ -160,6 +180,15 @@ pub struct HostState {
     pub multipathing: bool,
     /// Guests (control domains excluded) running on it.
     pub running_vms: usize,
+    /// Unix seconds of the last boot (`other_config["boot_time"]`); `None` when unknown.
+    pub boot_time: Option<f64>,
+    /// Unix seconds the licence expires (`license_params["expiry"]`); `None` for `never`,
+    /// absent or unreadable.
+    pub license_expiry: Option<i64>,
+    /// An update waits for a reboot (see [`host_reboot_required`]).
+    pub reboot_required: bool,
+    /// User tags.
+    pub tags: Tags,
 }
 
 /// A VM's state (templates and snapshots are not VMs).
@@ -175,8 +204,21 @@ pub struct VmState {
     pub is_control_domain: bool,
     /// `hvm`, `pv`, `pvh`, `pv_in_pvh`; empty before XenServer 7.5.
     pub domain_type: Arc<str>,
-    /// `os_version.name` from the guest agent; empty without one.
+    /// `os_version.name` from the guest agent up to its first `|` (Windows agents append
+    /// paths); empty without an agent or when the VM is not running.
     pub os_name: Arc<str>,
+    /// `os_version.distro`; empty without an agent or when the VM is not running.
+    pub distro: Arc<str>,
+    /// `major.minor.micro[-build]` of the PV drivers; empty when unknown or not running.
+    pub pv_drivers_version: Arc<str>,
+    /// A restart waits (see [`vm_reboot_required`]).
+    pub reboot_required: bool,
+    /// Snapshots taken of it.
+    pub snapshots: usize,
+    /// Unix seconds of its oldest snapshot with a known time.
+    pub oldest_snapshot: Option<i64>,
+    /// User tags.
+    pub tags: Tags,
     /// vCPUs now (running) or at start-up (otherwise).
     pub vcpus: i64,
     /// Bytes.
@@ -410,18 +452,49 @@ impl Inventory {
                             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
                     }),
                     running_vms: running.get(reference.as_str()).copied().unwrap_or(0),
+                    boot_time: boot_time(h),
+                    license_expiry: h
+                        .license_params
+                        .get("expiry")
+                        .and_then(|e| parse_xapi_time(e)),
+                    reboot_required: host_reboot_required(h),
+                    tags: tags(&h.tags),
                 }
             })
             .collect();
+        // Snapshots per VM reference: count and oldest known time.
+        let mut snapshots: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
+        for s in store.vms.values().filter(|v| v.is_a_snapshot) {
+            let entry = snapshots.entry(s.snapshot_of.as_str()).or_default();
+            entry.0 += 1;
+            // The epoch is XAPI's "never"; such a snapshot counts but has no age.
+            if let Some(t) = parse_xapi_time(&s.snapshot_time).filter(|t| *t > 0) {
+                entry.1 = Some(entry.1.map_or(t, |o| o.min(t)));
+            }
+        }
         let vms = store
             .vms
-            .values()
-            .filter(is_vm)
-            .map(|v| {
+            .iter()
+            .filter(|(_, v)| is_vm(v))
+            .map(|(reference, v)| {
                 let power_state = v.power_state.to_ascii_lowercase();
                 let resident_on = named_host(&v.resident_on);
                 let metrics = store.vm_metrics.get(&v.metrics);
                 let live = matches!(power_state.as_str(), "running" | "paused");
+                // A halted VM keeps its last guest metrics (ocaml/xapi/xapi_vm.ml): stale.
+                let guest = store
+                    .vm_guest_metrics
+                    .get(&v.guest_metrics)
+                    .filter(|_| live);
+                let guest_text = |key: &str| {
+                    guest
+                        .and_then(|g| g.os_version.get(key))
+                        .map_or("", String::as_str)
+                };
+                let (snapshot_count, oldest_snapshot) = snapshots
+                    .get(reference.as_str())
+                    .copied()
+                    .unwrap_or_default();
                 VmState {
                     vm: Named {
                         name: Arc::from(v.name_label.as_str()),
@@ -430,13 +503,17 @@ impl Inventory {
                     resident_on,
                     is_control_domain: v.is_control_domain,
                     domain_type: Arc::from(v.domain_type.as_str()),
-                    os_name: Arc::from(
-                        store
-                            .vm_guest_metrics
-                            .get(&v.guest_metrics)
-                            .and_then(|g| g.os_version.get("name"))
-                            .map_or("", String::as_str),
+                    os_name: Arc::from(guest_text("name").split('|').next().unwrap_or("")),
+                    distro: Arc::from(guest_text("distro")),
+                    pv_drivers_version: Arc::from(
+                        guest
+                            .map(|g| pv_drivers_version(&g.pv_drivers_version))
+                            .unwrap_or_default(),
                     ),
+                    reboot_required: vm_reboot_required(v),
+                    snapshots: snapshot_count,
+                    oldest_snapshot,
+                    tags: tags(&v.tags),
                     vcpus: metrics
                         .map(|m| m.vcpus_number)
                         .filter(|n| live && *n > 0)
@@ -509,6 +586,9 @@ impl Inventory {
             },
             master: named_host(&p.master),
             ha_enabled: p.ha_enabled,
+            ha_host_failures_to_tolerate: p.ha_host_failures_to_tolerate,
+            ha_plan_exists_for: p.ha_plan_exists_for,
+            ha_overcommitted: p.ha_overcommitted,
             default_sr: store.srs.get(&p.default_sr).map(|s| Named {
                 name: Arc::from(s.name_label.as_str()),
                 uuid: Arc::from(s.uuid.as_str()),
@@ -576,6 +656,64 @@ fn storage_target(config: &HashMap<String, String>) -> StorageTarget {
         };
     }
     StorageTarget::Other
+}
+
+/// Unix seconds of the host's last boot from OCaml `string_of_float` text (`"1712345678."`);
+/// `None` for `"0."` (xapi could not read it), absent or unreadable text.
+fn boot_time(host: &records::Host) -> Option<f64> {
+    parse_seconds(host.other_config.get("boot_time")?)
+}
+
+/// Positive finite seconds from decimal text, as OCaml and JavaScript print floats.
+fn parse_seconds(text: &str) -> Option<f64> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0)
+}
+
+/// A `reboot_host*` guidance (xapi 1.303+), an applied `pool_update` that needs a reboot, or
+/// — for hosts updated with yum, which leave both empty — Xen Orchestra's rule: an
+/// `rpm_patch_installation_time` later than the boot. Without a known boot time the last
+/// rule cannot tell, so it does not count.
+pub fn host_reboot_required(host: &records::Host) -> bool {
+    let guided = host
+        .pending_guidances
+        .iter()
+        .any(|g| g.to_ascii_lowercase().starts_with("reboot_host"));
+    let patched_since_boot = match (
+        boot_time(host),
+        host.other_config
+            .get("rpm_patch_installation_time")
+            .and_then(|t| parse_seconds(t)),
+    ) {
+        (Some(boot), Some(patched)) => patched > boot,
+        _ => false,
+    };
+    guided || !host.updates_requiring_reboot.is_empty() || patched_since_boot
+}
+
+/// A `restart_vm` or `restart_device_model` guidance, or `requires_reboot`; fields an older
+/// XAPI lacks read as empty.
+pub fn vm_reboot_required(vm: &records::Vm) -> bool {
+    vm.requires_reboot
+        || vm.pending_guidances.iter().any(|g| {
+            g.eq_ignore_ascii_case("restart_vm") || g.eq_ignore_ascii_case("restart_device_model")
+        })
+}
+
+/// `major.minor.micro`, then `-build` when there is one; empty unless the first three are
+/// known.
+fn pv_drivers_version(version: &HashMap<String, String>) -> String {
+    let part = |k: &str| version.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (Some(major), Some(minor), Some(micro)) = (part("major"), part("minor"), part("micro"))
+    else {
+        return String::new();
+    };
+    match part("build") {
+        Some(build) => format!("{major}.{minor}.{micro}-{build}"),
+        None => format!("{major}.{minor}.{micro}"),
+    }
 }
 
 /// Storage manager's `"[active, max]"` path counts.

@@ -148,7 +148,9 @@ mod tests {
             "vm",
             "mod",
             "OpaqueRef:1",
-            Some(r#"{"uuid":"u1","name_label":"web","power_state":"Running","tags":["x"]}"#),
+            Some(
+                r#"{"uuid":"u1","name_label":"web","power_state":"Running","name_description":"x"}"#,
+            ),
         );
         assert_eq!(store.apply(&same), Ok(false));
         let renamed = event(

@@ -510,6 +510,12 @@ static SPECS: &[Spec] = &[
         "Average I/O request queue size of this host's tapdisks on the SR, in requests (RRD avgqu_sz_<sr8>, average over the step).",
     ),
     gauge(
+        "xen_host_boot_time_seconds",
+        "host, host_uuid",
+        "seconds",
+        "When the host last booted, in seconds since the Unix epoch (host record other_config boot_time); absent when XAPI could not read it (0.) or the text is not a number.",
+    ),
+    gauge(
         "xen_host_cpu",
         H_CPU,
         "fraction 0–1",
@@ -636,6 +642,12 @@ static SPECS: &[Spec] = &[
         "Highest I/O latency over the SR's VDIs on this host, in μs (RRD latency_<sr8>, average over the step).",
     ),
     gauge(
+        "xen_host_license_expiry_time_seconds",
+        "host, host_uuid",
+        "seconds",
+        "When the host's licence expires, in seconds since the Unix epoch (host record license_params expiry); absent for never, an absent key or unreadable text.",
+    ),
+    gauge(
         "xen_host_live",
         "host, host_uuid",
         "",
@@ -760,6 +772,12 @@ static SPECS: &[Spec] = &[
         H_SR,
         "μs",
         "Read latency of this host on the SR, in μs (RRD read_latency_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_reboot_required",
+        "host, host_uuid",
+        "",
+        "1 if an installed update waits for a host reboot, else 0: a reboot_host guidance in pending_guidances (xapi 1.303+), a non-empty updates_requiring_reboot, or other_config rpm_patch_installation_time later than boot_time (yum updates, as Xen Orchestra records them).",
     ),
     gauge(
         "xen_host_running_domains",
@@ -978,6 +996,24 @@ static SPECS: &[Spec] = &[
         "1 if high availability is enabled on the pool, else 0 (pool record ha_enabled).",
     ),
     gauge(
+        "xen_pool_ha_host_failures_to_tolerate",
+        "pool, pool_uuid",
+        "",
+        "Host failures high availability is configured to survive (pool record ha_host_failures_to_tolerate); exported with HA off too.",
+    ),
+    gauge(
+        "xen_pool_ha_overcommitted",
+        "pool, pool_uuid",
+        "",
+        "1 if the pool can no longer survive the configured host failures (pool record ha_overcommitted), else 0.",
+    ),
+    gauge(
+        "xen_pool_ha_plan_exists_for",
+        "pool, pool_uuid",
+        "",
+        "Host failures the current HA plan can survive (pool record ha_plan_exists_for); below ha_host_failures_to_tolerate the pool is at risk.",
+    ),
+    gauge(
         "xen_pool_hosts",
         "pool, pool_uuid",
         "",
@@ -1087,9 +1123,9 @@ static SPECS: &[Spec] = &[
     ),
     gauge(
         "xen_vm_info",
-        "vm, vm_uuid, host, host_uuid, os, domain_type, is_control_domain",
+        "vm, vm_uuid, host, host_uuid, os, domain_type, is_control_domain, distro, pv_drivers_version",
         "",
-        "Always 1; the labels describe the VM: resident host (empty when not running), guest OS name from the guest agent, domain type, and whether it is a control domain (dom0).",
+        "Always 1; the labels describe the VM: resident host (empty when not running), guest OS name from the guest agent (VM_guest_metrics os_version name up to its first |), domain type, whether it is a control domain (dom0), distribution (os_version distro) and PV driver version (PV_drivers_version major.minor.micro, -build when present). The guest labels are empty unless the VM is running or paused: a halted VM keeps stale guest metrics.",
     ),
     gauge(
         "xen_vm_memory",
@@ -1152,10 +1188,22 @@ static SPECS: &[Spec] = &[
         "NUMA nodes the VM's memory is spread over, a count (RRD numa_nodes, average over the step).",
     ),
     gauge(
+        "xen_vm_oldest_snapshot_time_seconds",
+        "vm, vm_uuid",
+        "seconds",
+        "When the VM's oldest snapshot was taken, in seconds since the Unix epoch (snapshot_time of the snapshots whose snapshot_of is the VM); absent without snapshots.",
+    ),
+    gauge(
         "xen_vm_power_state",
         "vm, vm_uuid, state",
         "",
         "Always 1; the state label is the VM's power state: running, halted, paused or suspended (VM record power_state). Templates and snapshots are not exported.",
+    ),
+    gauge(
+        "xen_vm_reboot_required",
+        "vm, vm_uuid",
+        "",
+        "1 if the VM waits for a restart, else 0: restart_vm or restart_device_model in its pending_guidances, or requires_reboot (fields of newer XAPIs; absent counts as empty).",
     ),
     gauge(
         "xen_vm_runnable_any",
@@ -1204,6 +1252,12 @@ static SPECS: &[Spec] = &[
         VM,
         "fraction 0–1",
         "Fraction of time some vCPUs of the VM were running while the others were blocked (RRD runstate_partial_run, average over the step).",
+    ),
+    gauge(
+        "xen_vm_snapshots",
+        "vm, vm_uuid",
+        "",
+        "Snapshots of the VM (VM records with is_a_snapshot whose snapshot_of is the VM); 0 when none.",
     ),
     gauge(
         "xen_vm_start_time_seconds",
