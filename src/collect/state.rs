@@ -24,6 +24,9 @@ pub(super) fn push_families(
     push_vms(out, state);
     push_storage(out, state, collectors);
     push_pifs(out, state);
+    if collectors.tags {
+        push_tags(out, state, srs);
+    }
 }
 
 /// One sample of a catalog family whose labels are all its head.
@@ -314,6 +317,35 @@ fn push_storage(out: &mut FamiliesBuilder, state: &State, collectors: Collectors
     }
 }
 
+/// One series per tag of each VM, host and SR; the inventory has sorted and deduplicated
+/// them, and objects without tags have none.
+fn push_tags(out: &mut FamiliesBuilder, state: &State, srs: &SrIndex) {
+    let objects = state
+        .vms
+        .iter()
+        .map(|v| ("xen_vm_tag", named("vm", "vm_uuid", Some(&v.vm)), &v.tags))
+        .chain(state.hosts.iter().map(|h| {
+            let labels = [
+                Label::new("host", h.host.name.clone()),
+                Label::new("host_uuid", h.host.uuid.clone()),
+            ];
+            ("xen_host_tag", labels, &h.tags)
+        }))
+        .chain(srs.srs.iter().map(|sr| {
+            let labels = [
+                Label::new("sr", sr.name.clone()),
+                Label::new("sr_uuid", sr.uuid.clone()),
+            ];
+            ("xen_sr_tag", labels, &sr.tags)
+        }));
+    for (family, [name, uuid], tags) in objects {
+        for tag in tags.iter() {
+            let labels = vec![name.clone(), uuid.clone(), Label::new("tag", tag.clone())];
+            push(out, family, labels, 1.0);
+        }
+    }
+}
+
 fn push_pifs(out: &mut FamiliesBuilder, state: &State) {
     for p in &state.pifs {
         let mut labels: Vec<Label> = named("host", "host_uuid", Some(&p.host)).into();
@@ -593,5 +625,73 @@ mod tests {
         assert!(info("Halted", r#""build":"42""#).contains(
             r#"os="",domain_type="",is_control_domain="false",distro="",pv_drivers_version=""}"#
         ));
+    }
+
+    #[test]
+    fn tags_one_series_each_escaped_by_the_encoder() {
+        let all = series_of(&[
+            vm(
+                "OpaqueRef:v",
+                r#","tags":["prod","a\"quote","back\\slash","new\nline","ünï","prod"]"#,
+            ),
+            vm("OpaqueRef:untagged", r#","tags":[]"#),
+            vm("OpaqueRef:old", ""),
+            (
+                "host",
+                "OpaqueRef:h",
+                r#"{"uuid":"hu","name_label":"h","tags":["rack-1",null]}"#.into(),
+            ),
+            (
+                "sr",
+                "OpaqueRef:s",
+                r#"{"uuid":"su","name_label":"s","tags":["ssd","ssd"]}"#.into(),
+            ),
+        ]);
+        assert_eq!(family(&all, "xen_vm_tag").len(), 5);
+        assert!(
+            !all.keys()
+                .any(|k| k.contains("untagged") && k.contains("_tag"))
+        );
+        assert_eq!(
+            family(&all, "xen_host_tag"),
+            [(r#"{host="h",host_uuid="hu",tag="rack-1"}"#, 1.0)]
+        );
+        assert_eq!(
+            family(&all, "xen_sr_tag"),
+            [(r#"{sr="s",sr_uuid="su",tag="ssd"}"#, 1.0)]
+        );
+
+        let store = store(&[(
+            "vm",
+            "OpaqueRef:v",
+            r#"{"uuid":"u","name_label":"v","tags":["a\"q","b\\s","n\nl","ünï"]}"#,
+        )]);
+        let inventory = Inventory::from_store(&store);
+        let mut out = FamiliesBuilder::new();
+        push_families(
+            &mut out,
+            &inventory.state,
+            &inventory.srs,
+            Collectors::default(),
+        );
+        let families = out.finish().0;
+        let mut text = Vec::new();
+        crate::metrics::encode::encode(&families, crate::metrics::encode::Format::Text, &mut text);
+        let text = String::from_utf8(text).unwrap();
+        for line in [
+            r#"xen_vm_tag{vm="v",vm_uuid="u",tag="a\"q"} 1"#,
+            r#"xen_vm_tag{vm="v",vm_uuid="u",tag="b\\s"} 1"#,
+            r#"xen_vm_tag{vm="v",vm_uuid="u",tag="n\nl"} 1"#,
+            r#"xen_vm_tag{vm="v",vm_uuid="u",tag="ünï"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+
+        let off = Collectors {
+            tags: false,
+            ..Collectors::default()
+        };
+        let all = series(&store, off);
+        assert!(family(&all, "xen_vm_tag").is_empty());
     }
 }

@@ -834,6 +834,12 @@ static SPECS: &[Spec] = &[
         "HA state-file access latency for the state-file VDI, in seconds (RRD statefile/<vdi-uuid>/latency, HA only, average over the step).",
     ),
     gauge(
+        "xen_host_tag",
+        "host, host_uuid, tag",
+        "",
+        "Always 1, one series per user tag of the host (host record tags, repeats merged); none for a host without tags.",
+    ),
+    gauge(
         "xen_host_tapdisks_in_low_memory_mode",
         H,
         "tapdisks",
@@ -1098,6 +1104,12 @@ static SPECS: &[Spec] = &[
         "Physical space used on the SR, in bytes (SR record physical_utilisation, read when the records were last loaded).",
     ),
     gauge(
+        "xen_sr_tag",
+        "sr, sr_uuid, tag",
+        "",
+        "Always 1, one series per user tag of the SR (SR record tags, repeats merged); none for an SR without tags.",
+    ),
+    gauge(
         "xen_sr_vdis",
         "sr, sr_uuid",
         "",
@@ -1264,6 +1276,12 @@ static SPECS: &[Spec] = &[
         "vm, vm_uuid",
         "seconds",
         "When the running VM's domain started, in seconds since the Unix epoch (VM_metrics record start_time); absent when the VM is not running.",
+    ),
+    gauge(
+        "xen_vm_tag",
+        "vm, vm_uuid, tag",
+        "",
+        "Always 1, one series per user tag of the VM (VM record tags, repeats merged); none for a VM without tags. Templates and snapshots are not VMs.",
     ),
     gauge(
         "xen_vm_vbd_avgqu_sz",
