@@ -22,6 +22,9 @@ pub(super) fn push_families(
     push_srs(out, srs);
     push_hosts(out, state, collectors);
     push_vms(out, state);
+    if collectors.disks {
+        push_disks(out, state);
+    }
     push_storage(out, state, collectors);
     push_pifs(out, state);
     if collectors.tags {
@@ -235,6 +238,37 @@ fn push_vms(out: &mut FamiliesBuilder, state: &State) {
                 head(),
                 oldest as f64,
             );
+        }
+    }
+}
+
+fn push_disks(out: &mut FamiliesBuilder, state: &State) {
+    for v in &state.vms {
+        for d in &v.disks {
+            let mut labels: Vec<Label> = named("vm", "vm_uuid", Some(&v.vm)).into();
+            labels.extend([
+                Label::new("vbd", d.device.clone()),
+                Label::new("userdevice", d.userdevice.clone()),
+            ]);
+            labels.extend(named("vdi", "vdi_uuid", Some(&d.vdi)));
+            labels.extend(named("sr", "sr_uuid", d.sr.as_ref()));
+            let labels: Arc<[Label]> = Arc::from(labels);
+            for (family, value) in [
+                ("xen_vm_disk_virtual_size_bytes", d.virtual_size),
+                (
+                    "xen_vm_disk_physical_utilization_bytes",
+                    d.physical_utilisation,
+                ),
+            ] {
+                out.push(
+                    Cow::Borrowed(family),
+                    catalog::describe,
+                    Sample {
+                        labels: Labels::head(labels.clone()),
+                        value: bytes(value),
+                    },
+                );
+            }
         }
     }
 }
@@ -693,5 +727,103 @@ mod tests {
         };
         let all = series(&store, off);
         assert!(family(&all, "xen_vm_tag").is_empty());
+    }
+
+    #[test]
+    fn vm_disks_follow_vbd_vdi_sr() {
+        let records = [
+            vm("OpaqueRef:v", r#","power_state":"Halted""#),
+            vm("OpaqueRef:dom0", r#","is_control_domain":true"#),
+            vm("OpaqueRef:t", r#","is_a_template":true"#),
+            (
+                "sr",
+                "OpaqueRef:s",
+                r#"{"uuid":"su","name_label":"Local"}"#.into(),
+            ),
+            (
+                "vdi",
+                "OpaqueRef:d0",
+                r#"{"uuid":"du0","name_label":"root","SR":"OpaqueRef:s","virtual_size":"10737418240","physical_utilisation":2147483648,"sm_config":{"x":"y"}}"#.into(),
+            ),
+            (
+                "vdi",
+                "OpaqueRef:d1",
+                r#"{"uuid":"du1","name_label":"data","SR":"OpaqueRef:gone","virtual_size":1024,"physical_utilisation":512}"#.into(),
+            ),
+            (
+                "vbd",
+                "OpaqueRef:b0",
+                r#"{"VM":"OpaqueRef:v","VDI":"OpaqueRef:d0","device":"xvda","userdevice":"0","type":"Disk"}"#.into(),
+            ),
+            // Never plugged: no device yet.
+            (
+                "vbd",
+                "OpaqueRef:b1",
+                r#"{"VM":"OpaqueRef:v","VDI":"OpaqueRef:d1","device":"","userdevice":"1","type":"Disk"}"#.into(),
+            ),
+            // An empty CD drive and a CD with an ISO are not disks.
+            (
+                "vbd",
+                "OpaqueRef:b3",
+                r#"{"VM":"OpaqueRef:v","VDI":"OpaqueRef:NULL","device":"xvdd","userdevice":"3","type":"CD"}"#.into(),
+            ),
+            (
+                "vbd",
+                "OpaqueRef:b4",
+                r#"{"VM":"OpaqueRef:v","VDI":"OpaqueRef:d0","device":"xvde","userdevice":"4","type":"CD"}"#.into(),
+            ),
+            // A disk whose VDI is unknown, and the disks of dom0 and a template.
+            (
+                "vbd",
+                "OpaqueRef:b5",
+                r#"{"VM":"OpaqueRef:v","VDI":"OpaqueRef:nope","device":"xvdf","userdevice":"5","type":"Disk"}"#.into(),
+            ),
+            (
+                "vbd",
+                "OpaqueRef:b6",
+                r#"{"VM":"OpaqueRef:dom0","VDI":"OpaqueRef:d0","device":"sda","userdevice":"0","type":"Disk"}"#.into(),
+            ),
+            (
+                "vbd",
+                "OpaqueRef:b7",
+                r#"{"VM":"OpaqueRef:t","VDI":"OpaqueRef:d0","device":"","userdevice":"0","type":"Disk"}"#.into(),
+            ),
+        ];
+        let all = series_of(&records);
+        assert_eq!(
+            family(&all, "xen_vm_disk_virtual_size_bytes"),
+            [
+                (
+                    r#"{vm="v",vm_uuid="v",vbd="",userdevice="1",vdi="data",vdi_uuid="du1",sr="",sr_uuid=""}"#,
+                    1024.0
+                ),
+                (
+                    r#"{vm="v",vm_uuid="v",vbd="xvda",userdevice="0",vdi="root",vdi_uuid="du0",sr="Local",sr_uuid="su"}"#,
+                    10_737_418_240.0
+                ),
+            ]
+        );
+        assert_eq!(
+            family(&all, "xen_vm_disk_physical_utilization_bytes")
+                .iter()
+                .map(|(_, v)| *v)
+                .collect::<Vec<_>>(),
+            [512.0, 2_147_483_648.0]
+        );
+        let refs: Vec<(&str, &str, &str)> = records
+            .iter()
+            .map(|(c, r, j)| (*c, *r, j.as_str()))
+            .collect();
+        let off = Collectors {
+            disks: false,
+            ..Collectors::default()
+        };
+        assert!(
+            family(
+                &series(&store(&refs), off),
+                "xen_vm_disk_virtual_size_bytes"
+            )
+            .is_empty()
+        );
     }
 }

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Inventory;
-use super::store::{CLASSES, Store};
+use super::store::{Store, followed};
+use crate::config::Collectors;
 use crate::xapi::{self, Client, records};
 
 /// How long one `event.from` long poll waits for a change.
@@ -96,6 +97,10 @@ pub struct Live {
     wait: Duration,
     /// When certificates were last asked for outside a full read.
     pins_asked: Mutex<Option<Instant>>,
+    /// Which optional classes to read and follow.
+    collectors: Collectors,
+    /// The classes `event.from` follows.
+    classes: Vec<&'static str>,
 }
 
 /// What scrapes see: the latest snapshot, and whether a full read has failed yet (so that a
@@ -110,14 +115,17 @@ struct Published {
 
 impl Live {
     /// A live inventory that will follow `client`'s pool once [`Live::run`] is driven; until
-    /// the first full read it holds no snapshot. `wait` is the long-poll time per call.
-    pub fn new(client: Arc<Client>, wait: Duration) -> Live {
+    /// the first full read it holds no snapshot. `wait` is the long-poll time per call;
+    /// `collectors` says which optional classes are read and followed.
+    pub fn new(client: Arc<Client>, wait: Duration, collectors: Collectors) -> Live {
         Live {
             client,
             current: watch::Sender::new(Published::default()),
             errors: Mutex::new(BTreeMap::new()),
             wait,
             pins_asked: Mutex::new(None),
+            collectors,
+            classes: followed(collectors).0,
         }
     }
 
@@ -234,6 +242,14 @@ impl Live {
         let srs = client.all_records("SR").await?;
         let pbds = client.all_records("PBD").await?;
         let pifs = client.all_records("PIF").await?;
+        let (vbds, vdis) = if self.collectors.disks {
+            (
+                client.all_records("VBD").await?,
+                client.all_records("VDI").await?,
+            )
+        } else {
+            Default::default()
+        };
         client.learn_members(hosts.values().map(|h: &records::Host| h.address.clone()));
         self.learn_certificates(&hosts, false).await;
         let store = Store {
@@ -246,6 +262,8 @@ impl Live {
             srs,
             pbds,
             pifs,
+            vbds,
+            vdis,
         };
         Ok((store, token))
     }
@@ -253,7 +271,11 @@ impl Live {
     /// Applies event batches until the stream breaks; returns why it broke.
     async fn follow(&self, store: &mut Store, mut token: String) -> xapi::Error {
         loop {
-            let batch = match self.client.event_from(CLASSES, &token, self.wait).await {
+            let batch = match self
+                .client
+                .event_from(&self.classes, &token, self.wait)
+                .await
+            {
                 Ok(batch) => batch,
                 Err(error) => return error,
             };

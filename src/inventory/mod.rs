@@ -219,6 +219,9 @@ pub struct VmState {
     pub oldest_snapshot: Option<i64>,
     /// User tags.
     pub tags: Tags,
+    /// Its disks (VBDs of type `Disk` with a known VDI), in no particular order; empty for
+    /// control domains and when VBDs and VDIs are not followed.
+    pub disks: Vec<DiskState>,
     /// vCPUs now (running) or at start-up (otherwise).
     pub vcpus: i64,
     /// Bytes.
@@ -231,6 +234,23 @@ pub struct VmState {
     pub memory_dynamic_min: i64,
     /// Unix seconds the running domain started; `None` when not running or unknown.
     pub start_time: Option<i64>,
+}
+
+/// One disk of a VM: a VBD of type `Disk`, its VDI and that VDI's SR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskState {
+    /// `VBD.device` as recorded (`xvda`; empty for a disk never plugged).
+    pub device: Arc<str>,
+    /// `VBD.userdevice`, the stable slot.
+    pub userdevice: Arc<str>,
+    /// The VDI (name, UUID).
+    pub vdi: Named,
+    /// The VDI's SR; `None` when its record is unknown.
+    pub sr: Option<Named>,
+    /// Bytes the guest sees (`VDI.virtual_size`).
+    pub virtual_size: i64,
+    /// Bytes the image takes in its SR (`VDI.physical_utilisation`).
+    pub physical_utilisation: i64,
 }
 
 /// What a PBD's `device_config` says about where the SR lives.
@@ -462,6 +482,30 @@ impl Inventory {
                 }
             })
             .collect();
+        let mut disks: HashMap<&str, Vec<DiskState>> = HashMap::new();
+        for vbd in store.vbds.values() {
+            // CD and floppy drives are not disks; an empty drive has a null VDI.
+            if !vbd.vbd_type.eq_ignore_ascii_case("disk") {
+                continue;
+            }
+            let Some(vdi) = store.vdis.get(&vbd.vdi) else {
+                continue;
+            };
+            disks.entry(vbd.vm.as_str()).or_default().push(DiskState {
+                device: Arc::from(vbd.device.as_str()),
+                userdevice: Arc::from(vbd.userdevice.as_str()),
+                vdi: Named {
+                    name: Arc::from(vdi.name_label.as_str()),
+                    uuid: Arc::from(vdi.uuid.as_str()),
+                },
+                sr: store.srs.get(&vdi.sr).map(|s| Named {
+                    name: Arc::from(s.name_label.as_str()),
+                    uuid: Arc::from(s.uuid.as_str()),
+                }),
+                virtual_size: vdi.virtual_size,
+                physical_utilisation: vdi.physical_utilisation,
+            });
+        }
         // Snapshots per VM reference: count and oldest known time.
         let mut snapshots: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
         for s in store.vms.values().filter(|v| v.is_a_snapshot) {
@@ -514,6 +558,12 @@ impl Inventory {
                     snapshots: snapshot_count,
                     oldest_snapshot,
                     tags: tags(&v.tags),
+                    // The families sort their series; the order here does not matter.
+                    disks: if v.is_control_domain {
+                        Vec::new()
+                    } else {
+                        disks.remove(reference.as_str()).unwrap_or_default()
+                    },
                     vcpus: metrics
                         .map(|m| m.vcpus_number)
                         .filter(|n| live && *n > 0)

@@ -1,11 +1,12 @@
 //! The raw record tables the inventory is derived from, keyed by object reference, and how an
 //! `event.from` change is applied to them. Pure: no I/O.
 
+use crate::config::Collectors;
 use crate::xapi::records::{
-    Event, Host, HostMetrics, Pbd, Pif, Pool, Records, Sr, Vm, VmGuestMetrics, VmMetrics,
+    Event, Host, HostMetrics, Pbd, Pif, Pool, Records, Sr, Vbd, Vdi, Vm, VmGuestMetrics, VmMetrics,
 };
 
-/// The classes the inventory follows, as `event.from` names them.
+/// The classes the inventory always follows, as `event.from` names them.
 pub const CLASSES: &[&str] = &[
     "pool",
     "host",
@@ -31,6 +32,23 @@ pub const RECORD_CLASSES: &[&str] = &[
     "PIF",
 ];
 
+/// Classes followed only for a collector that needs them, as `event.from` names them and as
+/// `<class>.get_all_records` spells them: a switched-off collector costs no reads and no
+/// events.
+pub const DISK_CLASSES: &[(&str, &str)] = &[("vbd", "VBD"), ("vdi", "VDI")];
+
+/// The classes followed with `collectors`: as `event.from` names them, and as
+/// `<class>.get_all_records` spells them.
+pub fn followed(collectors: Collectors) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut events = CLASSES.to_vec();
+    let mut records = RECORD_CLASSES.to_vec();
+    if collectors.disks {
+        events.extend(DISK_CLASSES.iter().map(|(e, _)| *e));
+        records.extend(DISK_CLASSES.iter().map(|(_, r)| *r));
+    }
+    (events, records)
+}
+
 /// Every record of every followed class, reduced to the fields the exporter reads.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -52,6 +70,10 @@ pub struct Store {
     pub pbds: Records<Pbd>,
     /// `PIF`.
     pub pifs: Records<Pif>,
+    /// `VBD`; empty unless the disks collector is on.
+    pub vbds: Records<Vbd>,
+    /// `VDI`; empty unless the disks collector is on.
+    pub vdis: Records<Vdi>,
 }
 
 /// Why an event could not be applied.
@@ -84,6 +106,8 @@ impl Store {
             "sr" => apply_to(&mut self.srs, event),
             "pbd" => apply_to(&mut self.pbds, event),
             "pif" => apply_to(&mut self.pifs, event),
+            "vbd" => apply_to(&mut self.vbds, event),
+            "vdi" => apply_to(&mut self.vdis, event),
             _ => Ok(false),
         }
     }
@@ -119,8 +143,18 @@ mod tests {
 
     #[test]
     fn record_classes_are_the_followed_classes() {
-        let lower: Vec<String> = RECORD_CLASSES.iter().map(|c| c.to_lowercase()).collect();
-        assert_eq!(lower, CLASSES);
+        for collectors in [
+            Collectors::default(),
+            Collectors {
+                disks: false,
+                ..Collectors::default()
+            },
+        ] {
+            let (events, records) = followed(collectors);
+            let lower: Vec<String> = records.iter().map(|c| c.to_lowercase()).collect();
+            assert_eq!(lower, events);
+            assert_eq!(events.contains(&"vbd"), collectors.disks);
+        }
     }
 
     fn event(class: &str, operation: &str, reference: &str, snapshot: Option<&str>) -> Event {

@@ -1134,6 +1134,18 @@ static SPECS: &[Spec] = &[
         "CPU time of the domain over wall time times its online vCPUs, 0–1 (RRD cpu_usage, average over the step).",
     ),
     gauge(
+        "xen_vm_disk_physical_utilization_bytes",
+        "vm, vm_uuid, vbd, userdevice, vdi, vdi_uuid, sr, sr_uuid",
+        "bytes",
+        "Bytes the VM's disk image takes in its SR (VDI record physical_utilisation), per VBD of type Disk: vbd is VBD device as recorded (empty for a disk never plugged), userdevice its slot; the SR labels are empty when the SR is unknown. Any power state; not for control domains.",
+    ),
+    gauge(
+        "xen_vm_disk_virtual_size_bytes",
+        "vm, vm_uuid, vbd, userdevice, vdi, vdi_uuid, sr, sr_uuid",
+        "bytes",
+        "Size of the VM's disk as the guest sees it (VDI record virtual_size), per VBD of type Disk: vbd is VBD device as recorded (empty for a disk never plugged), userdevice its slot; the SR labels are empty when the SR is unknown. Any power state; not for control domains.",
+    ),
+    gauge(
         "xen_vm_info",
         "vm, vm_uuid, host, host_uuid, os, domain_type, is_control_domain, distro, pv_drivers_version",
         "",

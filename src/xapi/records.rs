@@ -231,6 +231,45 @@ pub struct Pif {
     pub management: bool,
 }
 
+/// `VBD` record fields: a VM's virtual block device.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Vbd {
+    /// The VM's reference.
+    #[serde(rename = "VM")]
+    pub vm: String,
+    /// The VDI's reference; `OpaqueRef:NULL` for an empty CD drive.
+    #[serde(rename = "VDI")]
+    pub vdi: String,
+    /// `xvda`, `hda`, ...: set when first plugged and kept afterwards (ocaml/xapi/xapi_xenops.ml);
+    /// empty for a disk never plugged.
+    pub device: String,
+    /// The stable slot, `"0"`, `"1"`, ...
+    pub userdevice: String,
+    /// `Disk`, `CD` or `Floppy`.
+    #[serde(rename = "type")]
+    pub vbd_type: String,
+}
+
+/// `VDI` record fields: a virtual disk image.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Vdi {
+    /// VDI UUID.
+    pub uuid: String,
+    /// Display name.
+    pub name_label: String,
+    /// The SR's reference.
+    #[serde(rename = "SR")]
+    pub sr: String,
+    /// Bytes the guest sees.
+    #[serde(deserialize_with = "int")]
+    pub virtual_size: i64,
+    /// Bytes the image takes in its SR.
+    #[serde(deserialize_with = "int")]
+    pub physical_utilisation: i64,
+}
+
 /// `pool` record fields.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
