@@ -27,6 +27,9 @@ pub(super) fn push_families(
     }
     push_storage(out, state, collectors);
     push_pifs(out, state);
+    if collectors.messages {
+        push_messages(out, state);
+    }
     if collectors.tags {
         push_tags(out, state, srs);
     }
@@ -376,6 +379,28 @@ fn push_tags(out: &mut FamiliesBuilder, state: &State, srs: &SrIndex) {
         for tag in tags.iter() {
             let labels = vec![name.clone(), uuid.clone(), Label::new("tag", tag.clone())];
             push(out, family, labels, 1.0);
+        }
+    }
+}
+
+fn push_messages(out: &mut FamiliesBuilder, state: &State) {
+    for m in &state.messages {
+        let labels = || {
+            vec![
+                Label::new("name", m.name.clone()),
+                Label::new("priority", m.priority.clone()),
+                Label::new("class", m.class.clone()),
+            ]
+        };
+        push(out, "xen_messages", labels(), count(m.count));
+        if let Some(newest) = m.newest {
+            #[allow(clippy::cast_precision_loss)]
+            push(
+                out,
+                "xen_messages_newest_time_seconds",
+                labels(),
+                newest as f64,
+            );
         }
     }
 }
@@ -825,5 +850,68 @@ mod tests {
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn messages_by_kind_bounded_without_bodies() {
+        let message = |reference: &'static str, name: &str, priority: &str, time: &str| {
+            let json = format!(
+                r#"{{"uuid":"{reference}","name":"{name}","priority":{priority},"cls":"Host","obj_uuid":"hu","timestamp":"{time}","body":"secret-ish body"}}"#
+            );
+            ("message", reference, json)
+        };
+        let records = [
+            message("OpaqueRef:m1", "HA_HOST_FAILED", "3", "20261201T10:00:00Z"),
+            message("OpaqueRef:m2", "HA_HOST_FAILED", "3", "20261203T10:00:00Z"),
+            message("OpaqueRef:m3", "HA_HOST_FAILED", "\"3\"", "garbage"),
+            message("OpaqueRef:m4", "ALARM", "2", "20261202T00:00:00Z"),
+            message(
+                "OpaqueRef:m5",
+                "made up by \\\"me\\\"",
+                "1",
+                "20261202T00:00:00Z",
+            ),
+            message("OpaqueRef:m6", &"X".repeat(65), "1", "20261201T00:00:00Z"),
+            message("OpaqueRef:m7", "LOUD", "99", "20261201T00:00:00Z"),
+        ];
+        let refs: Vec<(&str, &str, &str)> = records
+            .iter()
+            .map(|(c, r, j)| (*c, *r, j.as_str()))
+            .collect();
+        let mut store = store(&refs);
+        assert!(!format!("{:?}", store.messages).contains("secret-ish"));
+        let all = series(&store, Collectors::default());
+        assert_eq!(
+            family(&all, "xen_messages"),
+            [
+                (r#"{name="ALARM",priority="2",class="Host"}"#, 1.0),
+                (r#"{name="HA_HOST_FAILED",priority="3",class="Host"}"#, 3.0),
+                (r#"{name="LOUD",priority="other",class="Host"}"#, 1.0),
+                (r#"{name="other",priority="1",class="Host"}"#, 2.0),
+            ]
+        );
+        assert_eq!(
+            family(&all, "xen_messages_newest_time_seconds")[1],
+            (
+                r#"{name="HA_HOST_FAILED",priority="3",class="Host"}"#,
+                1_796_292_000.0
+            )
+        );
+        // A dismissed message leaves by a del event; the last of a kind takes its series.
+        store
+            .apply(&Event {
+                class: "message".into(),
+                operation: "del".into(),
+                reference: "OpaqueRef:m4".into(),
+                snapshot: None,
+            })
+            .unwrap();
+        let all = series(&store, Collectors::default());
+        assert!(!all.keys().any(|k| k.contains("ALARM")));
+        let off = Collectors {
+            messages: false,
+            ..Collectors::default()
+        };
+        assert!(family(&series(&store, off), "xen_messages").is_empty());
     }
 }

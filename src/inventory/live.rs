@@ -30,6 +30,12 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::fro
 /// is down (its certificate cannot be had) or an impostor does not cost a call per event.
 const PIN_RETRY: Duration = Duration::from_secs(60);
 
+/// Messages are also read whole this often (`message.get_all_records`, bodies dropped on
+/// decoding): they are not in the database, XAPI keeps only the last 512 deletions for the
+/// stream, and a follower can drift. A full read (after any break of the stream) starts them
+/// afresh as well.
+pub const MESSAGE_REREAD: Duration = Duration::from_secs(15 * 60);
+
 /// What failed outside a single host's `/rrd_updates`: the `source` of
 /// `xen_collector_errors_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -264,12 +270,15 @@ impl Live {
             pifs,
             vbds,
             vdis,
+            // Filled by the first event.from, which returns every message.
+            messages: Default::default(),
         };
         Ok((store, token))
     }
 
     /// Applies event batches until the stream breaks; returns why it broke.
     async fn follow(&self, store: &mut Store, mut token: String) -> xapi::Error {
+        let mut messages_read = Instant::now();
         loop {
             let batch = match self
                 .client
@@ -290,6 +299,10 @@ impl Live {
                     }
                 }
             }
+            if self.collectors.messages && messages_read.elapsed() >= MESSAGE_REREAD {
+                messages_read = Instant::now();
+                changed |= self.reread_messages(store).await;
+            }
             if changed {
                 self.publish(store);
             }
@@ -303,6 +316,24 @@ impl Live {
 }
 
 impl Live {
+    /// Replaces the message table with a fresh read, correcting any drift of the stream;
+    /// returns whether it changed. A failure keeps the table, is counted and logged, and does
+    /// not break the stream.
+    async fn reread_messages(&self, store: &mut Store) -> bool {
+        match self.client.all_records::<records::Message>("message").await {
+            Ok(messages) => {
+                let changed = messages != store.messages;
+                store.messages = messages;
+                changed
+            }
+            Err(error) => {
+                self.count(Source::Events, stream_reason(&error));
+                tracing::warn!(%error, "Cannot read XAPI messages again; keeping those the event stream brought");
+                false
+            }
+        }
+    }
+
     /// Pins each host's certificate as the master reports it (fingerprint mode only).
     /// `only_unknown`: skip hosts whose address already has a pin. A host whose certificate
     /// cannot be had is logged and left unpinned: its `/rrd_updates` then fails as `tls`.

@@ -6,7 +6,7 @@
 pub mod live;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::xapi::records;
@@ -326,6 +326,61 @@ pub struct PifState {
     pub management: bool,
 }
 
+/// The XAPI messages of one kind: the series of `xen_messages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageGroup {
+    /// The message name, or `other` for a name outside `[A-Z0-9_]{1,64}` (any client can
+    /// create a message with any name; the label must stay bounded).
+    pub name: Arc<str>,
+    /// `1` (most severe) to `9`, or `other`.
+    pub priority: Arc<str>,
+    /// The class of the object it is about (`VM`, `Host`, `SR`, `Pool`, ...), or `other`.
+    pub class: Arc<str>,
+    /// How many exist now.
+    pub count: usize,
+    /// Unix seconds of the newest with a readable timestamp.
+    pub newest: Option<i64>,
+}
+
+/// Messages grouped by name, priority and class, sorted; every value bounded.
+fn message_groups(messages: &records::Records<records::Message>) -> Vec<MessageGroup> {
+    let bounded = |text: &str, max: usize, ok: fn(u8) -> bool| -> Arc<str> {
+        if !text.is_empty() && text.len() <= max && text.bytes().all(ok) {
+            Arc::from(text)
+        } else {
+            Arc::from("other")
+        }
+    };
+    // (name, priority, class) → (count, newest).
+    type Key = (Arc<str>, Arc<str>, Arc<str>);
+    let mut groups: BTreeMap<Key, (usize, Option<i64>)> = BTreeMap::new();
+    for m in messages.values() {
+        let name = bounded(&m.name, 64, |b| {
+            b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'
+        });
+        let priority: Arc<str> = match m.priority {
+            p @ 0..=9 => Arc::from(p.to_string()),
+            _ => Arc::from("other"),
+        };
+        let class = bounded(&m.cls, 32, |b| b.is_ascii_alphanumeric() || b == b'_');
+        let entry = groups.entry((name, priority, class)).or_default();
+        entry.0 += 1;
+        if let Some(t) = parse_xapi_time(&m.timestamp) {
+            entry.1 = Some(entry.1.map_or(t, |n| n.max(t)));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((name, priority, class), (count, newest))| MessageGroup {
+            name,
+            priority,
+            class,
+            count,
+            newest,
+        })
+        .collect()
+}
+
 /// What XAPI records say beyond names: the source of the state families.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -339,6 +394,8 @@ pub struct State {
     pub pbds: Vec<PbdState>,
     /// Every PIF whose host is known.
     pub pifs: Vec<PifState>,
+    /// XAPI messages by kind; empty unless messages are followed.
+    pub messages: Vec<MessageGroup>,
 }
 
 /// One consistent view of the pool.
@@ -656,6 +713,7 @@ impl Inventory {
                 vms,
                 pbds,
                 pifs,
+                messages: message_groups(&store.messages),
             },
         }
     }

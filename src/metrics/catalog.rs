@@ -984,6 +984,18 @@ static SPECS: &[Spec] = &[
         "Stack size of xenopsd-xc (VmStk), in KiB (RRD xenopsd-xc_vmstk, average over the step).",
     ),
     gauge(
+        "xen_messages",
+        "name, priority, class",
+        "",
+        "XAPI messages (alerts) that exist now, by name, priority (1 most severe) and class of the object they are about (message records name, priority, cls). A name outside [A-Z0-9_]{1,64} is counted as other, as are a priority outside 0–9 and an odd class. Followed by event.from, re-read every 15 minutes.",
+    ),
+    gauge(
+        "xen_messages_newest_time_seconds",
+        "name, priority, class",
+        "seconds",
+        "When the newest XAPI message of the group was created, in seconds since the Unix epoch (message record timestamp); absent when no timestamp of the group is readable.",
+    ),
+    gauge(
         "xen_pbd_attached",
         "sr, sr_uuid, host, host_uuid, type",
         "",

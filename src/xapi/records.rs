@@ -270,6 +270,22 @@ pub struct Vdi {
     pub physical_utilisation: i64,
 }
 
+/// `message` record fields. Never the `body`: messages are many (up to 10,000 per pool),
+/// anyone with pool-operator rights writes them, and only their kind and age are exported.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Message {
+    /// `HA_HOST_FAILED`, `ALARM`, ... (any text: a client may create any name).
+    pub name: String,
+    /// 1 is the most severe (ocaml/xapi-consts/api_messages.ml).
+    #[serde(deserialize_with = "int")]
+    pub priority: i64,
+    /// The class of the object it is about: `VM`, `Host`, `SR`, `Pool`, ...
+    pub cls: String,
+    /// When it was created, XAPI's date-time form.
+    pub timestamp: String,
+}
+
 /// `pool` record fields.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
