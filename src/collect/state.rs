@@ -30,6 +30,9 @@ pub(super) fn push_families(
     if collectors.messages {
         push_messages(out, state);
     }
+    if collectors.certificates {
+        push_certificates(out, state);
+    }
     if collectors.tags {
         push_tags(out, state, srs);
     }
@@ -380,6 +383,23 @@ fn push_tags(out: &mut FamiliesBuilder, state: &State, srs: &SrIndex) {
             let labels = vec![name.clone(), uuid.clone(), Label::new("tag", tag.clone())];
             push(out, family, labels, 1.0);
         }
+    }
+}
+
+fn push_certificates(out: &mut FamiliesBuilder, state: &State) {
+    for c in &state.certificates {
+        let mut labels: Vec<Label> = named("host", "host_uuid", c.host.as_ref()).into();
+        labels.extend([
+            Label::new("type", c.cert_type.clone()),
+            Label::new("name", c.name.clone()),
+        ]);
+        #[allow(clippy::cast_precision_loss)]
+        push(
+            out,
+            "xen_certificate_expiry_time_seconds",
+            labels,
+            c.not_after as f64,
+        );
     }
 }
 
@@ -913,5 +933,90 @@ mod tests {
             ..Collectors::default()
         };
         assert!(family(&series(&store, off), "xen_messages").is_empty());
+    }
+
+    #[test]
+    fn certificate_expiry_per_record_and_served() {
+        let cert = |reference: &'static str, extra: &str| {
+            let json = format!(r#"{{"uuid":"{reference}","fingerprint":"AB"{extra}}}"#);
+            ("certificate", reference, json)
+        };
+        let records = [
+            host(""),
+            (
+                "host",
+                "OpaqueRef:h2",
+                r#"{"uuid":"hu2","name_label":"h2"}"#.to_string(),
+            ),
+            (
+                "host",
+                "OpaqueRef:h3",
+                r#"{"uuid":"hu3","name_label":"h3"}"#.to_string(),
+            ),
+            // xapi 1.294+: typed and named.
+            cert(
+                "OpaqueRef:c1",
+                r#","host":"OpaqueRef:h1","type":"host","name":"","not_after":"20270101T00:00:00Z""#,
+            ),
+            cert(
+                "OpaqueRef:c2",
+                r#","host":"OpaqueRef:h1","type":"host_internal","name":"","not_after":"20360101T00:00:00Z""#,
+            ),
+            cert(
+                "OpaqueRef:c3",
+                r#","host":"OpaqueRef:NULL","type":"ca","name":"corp \"root\"","not_after":"20300101T00:00:00Z""#,
+            ),
+            // Before 1.294: neither type nor name.
+            cert(
+                "OpaqueRef:c4",
+                r#","host":"OpaqueRef:h2","not_after":"20280101T00:00:00Z""#,
+            ),
+            // Unreadable: no series.
+            cert(
+                "OpaqueRef:c5",
+                r#","host":"OpaqueRef:h3","type":"pinned","name":"x","not_after":"soon""#,
+            ),
+        ];
+        let refs: Vec<(&str, &str, &str)> = records
+            .iter()
+            .map(|(c, r, j)| (*c, *r, j.as_str()))
+            .collect();
+        let mut store = store(&refs);
+        // h3 has no host record: what it serves counts; h1 has one, so its served one does not
+        // (the full read does not even ask for it).
+        store
+            .served_expiry
+            .insert("OpaqueRef:h3".into(), 1_900_000_000);
+        let all = series(&store, Collectors::default());
+        assert_eq!(
+            family(&all, "xen_certificate_expiry_time_seconds"),
+            [
+                (
+                    r#"{host="",host_uuid="",type="ca",name="corp \"root\""}"#,
+                    1_893_456_000.0
+                ),
+                (
+                    r#"{host="h1",host_uuid="hu1",type="host",name=""}"#,
+                    1_798_761_600.0
+                ),
+                (
+                    r#"{host="h1",host_uuid="hu1",type="host_internal",name=""}"#,
+                    2_082_758_400.0
+                ),
+                (
+                    r#"{host="h2",host_uuid="hu2",type="host",name=""}"#,
+                    1_830_297_600.0
+                ),
+                (
+                    r#"{host="h3",host_uuid="hu3",type="host",name=""}"#,
+                    1_900_000_000.0
+                ),
+            ]
+        );
+        let off = Collectors {
+            certificates: false,
+            ..Collectors::default()
+        };
+        assert!(family(&series(&store, off), "xen_certificate_expiry_time_seconds").is_empty());
     }
 }

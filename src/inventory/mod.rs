@@ -326,6 +326,59 @@ pub struct PifState {
     pub management: bool,
 }
 
+/// One certificate's expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateState {
+    /// The host it belongs to; `None` for a pool-wide one (a CA) or an unknown host.
+    pub host: Option<Named>,
+    /// `host`, `host_internal`, `ca`, `pinned` (`host` for records before xapi 1.294 and for
+    /// the certificate a host serves without a record).
+    pub cert_type: Arc<str>,
+    /// Its name; empty before xapi 1.294 and for a served certificate.
+    pub name: Arc<str>,
+    /// Unix seconds of `notAfter`.
+    pub not_after: i64,
+}
+
+/// Every `Certificate` record with a readable expiry, and the served certificate of each
+/// host without a `host` record.
+fn certificates(
+    store: &Store,
+    named_host: impl Fn(&str) -> Option<Named>,
+) -> Vec<CertificateState> {
+    let mut out: Vec<CertificateState> = store
+        .certificates
+        .values()
+        .filter_map(|c| {
+            let cert_type = if c.cert_type.is_empty() {
+                "host"
+            } else {
+                c.cert_type.as_str()
+            };
+            Some(CertificateState {
+                host: named_host(&c.host),
+                cert_type: Arc::from(cert_type),
+                name: Arc::from(c.name.as_str()),
+                not_after: parse_xapi_time(&c.not_after)?,
+            })
+        })
+        .collect();
+    out.extend(
+        store
+            .served_expiry
+            .iter()
+            .filter_map(|(reference, expiry)| {
+                Some(CertificateState {
+                    host: Some(named_host(reference)?),
+                    cert_type: Arc::from("host"),
+                    name: Arc::from(""),
+                    not_after: *expiry,
+                })
+            }),
+    );
+    out
+}
+
 /// The XAPI messages of one kind: the series of `xen_messages`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageGroup {
@@ -396,6 +449,8 @@ pub struct State {
     pub pifs: Vec<PifState>,
     /// XAPI messages by kind; empty unless messages are followed.
     pub messages: Vec<MessageGroup>,
+    /// Certificate expiries; empty unless certificates are followed.
+    pub certificates: Vec<CertificateState>,
 }
 
 /// One consistent view of the pool.
@@ -714,6 +769,7 @@ impl Inventory {
                 pbds,
                 pifs,
                 messages: message_groups(&store.messages),
+                certificates: certificates(store, named_host),
             },
         }
     }

@@ -3,8 +3,8 @@
 
 use crate::config::Collectors;
 use crate::xapi::records::{
-    Event, Host, HostMetrics, Message, Pbd, Pif, Pool, Records, Sr, Vbd, Vdi, Vm, VmGuestMetrics,
-    VmMetrics,
+    Certificate, Event, Host, HostMetrics, Message, Pbd, Pif, Pool, Records, Sr, Vbd, Vdi, Vm,
+    VmGuestMetrics, VmMetrics,
 };
 
 /// The classes the inventory always follows, as `event.from` names them.
@@ -52,6 +52,10 @@ pub fn followed(collectors: Collectors) -> (Vec<&'static str>, Vec<&'static str>
     if collectors.messages {
         events.push("message");
     }
+    if collectors.certificates {
+        events.push("certificate");
+        records.push("Certificate");
+    }
     (events, records)
 }
 
@@ -82,6 +86,12 @@ pub struct Store {
     pub vdis: Records<Vdi>,
     /// `message`, without bodies; empty unless the messages collector is on.
     pub messages: Records<Message>,
+    /// `Certificate`; empty unless the certificates collector is on.
+    pub certificates: Records<Certificate>,
+    /// Host reference → expiry (Unix seconds) of the certificate the host serves, as
+    /// `host.get_server_certificate` gave it at the last full read, for hosts without a
+    /// `host` certificate record. Not an XAPI class: events never change it.
+    pub served_expiry: std::collections::HashMap<String, i64>,
 }
 
 /// Why an event could not be applied.
@@ -117,6 +127,7 @@ impl Store {
             "vbd" => apply_to(&mut self.vbds, event),
             "vdi" => apply_to(&mut self.vdis, event),
             "message" => apply_to(&mut self.messages, event),
+            "certificate" => apply_to(&mut self.certificates, event),
             _ => Ok(false),
         }
     }
@@ -157,12 +168,17 @@ mod tests {
             Collectors {
                 disks: false,
                 messages: false,
+                certificates: false,
                 ..Collectors::default()
             },
         ] {
             assert_eq!(
                 followed(collectors).0.contains(&"message"),
                 collectors.messages
+            );
+            assert_eq!(
+                followed(collectors).0.contains(&"certificate"),
+                collectors.certificates
             );
             let (events, records) = followed(collectors);
             let lower: Vec<String> = records.iter().map(|c| c.to_lowercase()).collect();

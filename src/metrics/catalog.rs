@@ -462,6 +462,12 @@ const SR: &str = "sr_uuid, sr, type, content_type";
 /// Every known family, sorted by name (byte order) so lookups can bisect; a test keeps it so.
 static SPECS: &[Spec] = &[
     gauge(
+        "xen_certificate_expiry_time_seconds",
+        "host, host_uuid, type, name",
+        "seconds",
+        "When the certificate expires (notAfter), in seconds since the Unix epoch: every Certificate record (not_after; type host, host_internal, ca or pinned, and name; records before xapi 1.294 have neither and show as host with an empty name; host labels empty for a pool-wide one), and for a host without a host-type record the certificate it serves (host.get_server_certificate, read at each full read of the inventory).",
+    ),
+    gauge(
         "xen_collector_duration_seconds",
         "",
         "seconds",

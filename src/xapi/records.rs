@@ -286,6 +286,23 @@ pub struct Message {
     pub timestamp: String,
 }
 
+/// `Certificate` record fields (class since xapi 1.249; records only for installed
+/// certificates there).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Certificate {
+    /// The host it belongs to; `OpaqueRef:NULL` for a pool-wide CA.
+    pub host: String,
+    /// `host`, `host_internal`, `ca`, `pinned`; absent before xapi 1.294, where every record
+    /// is a host's server certificate.
+    #[serde(rename = "type")]
+    pub cert_type: String,
+    /// Its name (a CA's or a pinned certificate's); absent before xapi 1.294.
+    pub name: String,
+    /// When it expires, XAPI's date-time form.
+    pub not_after: String,
+}
+
 /// `pool` record fields.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
