@@ -1,6 +1,7 @@
 //! The families derived from XAPI records rather than RRDs: pool, host, VM and SR state and
-//! inventory, PBD attachment, multipath path counts and storage targets. Pure: it reads an
-//! inventory snapshot, so a scrape makes no API call for any of it.
+//! inventory, lifecycle (boot, licence, pending reboots, snapshots, HA plan), PBD attachment,
+//! multipath path counts, storage targets, VM disks, tags, XAPI messages and certificate
+//! expiry. Pure: it reads an inventory snapshot, so a scrape makes no API call for any of it.
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;

@@ -1,5 +1,5 @@
-//! The pool's inventory: names, identities and state of hosts, VMs, SRs, PBDs and PIFs, held
-//! between scrapes so that a scrape resolves a UUID with a map lookup and reads state without
+//! The pool's inventory: names, identities and state of hosts, VMs, SRs, PBDs and PIFs, and
+//! with their collectors VM disks, XAPI messages and certificate expiries, held between scrapes so that a scrape resolves a UUID with a map lookup and reads state without
 //! any API call. [`store`] holds the raw records, [`live`] keeps them current by following
 //! `event.from`, and this file derives the immutable snapshot scrapes read.
 
