@@ -357,7 +357,8 @@ impl Live {
     /// record (every host on an XAPI before 1.294 without installed certificates). `known`:
     /// the PEM texts already fetched by this full read (fingerprint mode fetches every
     /// host's), so that no host is asked twice. A host that cannot be asked or whose answer
-    /// does not parse is logged and has no series.
+    /// does not parse is counted (source `inventory`), logged, and has no series; the read
+    /// goes on.
     async fn served_expiry(
         &self,
         hosts: &records::Records<records::Host>,
@@ -387,11 +388,14 @@ impl Live {
                 Ok(pem) => {
                     known.insert(reference.clone(), pem);
                 }
-                Err(error) => tracing::warn!(
-                    host = %hosts[reference].name_label,
-                    %error,
-                    "Cannot read the certificate the host serves; no expiry for it"
-                ),
+                Err(error) => {
+                    self.count(Source::Inventory, stream_reason(&error));
+                    tracing::warn!(
+                        host = %hosts[reference].name_label,
+                        %error,
+                        "Cannot read the certificate the host serves; no expiry for it"
+                    );
+                }
             }
         }
         known
@@ -400,6 +404,7 @@ impl Live {
             .filter_map(|(reference, pem)| match xapi::tls::certificate_expiry(&pem) {
                 Ok(expiry) => Some((reference, expiry)),
                 Err(error) => {
+                    self.count(Source::Inventory, Reason::BadRecord);
                     tracing::warn!(host = %hosts.get(&reference).map_or("", |h| h.name_label.as_str()), %error, "Cannot read the expiry of the certificate the host serves");
                     None
                 }
