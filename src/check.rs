@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::{Mode, PoolConfig, TrustMode};
-use crate::inventory::store::{CLASSES, RECORD_CLASSES};
+use crate::inventory::store::followed;
 use crate::xapi::{self, Client, Reason, records};
 
 /// The outcome of one check.
@@ -130,8 +130,9 @@ pub async fn check(config: &PoolConfig) -> Report {
     account(&mut report, &client).await;
     tls(&mut report, &client);
 
-    for class in RECORD_CLASSES {
-        let answer = if *class == "pool" {
+    let (event_classes, record_classes) = followed(config.collectors);
+    for class in record_classes {
+        let answer = if class == "pool" {
             Ok(pools.clone().unwrap_or_default())
         } else {
             client.all_records::<IgnoredAny>(class).await
@@ -142,6 +143,12 @@ pub async fn check(config: &PoolConfig) -> Report {
                 Status::Ok,
                 format!("{class}.get_all_records: {} records", records.len()),
             ),
+            // Certificate arrived in xapi 1.249; the exporter then uses what hosts serve.
+            Err(xapi::Error::Api(f)) if class == "Certificate" && f.code == "MESSAGE_METHOD_UNKNOWN" => report.push(
+                format!("read {class}"),
+                Status::Ok,
+                format!("{class}.get_all_records: no such class on this XAPI; host certificates are read with host.get_server_certificate"),
+            ),
             Err(error) => report.push(
                 format!("read {class}"),
                 Status::Fail,
@@ -149,7 +156,7 @@ pub async fn check(config: &PoolConfig) -> Report {
             ),
         }
     }
-    events(&mut report, &client, pools.as_ref()).await;
+    events(&mut report, &client, pools.as_ref(), &event_classes).await;
     if client.trust().pins_members() {
         member_certificates(&mut report, &client, config.mode).await;
     }
@@ -292,6 +299,7 @@ async fn events(
     report: &mut Report,
     client: &Client,
     pools: Option<&records::Records<IgnoredAny>>,
+    classes: &[&str],
 ) {
     let Some(pool) = pools.and_then(|p| p.keys().next()) else {
         report.push(
@@ -314,7 +322,7 @@ async fn events(
             return;
         }
     };
-    match client.event_from(CLASSES, &token, Duration::ZERO).await {
+    match client.event_from(classes, &token, Duration::ZERO).await {
         Ok(batch) => report.push(
             "events",
             Status::Ok,

@@ -140,7 +140,7 @@ impl Pool {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
             name: Arc::from(config.name.as_str()),
-            inventory: Live::new(client.clone(), EVENT_WAIT),
+            inventory: Live::new(client.clone(), EVENT_WAIT, config.collectors),
             follower: Mutex::new(None),
             fetch_limit,
             last_success: Mutex::new(None),

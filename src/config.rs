@@ -122,6 +122,42 @@ pub struct Cli {
     )]
     pub collect_storage_targets: String,
 
+    /// Export VM disk sizes (xen_vm_disk_virtual_size_bytes,
+    /// xen_vm_disk_physical_utilization_bytes); off, VBD and VDI records are not read: true or
+    /// false.
+    #[arg(
+        long = "collector.disks",
+        env = "XEN_COLLECT_DISKS",
+        default_value = "true"
+    )]
+    pub collect_disks: String,
+
+    /// Export user tags (xen_vm_tag, xen_host_tag, xen_sr_tag): true or false.
+    #[arg(
+        long = "collector.tags",
+        env = "XEN_COLLECT_TAGS",
+        default_value = "true"
+    )]
+    pub collect_tags: String,
+
+    /// Export XAPI messages (xen_messages, xen_messages_newest_time_seconds); off,
+    /// messages are not read: true or false.
+    #[arg(
+        long = "collector.messages",
+        env = "XEN_COLLECT_MESSAGES",
+        default_value = "true"
+    )]
+    pub collect_messages: String,
+
+    /// Export certificate expiry (xen_certificate_expiry_time_seconds); off, Certificate
+    /// records and host certificates are not read for it: true or false.
+    #[arg(
+        long = "collector.certificates",
+        env = "XEN_COLLECT_CERTIFICATES",
+        default_value = "true"
+    )]
+    pub collect_certificates: String,
+
     /// Time allowed for each XAPI request, and so for each host in a scrape, e.g. 8s or 8.
     /// Keep it below Prometheus' scrape timeout (10 s by default).
     #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
@@ -286,6 +322,22 @@ impl Cli {
             storage_targets: Setting::new(
                 "XEN_COLLECT_STORAGE_TARGETS (--collector.storage-targets)",
                 self.collect_storage_targets.clone(),
+            ),
+            disks: Setting::new(
+                "XEN_COLLECT_DISKS (--collector.disks)",
+                self.collect_disks.clone(),
+            ),
+            tags: Setting::new(
+                "XEN_COLLECT_TAGS (--collector.tags)",
+                self.collect_tags.clone(),
+            ),
+            messages: Setting::new(
+                "XEN_COLLECT_MESSAGES (--collector.messages)",
+                self.collect_messages.clone(),
+            ),
+            certificates: Setting::new(
+                "XEN_COLLECT_CERTIFICATES (--collector.certificates)",
+                self.collect_certificates.clone(),
             ),
         }
     }
@@ -604,6 +656,14 @@ pub struct Collectors {
     pub multipath: bool,
     /// `xen_sr_iscsi_target_info`, `xen_sr_nfs_target_info`, `xen_sr_fc_info`.
     pub storage_targets: bool,
+    /// `xen_vm_disk_*`; also whether VBD and VDI records are read at all.
+    pub disks: bool,
+    /// `xen_vm_tag`, `xen_host_tag`, `xen_sr_tag`.
+    pub tags: bool,
+    /// `xen_messages*`; also whether messages are read at all.
+    pub messages: bool,
+    /// `xen_certificate_expiry_time_seconds`; also whether `Certificate` records are read.
+    pub certificates: bool,
 }
 
 impl Default for Collectors {
@@ -612,6 +672,10 @@ impl Default for Collectors {
             pbd: true,
             multipath: true,
             storage_targets: true,
+            disks: true,
+            tags: true,
+            messages: true,
+            certificates: true,
         }
     }
 }
@@ -896,8 +960,14 @@ fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
         (
             "collectors",
             format!(
-                "pbd={} multipath={} storage-targets={}",
-                pool.collectors.pbd, pool.collectors.multipath, pool.collectors.storage_targets
+                "pbd={} multipath={} storage-targets={} disks={} tags={} messages={} certificates={}",
+                pool.collectors.pbd,
+                pool.collectors.multipath,
+                pool.collectors.storage_targets,
+                pool.collectors.disks,
+                pool.collectors.tags,
+                pool.collectors.messages,
+                pool.collectors.certificates,
             ),
         ),
         ("tls", trust),
@@ -1004,6 +1074,33 @@ mod tests {
 
     fn err(args: &[&str]) -> String {
         Config::from_cli(&cli(args), &Env::default()).unwrap_err().0
+    }
+
+    #[test]
+    fn record_collectors_default_on_and_switch_off_by_flag() {
+        let c = Config::from_cli(&cli(&[]), &Env::default()).unwrap();
+        assert_eq!(c.pool.collectors, Collectors::default());
+        let on = c.pool.collectors;
+        assert!(on.disks && on.tags && on.messages && on.certificates);
+        let off = Config::from_cli(
+            &cli(&[
+                "--collector.disks",
+                "false",
+                "--collector.tags",
+                "false",
+                "--collector.messages",
+                "false",
+                "--collector.certificates",
+                "false",
+            ]),
+            &Env::default(),
+        )
+        .unwrap()
+        .pool
+        .collectors;
+        assert!(!off.disks && !off.tags && !off.messages && !off.certificates);
+        assert!(off.pbd);
+        assert!(err(&["--collector.tags", "maybe"]).starts_with("XEN_COLLECT_TAGS"));
     }
 
     #[test]

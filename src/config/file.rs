@@ -59,6 +59,10 @@ struct FileCollectors {
     pbd: Option<Value>,
     multipath: Option<Value>,
     storage_targets: Option<Value>,
+    disks: Option<Value>,
+    tags: Option<Value>,
+    messages: Option<Value>,
+    certificates: Option<Value>,
 }
 
 /// The file's documented defaults. Only `mode` differs from the environment's: a file
@@ -147,6 +151,26 @@ fn raw_pool(p: FilePool) -> Result<RawPool, Error> {
             p.collectors.storage_targets,
             &collectors.storage_targets.to_string(),
         )?,
+        disks: scalar(
+            "`collectors.disks`",
+            p.collectors.disks,
+            &collectors.disks.to_string(),
+        )?,
+        tags: scalar(
+            "`collectors.tags`",
+            p.collectors.tags,
+            &collectors.tags.to_string(),
+        )?,
+        messages: scalar(
+            "`collectors.messages`",
+            p.collectors.messages,
+            &collectors.messages.to_string(),
+        )?,
+        certificates: scalar(
+            "`collectors.certificates`",
+            p.collectors.certificates,
+            &collectors.certificates.to_string(),
+        )?,
     })
 }
 
@@ -218,7 +242,7 @@ pools:
     credential: prod-xapi
     timeout: 2500ms
     mode: host
-    collectors: {{pbd: false}}
+    collectors: {{pbd: false, tags: false, messages: false}}
 "#,
             lab.display()
         );
@@ -242,6 +266,8 @@ pools:
         assert_eq!(prod.timeout, Duration::from_millis(2500));
         assert_eq!(prod.mode, Mode::Host);
         assert!(!prod.collectors.pbd && prod.collectors.multipath);
+        assert!(!prod.collectors.tags && !prod.collectors.messages);
+        assert!(prod.collectors.disks && prod.collectors.certificates && lab.collectors.tags);
         assert!(prod.tls.verify);
     }
 

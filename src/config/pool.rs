@@ -32,6 +32,10 @@ pub(super) struct RawPool {
     pub(super) pbd: Setting,
     pub(super) multipath: Setting,
     pub(super) storage_targets: Setting,
+    pub(super) disks: Setting,
+    pub(super) tags: Setting,
+    pub(super) messages: Setting,
+    pub(super) certificates: Setting,
 }
 
 /// Where the password may come from; at most one may be set.
@@ -112,6 +116,10 @@ pub(super) fn validate(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
         pbd: raw.pbd.boolean()?,
         multipath: raw.multipath.boolean()?,
         storage_targets: raw.storage_targets.boolean()?,
+        disks: raw.disks.boolean()?,
+        tags: raw.tags.boolean()?,
+        messages: raw.messages.boolean()?,
+        certificates: raw.certificates.boolean()?,
     };
     let verify = match &raw.verify {
         Verify::Verify(setting) => setting.boolean()?,

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Inventory;
-use super::store::{CLASSES, Store};
+use super::store::{Store, followed};
+use crate::config::Collectors;
 use crate::xapi::{self, Client, records};
 
 /// How long one `event.from` long poll waits for a change.
@@ -28,6 +29,12 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(250), Duration::fro
 /// Between full reads, certificates are asked for at most this often, so that a member that
 /// is down (its certificate cannot be had) or an impostor does not cost a call per event.
 const PIN_RETRY: Duration = Duration::from_secs(60);
+
+/// Messages are also read whole this often (`message.get_all_records`, bodies dropped on
+/// decoding): they are not in the database, XAPI keeps only the last 512 deletions for the
+/// stream, and a follower can drift. A full read (after any break of the stream) starts them
+/// afresh as well.
+pub const MESSAGE_REREAD: Duration = Duration::from_secs(15 * 60);
 
 /// What failed outside a single host's `/rrd_updates`: the `source` of
 /// `xen_collector_errors_total`.
@@ -96,6 +103,8 @@ pub struct Live {
     wait: Duration,
     /// When certificates were last asked for outside a full read.
     pins_asked: Mutex<Option<Instant>>,
+    /// Which optional classes to read and follow.
+    collectors: Collectors,
 }
 
 /// What scrapes see: the latest snapshot, and whether a full read has failed yet (so that a
@@ -110,14 +119,16 @@ struct Published {
 
 impl Live {
     /// A live inventory that will follow `client`'s pool once [`Live::run`] is driven; until
-    /// the first full read it holds no snapshot. `wait` is the long-poll time per call.
-    pub fn new(client: Arc<Client>, wait: Duration) -> Live {
+    /// the first full read it holds no snapshot. `wait` is the long-poll time per call;
+    /// `collectors` says which optional classes are read and followed.
+    pub fn new(client: Arc<Client>, wait: Duration, collectors: Collectors) -> Live {
         Live {
             client,
             current: watch::Sender::new(Published::default()),
             errors: Mutex::new(BTreeMap::new()),
             wait,
             pins_asked: Mutex::new(None),
+            collectors,
         }
     }
 
@@ -187,10 +198,10 @@ impl Live {
         let mut backoff = BACKOFF.0;
         loop {
             match self.sync().await {
-                Ok((mut store, token)) => {
+                Ok((mut store, token, classes)) => {
                     self.publish(&store);
                     backoff = BACKOFF.0;
-                    let error = self.follow(&mut store, token).await;
+                    let error = self.follow(&mut store, token, &classes).await;
                     let reason = stream_reason(&error);
                     self.count(Source::Events, reason);
                     self.current.send_modify(|p| p.broken = true);
@@ -210,7 +221,10 @@ impl Live {
 
     /// Reads every followed class. The token is taken first, so that a change made during
     /// the read is seen again by the first `event.from` rather than lost.
-    async fn sync(&self) -> Result<(Store, String), xapi::Error> {
+    /// Also returns the classes to follow: those of the collectors, less a class this XAPI
+    /// lacks.
+    async fn sync(&self) -> Result<(Store, String, Vec<&'static str>), xapi::Error> {
+        let mut classes = followed(self.collectors).0;
         let client = &self.client;
         let pools = client.all_records::<records::Pool>("pool").await?;
         let token = match pools.keys().next() {
@@ -234,8 +248,37 @@ impl Live {
         let srs = client.all_records("SR").await?;
         let pbds = client.all_records("PBD").await?;
         let pifs = client.all_records("PIF").await?;
+        let (vbds, vdis) = if self.collectors.disks {
+            (
+                client.all_records("VBD").await?,
+                client.all_records("VDI").await?,
+            )
+        } else {
+            Default::default()
+        };
+        let certificates = if self.collectors.certificates {
+            match client
+                .all_records::<records::Certificate>("Certificate")
+                .await
+            {
+                Ok(certificates) => certificates,
+                // Before xapi 1.249 there is no such class: only what hosts serve is known.
+                Err(xapi::Error::Api(f)) if f.code == "MESSAGE_METHOD_UNKNOWN" => {
+                    classes.retain(|c| *c != "certificate");
+                    Default::default()
+                }
+                Err(error) => return Err(error),
+            }
+        } else {
+            Default::default()
+        };
         client.learn_members(hosts.values().map(|h: &records::Host| h.address.clone()));
-        self.learn_certificates(&hosts, false).await;
+        let served = self.learn_certificates(&hosts, false).await;
+        let served_expiry = if self.collectors.certificates {
+            self.served_expiry(&hosts, &certificates, served).await
+        } else {
+            Default::default()
+        };
         let store = Store {
             pools,
             hosts,
@@ -246,14 +289,21 @@ impl Live {
             srs,
             pbds,
             pifs,
+            vbds,
+            vdis,
+            // Filled by the first event.from, which returns every message.
+            messages: Default::default(),
+            certificates,
+            served_expiry,
         };
-        Ok((store, token))
+        Ok((store, token, classes))
     }
 
     /// Applies event batches until the stream breaks; returns why it broke.
-    async fn follow(&self, store: &mut Store, mut token: String) -> xapi::Error {
+    async fn follow(&self, store: &mut Store, mut token: String, classes: &[&str]) -> xapi::Error {
+        let mut messages_read = Instant::now();
         loop {
-            let batch = match self.client.event_from(CLASSES, &token, self.wait).await {
+            let batch = match self.client.event_from(classes, &token, self.wait).await {
                 Ok(batch) => batch,
                 Err(error) => return error,
             };
@@ -268,6 +318,10 @@ impl Live {
                     }
                 }
             }
+            if self.collectors.messages && messages_read.elapsed() >= MESSAGE_REREAD {
+                messages_read = Instant::now();
+                changed |= self.reread_messages(store).await;
+            }
             if changed {
                 self.publish(store);
             }
@@ -281,17 +335,96 @@ impl Live {
 }
 
 impl Live {
+    /// Replaces the message table with a fresh read, correcting any drift of the stream;
+    /// returns whether it changed. A failure keeps the table, is counted and logged, and does
+    /// not break the stream.
+    async fn reread_messages(&self, store: &mut Store) -> bool {
+        match self.client.all_records::<records::Message>("message").await {
+            Ok(messages) => {
+                let changed = messages != store.messages;
+                store.messages = messages;
+                changed
+            }
+            Err(error) => {
+                self.count(Source::Events, stream_reason(&error));
+                tracing::warn!(%error, "Cannot read XAPI messages again; keeping those the event stream brought");
+                false
+            }
+        }
+    }
+
+    /// Expiry of the certificate each host serves, for the hosts without a `host` certificate
+    /// record (every host on an XAPI before 1.294 without installed certificates). `known`:
+    /// the PEM texts already fetched by this full read (fingerprint mode fetches every
+    /// host's), so that no host is asked twice. A host that cannot be asked or whose answer
+    /// does not parse is counted (source `inventory`), logged, and has no series; the read
+    /// goes on.
+    async fn served_expiry(
+        &self,
+        hosts: &records::Records<records::Host>,
+        certificates: &records::Records<records::Certificate>,
+        mut known: BTreeMap<String, String>,
+    ) -> std::collections::HashMap<String, i64> {
+        let recorded: std::collections::HashSet<&str> = certificates
+            .values()
+            .filter(|c| c.cert_type.is_empty() || c.cert_type.eq_ignore_ascii_case("host"))
+            .map(|c| c.host.as_str())
+            .collect();
+        let wanted: Vec<&String> = hosts
+            .keys()
+            .filter(|r| !recorded.contains(r.as_str()) && !known.contains_key(*r))
+            .collect();
+        let answers = futures::future::join_all(wanted.iter().map(|reference| {
+            let reference = Value::from(reference.as_str());
+            async move {
+                self.client
+                    .call::<String>("host.get_server_certificate", &[reference])
+                    .await
+            }
+        }))
+        .await;
+        for (reference, answer) in wanted.into_iter().zip(answers) {
+            match answer {
+                Ok(pem) => {
+                    known.insert(reference.clone(), pem);
+                }
+                Err(error) => {
+                    self.count(Source::Inventory, stream_reason(&error));
+                    tracing::warn!(
+                        host = %hosts[reference].name_label,
+                        %error,
+                        "Cannot read the certificate the host serves; no expiry for it"
+                    );
+                }
+            }
+        }
+        known
+            .into_iter()
+            .filter(|(reference, _)| !recorded.contains(reference.as_str()))
+            .filter_map(|(reference, pem)| match xapi::tls::certificate_expiry(&pem) {
+                Ok(expiry) => Some((reference, expiry)),
+                Err(error) => {
+                    self.count(Source::Inventory, Reason::BadRecord);
+                    tracing::warn!(host = %hosts.get(&reference).map_or("", |h| h.name_label.as_str()), %error, "Cannot read the expiry of the certificate the host serves");
+                    None
+                }
+            })
+            .collect()
+    }
+
     /// Pins each host's certificate as the master reports it (fingerprint mode only).
     /// `only_unknown`: skip hosts whose address already has a pin. A host whose certificate
     /// cannot be had is logged and left unpinned: its `/rrd_updates` then fails as `tls`.
+    /// Returns the PEM text each host answered, by host reference.
     async fn learn_certificates(
         &self,
         hosts: &records::Records<records::Host>,
         only_unknown: bool,
-    ) {
+    ) -> BTreeMap<String, String> {
+        let mut answered = BTreeMap::new();
         let trust = self.client.trust();
         if !trust.pins_members() {
-            return;
+            return answered;
         }
         let wanted: Vec<(&String, &records::Host)> = hosts
             .iter()
@@ -307,10 +440,12 @@ impl Live {
             }
         }))
         .await;
-        for ((_, host), answer) in wanted.into_iter().zip(answers) {
-            let learned = answer
-                .map_err(|e| e.to_string())
-                .and_then(|pem| trust.pin(&host.address, &pem));
+        for ((reference, host), answer) in wanted.into_iter().zip(answers) {
+            let learned = answer.map_err(|e| e.to_string()).and_then(|pem| {
+                let pinned = trust.pin(&host.address, &pem);
+                answered.insert(reference.clone(), pem);
+                pinned
+            });
             match learned {
                 Ok(fingerprint) => tracing::debug!(
                     host = %host.name_label,
@@ -326,6 +461,7 @@ impl Live {
                 ),
             }
         }
+        answered
     }
 
     /// Between full reads: asks again for new hosts' certificates, or for all of them after

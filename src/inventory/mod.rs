@@ -1,12 +1,12 @@
-//! The pool's inventory: names, identities and state of hosts, VMs, SRs, PBDs and PIFs, held
-//! between scrapes so that a scrape resolves a UUID with a map lookup and reads state without
+//! The pool's inventory: names, identities and state of hosts, VMs, SRs, PBDs and PIFs, and
+//! with their collectors VM disks, XAPI messages and certificate expiries, held between scrapes so that a scrape resolves a UUID with a map lookup and reads state without
 //! any API call. [`store`] holds the raw records, [`live`] keeps them current by following
 //! `event.from`, and this file derives the immutable snapshot scrapes read.
 
 pub mod live;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::xapi::records;
@@ -54,6 +54,19 @@ pub struct SrEntry {
     pub virtual_allocation: i64,
     /// Number of VDIs.
     pub vdis: usize,
+    /// User tags, sorted, without repeats.
+    pub tags: Tags,
+}
+
+/// An object's user tags, sorted and without repeats.
+pub type Tags = Arc<[Arc<str>]>;
+
+/// Tags as a record lists them, sorted and deduplicated so that each is one series.
+fn tags(raw: &[String]) -> Tags {
+    let mut tags: Vec<&str> = raw.iter().map(String::as_str).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    tags.into_iter().map(Arc::from).collect()
 }
 
 /// SRs by UUID and by the 8-character prefix that host data sources carry.
@@ -81,6 +94,7 @@ impl SrIndex {
                 physical_utilisation: r.physical_utilisation,
                 virtual_allocation: r.virtual_allocation,
                 vdis: r.vdis.len(),
+                tags: tags(&r.tags),
             })
             .collect();
         srs.sort_by(|a, b| a.uuid.cmp(&b.uuid));
@@ -131,6 +145,12 @@ pub struct PoolState {
     pub master: Option<Named>,
     /// High availability on.
     pub ha_enabled: bool,
+    /// Host failures HA is configured to survive.
+    pub ha_host_failures_to_tolerate: i64,
+    /// Host failures the current HA plan survives.
+    pub ha_plan_exists_for: i64,
+    /// HA can no longer survive the configured failures.
+    pub ha_overcommitted: bool,
     /// The default SR, if one is set and known.
     pub default_sr: Option<Named>,
 }
@@ -160,6 +180,15 @@ pub struct HostState {
     pub multipathing: bool,
     /// Guests (control domains excluded) running on it.
     pub running_vms: usize,
+    /// Unix seconds of the last boot (`other_config["boot_time"]`); `None` when unknown.
+    pub boot_time: Option<f64>,
+    /// Unix seconds the licence expires (`license_params["expiry"]`); `None` for `never`,
+    /// absent or unreadable.
+    pub license_expiry: Option<i64>,
+    /// An update waits for a reboot (see [`host_reboot_required`]).
+    pub reboot_required: bool,
+    /// User tags.
+    pub tags: Tags,
 }
 
 /// A VM's state (templates and snapshots are not VMs).
@@ -175,8 +204,24 @@ pub struct VmState {
     pub is_control_domain: bool,
     /// `hvm`, `pv`, `pvh`, `pv_in_pvh`; empty before XenServer 7.5.
     pub domain_type: Arc<str>,
-    /// `os_version.name` from the guest agent; empty without one.
+    /// `os_version.name` from the guest agent up to its first `|` (Windows agents append
+    /// paths); empty without an agent or when the VM is not running.
     pub os_name: Arc<str>,
+    /// `os_version.distro`; empty without an agent or when the VM is not running.
+    pub distro: Arc<str>,
+    /// `major.minor.micro[-build]` of the PV drivers; empty when unknown or not running.
+    pub pv_drivers_version: Arc<str>,
+    /// A restart waits (see [`vm_reboot_required`]).
+    pub reboot_required: bool,
+    /// Snapshots taken of it.
+    pub snapshots: usize,
+    /// Unix seconds of its oldest snapshot with a known time.
+    pub oldest_snapshot: Option<i64>,
+    /// User tags.
+    pub tags: Tags,
+    /// Its disks (VBDs of type `Disk` with a known VDI), in no particular order; empty for
+    /// control domains and when VBDs and VDIs are not followed.
+    pub disks: Vec<DiskState>,
     /// vCPUs now (running) or at start-up (otherwise).
     pub vcpus: i64,
     /// Bytes.
@@ -189,6 +234,23 @@ pub struct VmState {
     pub memory_dynamic_min: i64,
     /// Unix seconds the running domain started; `None` when not running or unknown.
     pub start_time: Option<i64>,
+}
+
+/// One disk of a VM: a VBD of type `Disk`, its VDI and that VDI's SR.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskState {
+    /// `VBD.device` as recorded (`xvda`; empty for a disk never plugged).
+    pub device: Arc<str>,
+    /// `VBD.userdevice`, the stable slot.
+    pub userdevice: Arc<str>,
+    /// The VDI (name, UUID).
+    pub vdi: Named,
+    /// The VDI's SR; `None` when its record is unknown.
+    pub sr: Option<Named>,
+    /// Bytes the guest sees (`VDI.virtual_size`).
+    pub virtual_size: i64,
+    /// Bytes the image takes in its SR (`VDI.physical_utilisation`).
+    pub physical_utilisation: i64,
 }
 
 /// What a PBD's `device_config` says about where the SR lives.
@@ -264,6 +326,114 @@ pub struct PifState {
     pub management: bool,
 }
 
+/// One certificate's expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateState {
+    /// The host it belongs to; `None` for a pool-wide one (a CA) or an unknown host.
+    pub host: Option<Named>,
+    /// `host`, `host_internal`, `ca`, `pinned` (`host` for records before xapi 1.294 and for
+    /// the certificate a host serves without a record).
+    pub cert_type: Arc<str>,
+    /// Its name; empty before xapi 1.294 and for a served certificate.
+    pub name: Arc<str>,
+    /// Unix seconds of `notAfter`.
+    pub not_after: i64,
+}
+
+/// Every `Certificate` record with a readable expiry, and the served certificate of each
+/// host without a `host` record.
+fn certificates(
+    store: &Store,
+    named_host: impl Fn(&str) -> Option<Named>,
+) -> Vec<CertificateState> {
+    let mut out: Vec<CertificateState> = store
+        .certificates
+        .values()
+        .filter_map(|c| {
+            let cert_type = if c.cert_type.is_empty() {
+                "host"
+            } else {
+                c.cert_type.as_str()
+            };
+            Some(CertificateState {
+                host: named_host(&c.host),
+                cert_type: Arc::from(cert_type),
+                name: Arc::from(c.name.as_str()),
+                not_after: parse_xapi_time(&c.not_after)?,
+            })
+        })
+        .collect();
+    out.extend(
+        store
+            .served_expiry
+            .iter()
+            .filter_map(|(reference, expiry)| {
+                Some(CertificateState {
+                    host: Some(named_host(reference)?),
+                    cert_type: Arc::from("host"),
+                    name: Arc::from(""),
+                    not_after: *expiry,
+                })
+            }),
+    );
+    out
+}
+
+/// The XAPI messages of one kind: the series of `xen_messages`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageGroup {
+    /// The message name, or `other` for a name outside `[A-Z0-9_]{1,64}` (any client can
+    /// create a message with any name; the label must stay bounded).
+    pub name: Arc<str>,
+    /// `1` (most severe) to `9`, or `other`.
+    pub priority: Arc<str>,
+    /// The class of the object it is about (`VM`, `Host`, `SR`, `Pool`, ...), or `other`.
+    pub class: Arc<str>,
+    /// How many exist now.
+    pub count: usize,
+    /// Unix seconds of the newest with a readable timestamp.
+    pub newest: Option<i64>,
+}
+
+/// Messages grouped by name, priority and class, sorted; every value bounded.
+fn message_groups(messages: &records::Records<records::Message>) -> Vec<MessageGroup> {
+    let bounded = |text: &str, max: usize, ok: fn(u8) -> bool| -> Arc<str> {
+        if !text.is_empty() && text.len() <= max && text.bytes().all(ok) {
+            Arc::from(text)
+        } else {
+            Arc::from("other")
+        }
+    };
+    // (name, priority, class) → (count, newest).
+    type Key = (Arc<str>, Arc<str>, Arc<str>);
+    let mut groups: BTreeMap<Key, (usize, Option<i64>)> = BTreeMap::new();
+    for m in messages.values() {
+        let name = bounded(&m.name, 64, |b| {
+            b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'
+        });
+        let priority: Arc<str> = match m.priority {
+            p @ 0..=9 => Arc::from(p.to_string()),
+            _ => Arc::from("other"),
+        };
+        let class = bounded(&m.cls, 32, |b| b.is_ascii_alphanumeric() || b == b'_');
+        let entry = groups.entry((name, priority, class)).or_default();
+        entry.0 += 1;
+        if let Some(t) = parse_xapi_time(&m.timestamp) {
+            entry.1 = Some(entry.1.map_or(t, |n| n.max(t)));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|((name, priority, class), (count, newest))| MessageGroup {
+            name,
+            priority,
+            class,
+            count,
+            newest,
+        })
+        .collect()
+}
+
 /// What XAPI records say beyond names: the source of the state families.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -277,6 +447,10 @@ pub struct State {
     pub pbds: Vec<PbdState>,
     /// Every PIF whose host is known.
     pub pifs: Vec<PifState>,
+    /// XAPI messages by kind; empty unless messages are followed.
+    pub messages: Vec<MessageGroup>,
+    /// Certificate expiries; empty unless certificates are followed.
+    pub certificates: Vec<CertificateState>,
 }
 
 /// One consistent view of the pool.
@@ -410,18 +584,73 @@ impl Inventory {
                             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
                     }),
                     running_vms: running.get(reference.as_str()).copied().unwrap_or(0),
+                    boot_time: boot_time(h),
+                    license_expiry: h
+                        .license_params
+                        .get("expiry")
+                        .and_then(|e| parse_xapi_time(e)),
+                    reboot_required: host_reboot_required(h),
+                    tags: tags(&h.tags),
                 }
             })
             .collect();
+        let mut disks: HashMap<&str, Vec<DiskState>> = HashMap::new();
+        for vbd in store.vbds.values() {
+            // CD and floppy drives are not disks; an empty drive has a null VDI.
+            if !vbd.vbd_type.eq_ignore_ascii_case("disk") {
+                continue;
+            }
+            let Some(vdi) = store.vdis.get(&vbd.vdi) else {
+                continue;
+            };
+            disks.entry(vbd.vm.as_str()).or_default().push(DiskState {
+                device: Arc::from(vbd.device.as_str()),
+                userdevice: Arc::from(vbd.userdevice.as_str()),
+                vdi: Named {
+                    name: Arc::from(vdi.name_label.as_str()),
+                    uuid: Arc::from(vdi.uuid.as_str()),
+                },
+                sr: store.srs.get(&vdi.sr).map(|s| Named {
+                    name: Arc::from(s.name_label.as_str()),
+                    uuid: Arc::from(s.uuid.as_str()),
+                }),
+                virtual_size: vdi.virtual_size,
+                physical_utilisation: vdi.physical_utilisation,
+            });
+        }
+        // Snapshots per VM reference: count and oldest known time.
+        let mut snapshots: HashMap<&str, (usize, Option<i64>)> = HashMap::new();
+        for s in store.vms.values().filter(|v| v.is_a_snapshot) {
+            let entry = snapshots.entry(s.snapshot_of.as_str()).or_default();
+            entry.0 += 1;
+            // The epoch is XAPI's "never"; such a snapshot counts but has no age.
+            if let Some(t) = parse_xapi_time(&s.snapshot_time).filter(|t| *t > 0) {
+                entry.1 = Some(entry.1.map_or(t, |o| o.min(t)));
+            }
+        }
         let vms = store
             .vms
-            .values()
-            .filter(is_vm)
-            .map(|v| {
+            .iter()
+            .filter(|(_, v)| is_vm(v))
+            .map(|(reference, v)| {
                 let power_state = v.power_state.to_ascii_lowercase();
                 let resident_on = named_host(&v.resident_on);
                 let metrics = store.vm_metrics.get(&v.metrics);
                 let live = matches!(power_state.as_str(), "running" | "paused");
+                // A halted VM keeps its last guest metrics (ocaml/xapi/xapi_vm.ml): stale.
+                let guest = store
+                    .vm_guest_metrics
+                    .get(&v.guest_metrics)
+                    .filter(|_| live);
+                let guest_text = |key: &str| {
+                    guest
+                        .and_then(|g| g.os_version.get(key))
+                        .map_or("", String::as_str)
+                };
+                let (snapshot_count, oldest_snapshot) = snapshots
+                    .get(reference.as_str())
+                    .copied()
+                    .unwrap_or_default();
                 VmState {
                     vm: Named {
                         name: Arc::from(v.name_label.as_str()),
@@ -430,13 +659,23 @@ impl Inventory {
                     resident_on,
                     is_control_domain: v.is_control_domain,
                     domain_type: Arc::from(v.domain_type.as_str()),
-                    os_name: Arc::from(
-                        store
-                            .vm_guest_metrics
-                            .get(&v.guest_metrics)
-                            .and_then(|g| g.os_version.get("name"))
-                            .map_or("", String::as_str),
+                    os_name: Arc::from(guest_text("name").split('|').next().unwrap_or("")),
+                    distro: Arc::from(guest_text("distro")),
+                    pv_drivers_version: Arc::from(
+                        guest
+                            .map(|g| pv_drivers_version(&g.pv_drivers_version))
+                            .unwrap_or_default(),
                     ),
+                    reboot_required: vm_reboot_required(v),
+                    snapshots: snapshot_count,
+                    oldest_snapshot,
+                    tags: tags(&v.tags),
+                    // The families sort their series; the order here does not matter.
+                    disks: if v.is_control_domain {
+                        Vec::new()
+                    } else {
+                        disks.remove(reference.as_str()).unwrap_or_default()
+                    },
                     vcpus: metrics
                         .map(|m| m.vcpus_number)
                         .filter(|n| live && *n > 0)
@@ -509,6 +748,9 @@ impl Inventory {
             },
             master: named_host(&p.master),
             ha_enabled: p.ha_enabled,
+            ha_host_failures_to_tolerate: p.ha_host_failures_to_tolerate,
+            ha_plan_exists_for: p.ha_plan_exists_for,
+            ha_overcommitted: p.ha_overcommitted,
             default_sr: store.srs.get(&p.default_sr).map(|s| Named {
                 name: Arc::from(s.name_label.as_str()),
                 uuid: Arc::from(s.uuid.as_str()),
@@ -526,6 +768,8 @@ impl Inventory {
                 vms,
                 pbds,
                 pifs,
+                messages: message_groups(&store.messages),
+                certificates: certificates(store, named_host),
             },
         }
     }
@@ -576,6 +820,64 @@ fn storage_target(config: &HashMap<String, String>) -> StorageTarget {
         };
     }
     StorageTarget::Other
+}
+
+/// Unix seconds of the host's last boot from OCaml `string_of_float` text (`"1712345678."`);
+/// `None` for `"0."` (xapi could not read it), absent or unreadable text.
+fn boot_time(host: &records::Host) -> Option<f64> {
+    parse_seconds(host.other_config.get("boot_time")?)
+}
+
+/// Positive finite seconds from decimal text, as OCaml and JavaScript print floats.
+fn parse_seconds(text: &str) -> Option<f64> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t > 0.0)
+}
+
+/// A `reboot_host*` guidance (xapi 1.303+), an applied `pool_update` that needs a reboot, or
+/// — for hosts updated with yum, which leave both empty — Xen Orchestra's rule: an
+/// `rpm_patch_installation_time` later than the boot. Without a known boot time the last
+/// rule cannot tell, so it does not count.
+pub fn host_reboot_required(host: &records::Host) -> bool {
+    let guided = host
+        .pending_guidances
+        .iter()
+        .any(|g| g.to_ascii_lowercase().starts_with("reboot_host"));
+    let patched_since_boot = match (
+        boot_time(host),
+        host.other_config
+            .get("rpm_patch_installation_time")
+            .and_then(|t| parse_seconds(t)),
+    ) {
+        (Some(boot), Some(patched)) => patched > boot,
+        _ => false,
+    };
+    guided || !host.updates_requiring_reboot.is_empty() || patched_since_boot
+}
+
+/// A `restart_vm` or `restart_device_model` guidance, or `requires_reboot`; fields an older
+/// XAPI lacks read as empty.
+pub fn vm_reboot_required(vm: &records::Vm) -> bool {
+    vm.requires_reboot
+        || vm.pending_guidances.iter().any(|g| {
+            g.eq_ignore_ascii_case("restart_vm") || g.eq_ignore_ascii_case("restart_device_model")
+        })
+}
+
+/// `major.minor.micro`, then `-build` when there is one; empty unless the first three are
+/// known.
+fn pv_drivers_version(version: &HashMap<String, String>) -> String {
+    let part = |k: &str| version.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (Some(major), Some(minor), Some(micro)) = (part("major"), part("minor"), part("micro"))
+    else {
+        return String::new();
+    };
+    match part("build") {
+        Some(build) => format!("{major}.{minor}.{micro}-{build}"),
+        None => format!("{major}.{minor}.{micro}"),
+    }
 }
 
 /// Storage manager's `"[active, max]"` path counts.

@@ -1,11 +1,13 @@
 //! The raw record tables the inventory is derived from, keyed by object reference, and how an
 //! `event.from` change is applied to them. Pure: no I/O.
 
+use crate::config::Collectors;
 use crate::xapi::records::{
-    Event, Host, HostMetrics, Pbd, Pif, Pool, Records, Sr, Vm, VmGuestMetrics, VmMetrics,
+    Certificate, Event, Host, HostMetrics, Message, Pbd, Pif, Pool, Records, Sr, Vbd, Vdi, Vm,
+    VmGuestMetrics, VmMetrics,
 };
 
-/// The classes the inventory follows, as `event.from` names them.
+/// The classes the inventory always follows, as `event.from` names them.
 pub const CLASSES: &[&str] = &[
     "pool",
     "host",
@@ -31,6 +33,32 @@ pub const RECORD_CLASSES: &[&str] = &[
     "PIF",
 ];
 
+/// Classes followed only for a collector that needs them, as `event.from` names them and as
+/// `<class>.get_all_records` spells them: a switched-off collector costs no reads and no
+/// events.
+pub const DISK_CLASSES: &[(&str, &str)] = &[("vbd", "VBD"), ("vdi", "VDI")];
+
+/// The classes followed with `collectors`: as `event.from` names them, and those read with
+/// `<class>.get_all_records` at a full read, as the API spells them. `message` is followed
+/// but not read then: the first `event.from` after `event.inject` returns every message
+/// (the token's message generation is 0, ocaml/xapi/xapi_event.ml).
+pub fn followed(collectors: Collectors) -> (Vec<&'static str>, Vec<&'static str>) {
+    let mut events = CLASSES.to_vec();
+    let mut records = RECORD_CLASSES.to_vec();
+    if collectors.disks {
+        events.extend(DISK_CLASSES.iter().map(|(e, _)| *e));
+        records.extend(DISK_CLASSES.iter().map(|(_, r)| *r));
+    }
+    if collectors.messages {
+        events.push("message");
+    }
+    if collectors.certificates {
+        events.push("certificate");
+        records.push("Certificate");
+    }
+    (events, records)
+}
+
 /// Every record of every followed class, reduced to the fields the exporter reads.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
@@ -52,6 +80,18 @@ pub struct Store {
     pub pbds: Records<Pbd>,
     /// `PIF`.
     pub pifs: Records<Pif>,
+    /// `VBD`; empty unless the disks collector is on.
+    pub vbds: Records<Vbd>,
+    /// `VDI`; empty unless the disks collector is on.
+    pub vdis: Records<Vdi>,
+    /// `message`, without bodies; empty unless the messages collector is on.
+    pub messages: Records<Message>,
+    /// `Certificate`; empty unless the certificates collector is on.
+    pub certificates: Records<Certificate>,
+    /// Host reference → expiry (Unix seconds) of the certificate the host serves, as
+    /// `host.get_server_certificate` gave it at the last full read, for hosts without a
+    /// `host` certificate record. Not an XAPI class: events never change it.
+    pub served_expiry: std::collections::HashMap<String, i64>,
 }
 
 /// Why an event could not be applied.
@@ -84,6 +124,10 @@ impl Store {
             "sr" => apply_to(&mut self.srs, event),
             "pbd" => apply_to(&mut self.pbds, event),
             "pif" => apply_to(&mut self.pifs, event),
+            "vbd" => apply_to(&mut self.vbds, event),
+            "vdi" => apply_to(&mut self.vdis, event),
+            "message" => apply_to(&mut self.messages, event),
+            "certificate" => apply_to(&mut self.certificates, event),
             _ => Ok(false),
         }
     }
@@ -119,8 +163,29 @@ mod tests {
 
     #[test]
     fn record_classes_are_the_followed_classes() {
-        let lower: Vec<String> = RECORD_CLASSES.iter().map(|c| c.to_lowercase()).collect();
-        assert_eq!(lower, CLASSES);
+        for collectors in [
+            Collectors::default(),
+            Collectors {
+                disks: false,
+                messages: false,
+                certificates: false,
+                ..Collectors::default()
+            },
+        ] {
+            assert_eq!(
+                followed(collectors).0.contains(&"message"),
+                collectors.messages
+            );
+            assert_eq!(
+                followed(collectors).0.contains(&"certificate"),
+                collectors.certificates
+            );
+            let (events, records) = followed(collectors);
+            let lower: Vec<String> = records.iter().map(|c| c.to_lowercase()).collect();
+            let read: Vec<&str> = events.into_iter().filter(|c| *c != "message").collect();
+            assert_eq!(lower, read);
+            assert_eq!(read.contains(&"vbd"), collectors.disks);
+        }
     }
 
     fn event(class: &str, operation: &str, reference: &str, snapshot: Option<&str>) -> Event {
@@ -148,7 +213,9 @@ mod tests {
             "vm",
             "mod",
             "OpaqueRef:1",
-            Some(r#"{"uuid":"u1","name_label":"web","power_state":"Running","tags":["x"]}"#),
+            Some(
+                r#"{"uuid":"u1","name_label":"web","power_state":"Running","name_description":"x"}"#,
+            ),
         );
         assert_eq!(store.apply(&same), Ok(false));
         let renamed = event(
@@ -169,7 +236,7 @@ mod tests {
             Ok(false)
         );
         assert_eq!(
-            store.apply(&event("message", "add", "OpaqueRef:m", Some("{}"))),
+            store.apply(&event("vif", "add", "OpaqueRef:m", Some("{}"))),
             Ok(false)
         );
     }

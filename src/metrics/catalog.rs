@@ -462,6 +462,12 @@ const SR: &str = "sr_uuid, sr, type, content_type";
 /// Every known family, sorted by name (byte order) so lookups can bisect; a test keeps it so.
 static SPECS: &[Spec] = &[
     gauge(
+        "xen_certificate_expiry_time_seconds",
+        "host, host_uuid, type, name",
+        "seconds",
+        "When the certificate expires (notAfter), in seconds since the Unix epoch: every Certificate record (not_after; type host, host_internal, ca or pinned, and name; records before xapi 1.294 have neither and show as host with an empty name; host labels empty for a pool-wide one), and for a host without a host-type record the certificate it serves (host.get_server_certificate, read at each full read of the inventory).",
+    ),
+    gauge(
         "xen_collector_duration_seconds",
         "",
         "seconds",
@@ -508,6 +514,12 @@ static SPECS: &[Spec] = &[
         H_SR,
         "requests",
         "Average I/O request queue size of this host's tapdisks on the SR, in requests (RRD avgqu_sz_<sr8>, average over the step).",
+    ),
+    gauge(
+        "xen_host_boot_time_seconds",
+        "host, host_uuid",
+        "seconds",
+        "When the host last booted, in seconds since the Unix epoch (host record other_config boot_time); absent when XAPI could not read it (0.) or the text is not a number.",
     ),
     gauge(
         "xen_host_cpu",
@@ -636,6 +648,12 @@ static SPECS: &[Spec] = &[
         "Highest I/O latency over the SR's VDIs on this host, in μs (RRD latency_<sr8>, average over the step).",
     ),
     gauge(
+        "xen_host_license_expiry_time_seconds",
+        "host, host_uuid",
+        "seconds",
+        "When the host's licence expires, in seconds since the Unix epoch (host record license_params expiry); absent for never, an absent key or unreadable text.",
+    ),
+    gauge(
         "xen_host_live",
         "host, host_uuid",
         "",
@@ -762,6 +780,12 @@ static SPECS: &[Spec] = &[
         "Read latency of this host on the SR, in μs (RRD read_latency_<sr8>, average over the step).",
     ),
     gauge(
+        "xen_host_reboot_required",
+        "host, host_uuid",
+        "",
+        "1 if an installed update waits for a host reboot, else 0: a reboot_host guidance in pending_guidances (xapi 1.303+), a non-empty updates_requiring_reboot, or other_config rpm_patch_installation_time later than boot_time (yum updates, as Xen Orchestra records them).",
+    ),
+    gauge(
         "xen_host_running_domains",
         H,
         "domains",
@@ -814,6 +838,12 @@ static SPECS: &[Spec] = &[
         "host, host_uuid, vdi_uuid",
         "seconds",
         "HA state-file access latency for the state-file VDI, in seconds (RRD statefile/<vdi-uuid>/latency, HA only, average over the step).",
+    ),
+    gauge(
+        "xen_host_tag",
+        "host, host_uuid, tag",
+        "",
+        "Always 1, one series per user tag of the host (host record tags, repeats merged); none for a host without tags.",
     ),
     gauge(
         "xen_host_tapdisks_in_low_memory_mode",
@@ -960,6 +990,18 @@ static SPECS: &[Spec] = &[
         "Stack size of xenopsd-xc (VmStk), in KiB (RRD xenopsd-xc_vmstk, average over the step).",
     ),
     gauge(
+        "xen_messages",
+        "name, priority, class",
+        "",
+        "XAPI messages (alerts) that exist now, by name, priority (1 most severe) and class of the object they are about (message records name, priority, cls). A name outside [A-Z0-9_]{1,64} is counted as other, as are a priority outside 0–9 and an odd class. Followed by event.from, re-read every 15 minutes.",
+    ),
+    gauge(
+        "xen_messages_newest_time_seconds",
+        "name, priority, class",
+        "seconds",
+        "When the newest XAPI message of the group was created, in seconds since the Unix epoch (message record timestamp); absent when no timestamp of the group is readable.",
+    ),
+    gauge(
         "xen_pbd_attached",
         "sr, sr_uuid, host, host_uuid, type",
         "",
@@ -976,6 +1018,24 @@ static SPECS: &[Spec] = &[
         "pool, pool_uuid",
         "",
         "1 if high availability is enabled on the pool, else 0 (pool record ha_enabled).",
+    ),
+    gauge(
+        "xen_pool_ha_host_failures_to_tolerate",
+        "pool, pool_uuid",
+        "",
+        "Host failures high availability is configured to survive (pool record ha_host_failures_to_tolerate); exported with HA off too.",
+    ),
+    gauge(
+        "xen_pool_ha_overcommitted",
+        "pool, pool_uuid",
+        "",
+        "1 if the pool can no longer survive the configured host failures (pool record ha_overcommitted), else 0.",
+    ),
+    gauge(
+        "xen_pool_ha_plan_exists_for",
+        "pool, pool_uuid",
+        "",
+        "Host failures the current HA plan can survive (pool record ha_plan_exists_for); below ha_host_failures_to_tolerate the pool is at risk.",
     ),
     gauge(
         "xen_pool_hosts",
@@ -1062,6 +1122,12 @@ static SPECS: &[Spec] = &[
         "Physical space used on the SR, in bytes (SR record physical_utilisation, read when the records were last loaded).",
     ),
     gauge(
+        "xen_sr_tag",
+        "sr, sr_uuid, tag",
+        "",
+        "Always 1, one series per user tag of the SR (SR record tags, repeats merged); none for an SR without tags.",
+    ),
+    gauge(
         "xen_sr_vdis",
         "sr, sr_uuid",
         "",
@@ -1086,10 +1152,22 @@ static SPECS: &[Spec] = &[
         "CPU time of the domain over wall time times its online vCPUs, 0–1 (RRD cpu_usage, average over the step).",
     ),
     gauge(
+        "xen_vm_disk_physical_utilization_bytes",
+        "vm, vm_uuid, vbd, userdevice, vdi, vdi_uuid, sr, sr_uuid",
+        "bytes",
+        "Bytes the VM's disk image takes in its SR (VDI record physical_utilisation), per VBD of type Disk: vbd is VBD device as recorded (empty for a disk never plugged), userdevice its slot; the SR labels are empty when the SR is unknown. Any power state; not for control domains.",
+    ),
+    gauge(
+        "xen_vm_disk_virtual_size_bytes",
+        "vm, vm_uuid, vbd, userdevice, vdi, vdi_uuid, sr, sr_uuid",
+        "bytes",
+        "Size of the VM's disk as the guest sees it (VDI record virtual_size), per VBD of type Disk: vbd is VBD device as recorded (empty for a disk never plugged), userdevice its slot; the SR labels are empty when the SR is unknown. Any power state; not for control domains.",
+    ),
+    gauge(
         "xen_vm_info",
-        "vm, vm_uuid, host, host_uuid, os, domain_type, is_control_domain",
+        "vm, vm_uuid, host, host_uuid, os, domain_type, is_control_domain, distro, pv_drivers_version",
         "",
-        "Always 1; the labels describe the VM: resident host (empty when not running), guest OS name from the guest agent, domain type, and whether it is a control domain (dom0).",
+        "Always 1; the labels describe the VM: resident host (empty when not running), guest OS name from the guest agent (VM_guest_metrics os_version name up to its first |), domain type, whether it is a control domain (dom0), distribution (os_version distro) and PV driver version (PV_drivers_version major.minor.micro, -build when present). The guest labels are empty unless the VM is running or paused: a halted VM keeps stale guest metrics.",
     ),
     gauge(
         "xen_vm_memory",
@@ -1152,10 +1230,22 @@ static SPECS: &[Spec] = &[
         "NUMA nodes the VM's memory is spread over, a count (RRD numa_nodes, average over the step).",
     ),
     gauge(
+        "xen_vm_oldest_snapshot_time_seconds",
+        "vm, vm_uuid",
+        "seconds",
+        "When the VM's oldest snapshot was taken, in seconds since the Unix epoch (snapshot_time of the snapshots whose snapshot_of is the VM); absent without snapshots.",
+    ),
+    gauge(
         "xen_vm_power_state",
         "vm, vm_uuid, state",
         "",
         "Always 1; the state label is the VM's power state: running, halted, paused or suspended (VM record power_state). Templates and snapshots are not exported.",
+    ),
+    gauge(
+        "xen_vm_reboot_required",
+        "vm, vm_uuid",
+        "",
+        "1 if the VM waits for a restart, else 0: restart_vm or restart_device_model in its pending_guidances, or requires_reboot (fields of newer XAPIs; absent counts as empty).",
     ),
     gauge(
         "xen_vm_runnable_any",
@@ -1206,10 +1296,22 @@ static SPECS: &[Spec] = &[
         "Fraction of time some vCPUs of the VM were running while the others were blocked (RRD runstate_partial_run, average over the step).",
     ),
     gauge(
+        "xen_vm_snapshots",
+        "vm, vm_uuid",
+        "",
+        "Snapshots of the VM (VM records with is_a_snapshot whose snapshot_of is the VM); 0 when none.",
+    ),
+    gauge(
         "xen_vm_start_time_seconds",
         "vm, vm_uuid",
         "seconds",
         "When the running VM's domain started, in seconds since the Unix epoch (VM_metrics record start_time); absent when the VM is not running.",
+    ),
+    gauge(
+        "xen_vm_tag",
+        "vm, vm_uuid, tag",
+        "",
+        "Always 1, one series per user tag of the VM (VM record tags, repeats merged); none for a VM without tags. Templates and snapshots are not VMs.",
     ),
     gauge(
         "xen_vm_vbd_avgqu_sz",

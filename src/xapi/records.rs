@@ -37,9 +37,24 @@ pub struct Host {
     pub host_cpus: Vec<String>,
     /// Reference of its `host_metrics`.
     pub metrics: String,
+    /// Only `expiry`: `YYYYMMDDTHH:MM:SSZ` or `never` (ocaml/xapi/license_check.ml).
+    #[serde(deserialize_with = "license_params")]
+    pub license_params: HashMap<String, String>,
+    /// What the host needs after an update (`reboot_host`, `restart_toolstack`, ...); field
+    /// since xapi 1.303, empty before and on hosts updated with yum.
+    #[serde(deserialize_with = "strings")]
+    pub pending_guidances: Vec<String>,
+    /// `pool_update` references applied since boot that need a reboot.
+    #[serde(deserialize_with = "strings")]
+    pub updates_requiring_reboot: Vec<String>,
+    /// User tags, as given (may repeat).
+    #[serde(deserialize_with = "strings")]
+    pub tags: Vec<String>,
 }
 
-const HOST_OTHER_CONFIG: &[&str] = &["multipathing"];
+/// `boot_time` is OCaml float text (ocaml/xapi/dbsync_slave.ml); `rpm_patch_installation_time`
+/// is what Xen Orchestra writes after a yum update, Unix seconds as decimal text.
+const HOST_OTHER_CONFIG: &[&str] = &["multipathing", "boot_time", "rpm_patch_installation_time"];
 const SOFTWARE_VERSION: &[&str] = &["product_version", "product_brand", "xen"];
 const CPU_INFO: &[&str] = &["modelname", "cpu_count"];
 
@@ -93,6 +108,19 @@ pub struct Vm {
     pub metrics: String,
     /// Reference of its `VM_guest_metrics` (`OpaqueRef:NULL` without guest tools).
     pub guest_metrics: String,
+    /// What the VM needs after an update (`restart_vm`, `restart_device_model`, ...); field
+    /// since xapi 1.303, empty before.
+    #[serde(deserialize_with = "strings")]
+    pub pending_guidances: Vec<String>,
+    /// A change waits for the next reboot; false on an XAPI without the field.
+    pub requires_reboot: bool,
+    /// For a snapshot: the VM it was taken of.
+    pub snapshot_of: String,
+    /// For a snapshot: when it was taken, XAPI's date-time form.
+    pub snapshot_time: String,
+    /// User tags, as given (may repeat).
+    #[serde(deserialize_with = "strings")]
+    pub tags: Vec<String>,
 }
 
 /// `VM_metrics` record fields.
@@ -113,9 +141,13 @@ pub struct VmGuestMetrics {
     /// `name`, `distro`, ... as the guest agent reports them.
     #[serde(deserialize_with = "os_version")]
     pub os_version: HashMap<String, String>,
+    /// `major`, `minor`, `micro`, `build` of the guest's PV drivers.
+    #[serde(rename = "PV_drivers_version", deserialize_with = "pv_drivers_version")]
+    pub pv_drivers_version: HashMap<String, String>,
 }
 
-const OS_VERSION: &[&str] = &["name"];
+const OS_VERSION: &[&str] = &["name", "distro"];
+const PV_DRIVERS_VERSION: &[&str] = &["major", "minor", "micro", "build"];
 
 /// `SR` record fields.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -144,6 +176,9 @@ pub struct Sr {
     /// References of its VDIs.
     #[serde(rename = "VDIs")]
     pub vdis: Vec<String>,
+    /// User tags, as given (may repeat).
+    #[serde(deserialize_with = "strings")]
+    pub tags: Vec<String>,
 }
 
 /// `PBD` record fields: how one host reaches one SR.
@@ -196,6 +231,78 @@ pub struct Pif {
     pub management: bool,
 }
 
+/// `VBD` record fields: a VM's virtual block device.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Vbd {
+    /// The VM's reference.
+    #[serde(rename = "VM")]
+    pub vm: String,
+    /// The VDI's reference; `OpaqueRef:NULL` for an empty CD drive.
+    #[serde(rename = "VDI")]
+    pub vdi: String,
+    /// `xvda`, `hda`, ...: set when first plugged and kept afterwards (ocaml/xapi/xapi_xenops.ml);
+    /// empty for a disk never plugged.
+    pub device: String,
+    /// The stable slot, `"0"`, `"1"`, ...
+    pub userdevice: String,
+    /// `Disk`, `CD` or `Floppy`.
+    #[serde(rename = "type")]
+    pub vbd_type: String,
+}
+
+/// `VDI` record fields: a virtual disk image.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Vdi {
+    /// VDI UUID.
+    pub uuid: String,
+    /// Display name.
+    pub name_label: String,
+    /// The SR's reference.
+    #[serde(rename = "SR")]
+    pub sr: String,
+    /// Bytes the guest sees.
+    #[serde(deserialize_with = "int")]
+    pub virtual_size: i64,
+    /// Bytes the image takes in its SR.
+    #[serde(deserialize_with = "int")]
+    pub physical_utilisation: i64,
+}
+
+/// `message` record fields. Never the `body`: messages are many (up to 10,000 per pool),
+/// anyone with pool-operator rights writes them, and only their kind and age are exported.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Message {
+    /// `HA_HOST_FAILED`, `ALARM`, ... (any text: a client may create any name).
+    pub name: String,
+    /// 1 is the most severe (ocaml/xapi-consts/api_messages.ml).
+    #[serde(deserialize_with = "int")]
+    pub priority: i64,
+    /// The class of the object it is about: `VM`, `Host`, `SR`, `Pool`, ...
+    pub cls: String,
+    /// When it was created, XAPI's date-time form.
+    pub timestamp: String,
+}
+
+/// `Certificate` record fields (class since xapi 1.249; records only for installed
+/// certificates there).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Certificate {
+    /// The host it belongs to; `OpaqueRef:NULL` for a pool-wide CA.
+    pub host: String,
+    /// `host`, `host_internal`, `ca`, `pinned`; absent before xapi 1.294, where every record
+    /// is a host's server certificate.
+    #[serde(rename = "type")]
+    pub cert_type: String,
+    /// Its name (a CA's or a pinned certificate's); absent before xapi 1.294.
+    pub name: String,
+    /// When it expires, XAPI's date-time form.
+    pub not_after: String,
+}
+
 /// `pool` record fields.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
@@ -208,6 +315,14 @@ pub struct Pool {
     pub master: String,
     /// High availability switched on.
     pub ha_enabled: bool,
+    /// Host failures HA is configured to survive.
+    #[serde(deserialize_with = "int")]
+    pub ha_host_failures_to_tolerate: i64,
+    /// Host failures the current HA plan survives.
+    #[serde(deserialize_with = "int")]
+    pub ha_plan_exists_for: i64,
+    /// The pool can no longer survive `ha_host_failures_to_tolerate` failures.
+    pub ha_overcommitted: bool,
     /// Reference of the default SR (`OpaqueRef:NULL` when none).
     #[serde(rename = "default_SR")]
     pub default_sr: String,
@@ -227,6 +342,29 @@ fn cpu_info<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, 
 
 fn os_version<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
     pick(d, |k| OS_VERSION.contains(&k))
+}
+
+fn pv_drivers_version<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| PV_DRIVERS_VERSION.contains(&k))
+}
+
+fn license_params<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
+    pick(d, |k| k == "expiry")
+}
+
+/// A set of strings (tags, enum values, references); `null` and non-string members are
+/// skipped rather than failing the record.
+fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let all = Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default();
+    Ok(all
+        .into_iter()
+        .filter_map(|v| match v {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Only the target keys: `device_config` also holds CHAP credentials, which must never be

@@ -31,6 +31,14 @@ fn first_certificate(pem: &str) -> Result<CertificateDer<'static>, String> {
         .ok_or_else(|| "no certificate".to_string())
 }
 
+/// When the first certificate of a PEM text expires (`notAfter`), in Unix seconds.
+pub fn certificate_expiry(pem: &str) -> Result<i64, String> {
+    let der = first_certificate(pem)?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+    Ok(parsed.validity().not_after.timestamp())
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
@@ -394,5 +402,17 @@ mod tests {
         assert_eq!(host_key("XCP1.Example.com"), "xcp1.example.com");
         let name = ServerName::try_from("192.0.2.7").unwrap();
         assert_eq!(server_key(&name), host_key("192.0.2.7"));
+    }
+
+    #[test]
+    fn certificate_expiry_is_not_after() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["xcp1".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2030, 1, 1);
+        let pem = params.self_signed(&key).unwrap().pem();
+        assert_eq!(certificate_expiry(&pem), Ok(1_893_456_000));
+        assert!(certificate_expiry("not a certificate").is_err());
+        let garbled = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(certificate_expiry(garbled).is_err());
     }
 }

@@ -385,6 +385,16 @@ pub(crate) fn is_record_family(name: &str) -> bool {
             | "xen_vm_memory_dynamic_min_bytes"
             | "xen_vm_start_time_seconds"
             | "xen_pbd_attached"
+            | "xen_host_boot_time_seconds"
+            | "xen_host_license_expiry_time_seconds"
+            | "xen_host_reboot_required"
+            | "xen_host_tag"
+            | "xen_vm_reboot_required"
+            | "xen_vm_snapshots"
+            | "xen_vm_oldest_snapshot_time_seconds"
+            | "xen_vm_tag"
+            | "xen_vm_disk_virtual_size_bytes"
+            | "xen_vm_disk_physical_utilization_bytes"
     ) || name.starts_with("xen_pool_")
         || name.starts_with("xen_sr_")
 }
