@@ -12,6 +12,7 @@ mod harness;
 mod http;
 mod labels;
 mod multi;
+mod operators;
 mod scrape;
 mod secrets;
 mod state;
