@@ -820,6 +820,7 @@ async fn run(args: Args) {
         }
     }
     let rss_ready = status_kib(pid, "VmRSS:");
+    let peak_ready = status_kib(pid, "VmHWM:");
     let scrape = |url: &str, gzip: bool| {
         let http = http.clone();
         let url = url.to_owned();
@@ -1032,8 +1033,9 @@ async fn run(args: Args) {
         );
     }
     println!(
-        "exporter RSS when ready (inventory loaded) {:.1} MiB; after warm-up scrapes {:.1} MiB (peak so far {:.1} MiB); peak RSS (VmHWM) {:.1} MiB",
+        "exporter RSS when ready (inventory loaded) {:.1} MiB (peak so far {:.1} MiB); after warm-up scrapes {:.1} MiB (peak so far {:.1} MiB); peak RSS (VmHWM) {:.1} MiB",
         rss_ready as f64 / 1024.0,
+        peak_ready as f64 / 1024.0,
         rss_after_warmup as f64 / 1024.0,
         peak_after_warmup as f64 / 1024.0,
         peak as f64 / 1024.0

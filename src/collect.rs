@@ -464,6 +464,9 @@ impl Pool {
             rendered[slot] = Some(done.clone());
             return Some(done);
         }
+        // The previous snapshot's renderings go first: they are stale, and kept while the new
+        // ones are built they would add to the peak.
+        *cache = None;
         let done = Arc::new(self.render_state(&inventory, format));
         let mut rendered = [None, None];
         rendered[slot] = Some(done.clone());
@@ -482,7 +485,7 @@ impl Pool {
             Some(key) => uuids::hash_uuid_labels(families, key.expose()),
             None => families,
         };
-        Rendered::new(&families, format)
+        Rendered::new(families, format)
     }
 
     /// The pool's health as the exporter sees it, labelled with the pool's name: what

@@ -56,6 +56,19 @@ pub(super) fn push(
     );
 }
 
+/// One sample of a catalog family labelled by `head` alone, shared with the object's other
+/// such samples: one allocation per object rather than per sample.
+fn push_shared(out: &mut FamiliesBuilder, family: &'static str, head: &Arc<[Label]>, value: f64) {
+    out.push(
+        Cow::Borrowed(family),
+        catalog::describe,
+        Sample {
+            labels: Labels::head(head.clone()),
+            value,
+        },
+    );
+}
+
 fn flag(on: bool) -> f64 {
     if on { 1.0 } else { 0.0 }
 }
@@ -194,16 +207,11 @@ fn push_hosts(out: &mut FamiliesBuilder, state: &State, collectors: Collectors) 
 
 fn push_vms(out: &mut FamiliesBuilder, state: &State) {
     for v in &state.vms {
-        let head = || {
-            vec![
-                Label::new("vm", v.vm.name.clone()),
-                Label::new("vm_uuid", v.vm.uuid.clone()),
-            ]
-        };
-        let mut power = head();
+        let head: Arc<[Label]> = Arc::from(named("vm", "vm_uuid", Some(&v.vm)));
+        let mut power = head.to_vec();
         power.push(Label::new("state", v.power_state.clone()));
         push(out, "xen_vm_power_state", power, 1.0);
-        let mut info = head();
+        let mut info = head.to_vec();
         info.extend(named("host", "host_uuid", v.resident_on.as_ref()));
         info.extend([
             Label::new("os", v.os_name.clone()),
@@ -217,32 +225,32 @@ fn push_vms(out: &mut FamiliesBuilder, state: &State) {
         ]);
         push(out, "xen_vm_info", info, 1.0);
         #[allow(clippy::cast_precision_loss)]
-        push(out, "xen_vm_vcpus", head(), v.vcpus as f64);
+        push_shared(out, "xen_vm_vcpus", &head, v.vcpus as f64);
         for (family, value) in [
             ("xen_vm_memory_static_max_bytes", v.memory_static_max),
             ("xen_vm_memory_static_min_bytes", v.memory_static_min),
             ("xen_vm_memory_dynamic_max_bytes", v.memory_dynamic_max),
             ("xen_vm_memory_dynamic_min_bytes", v.memory_dynamic_min),
         ] {
-            push(out, family, head(), bytes(value));
+            push_shared(out, family, &head, bytes(value));
         }
         if let Some(start) = v.start_time {
             #[allow(clippy::cast_precision_loss)]
-            push(out, "xen_vm_start_time_seconds", head(), start as f64);
+            push_shared(out, "xen_vm_start_time_seconds", &head, start as f64);
         }
-        push(
+        push_shared(
             out,
             "xen_vm_reboot_required",
-            head(),
+            &head,
             flag(v.reboot_required),
         );
-        push(out, "xen_vm_snapshots", head(), count(v.snapshots));
+        push_shared(out, "xen_vm_snapshots", &head, count(v.snapshots));
         if let Some(oldest) = v.oldest_snapshot {
             #[allow(clippy::cast_precision_loss)]
-            push(
+            push_shared(
                 out,
                 "xen_vm_oldest_snapshot_time_seconds",
-                head(),
+                &head,
                 oldest as f64,
             );
         }

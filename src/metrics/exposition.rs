@@ -393,15 +393,27 @@ pub struct Deflated {
 }
 
 impl Rendered {
-    /// Encodes `families` in `format`.
-    pub fn new(families: &[Family], format: Format) -> Rendered {
-        let mut text = Vec::new();
-        for family in families {
-            encode::encode_family(family, format, &mut text);
-        }
-        text.shrink_to_fit();
+    /// Encodes `families` in `format`, dropping each family's samples once it is written.
+    pub fn new(families: Vec<Family>, format: Format) -> Rendered {
         let mut names: Vec<_> = families.iter().map(|f| f.name.clone()).collect();
         names.sort_unstable();
+        // Each family's text is kept at its exact size and its samples freed at once, then the
+        // parts are joined into one buffer of the final size: the samples and the text never
+        // both exist whole, and the text is never in a doubling buffer (up to twice its size,
+        // then copied again to shrink it).
+        let mut scratch = Vec::new();
+        let mut parts = Vec::with_capacity(families.len());
+        for family in families {
+            scratch.clear();
+            encode::encode_family(&family, format, &mut scratch);
+            drop(family);
+            parts.push(scratch.as_slice().to_vec());
+        }
+        drop(scratch);
+        let mut text = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            text.extend_from_slice(&part);
+        }
         Rendered {
             text,
             names,
