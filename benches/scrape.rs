@@ -789,6 +789,8 @@ async fn run(args: Args) {
                 "XEN_LOG_LEVEL",
                 std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             )
+            // The collector switches pass through, to measure what a group of families costs.
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("XEN_COLLECT_")))
             .spawn()
             .expect("exporter binary");
         (child, format!("http://127.0.0.1:{port}"))
