@@ -255,7 +255,8 @@ pub struct Cli {
     pub config_check: bool,
 
     /// Start a built-in simulated XCP-ng pool on loopback and export it; no hypervisor
-    /// needed. XAPI settings are ignored.
+    /// needed. XAPI settings are ignored. Only in builds with the default `demo` feature
+    /// (not the Docker image); elsewhere it exits 64.
     #[arg(long = "demo")]
     pub demo: bool,
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::records::{CLASSES, iso8601};
-use super::tests::{T, call, client, frozen, get, login, plain_client, post, rrd_url};
+use super::tests::{T, call, client, frozen, get, login, plain_client, plain_sim, post, rrd_url};
 use super::*;
 
 /// Longest any single step may take before a test fails instead of hanging: each takes
@@ -491,12 +491,7 @@ async fn event_inject_gives_a_token_that_sees_the_injected_object() {
 
 #[tokio::test]
 async fn xml_rpc_event_from_types() {
-    let sim = Sim::start(SimConfig {
-        tls: false,
-        ..frozen(Generation::Current)
-    })
-    .await
-    .expect("sim starts");
+    let sim = plain_sim().await;
     let c = plain_client();
     let s = login(&c, &sim).await;
     let body = |token: &str, timeout: &str| {

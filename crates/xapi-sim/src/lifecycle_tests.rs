@@ -11,7 +11,7 @@ use super::event_tests::{
     summary, token_of, until_event_from_calls,
 };
 use super::records::iso8601;
-use super::tests::{T, call, client, frozen, login, plain_client, post};
+use super::tests::{T, call, client, frozen, login, plain_client, plain_sim, post};
 use super::*;
 
 /// `<class>.get_all_records` as a map ref → record.
@@ -767,12 +767,7 @@ async fn lifecycle_mutations_produce_exactly_their_events() {
 
 #[tokio::test]
 async fn xml_rpc_encodes_message_and_certificate_fields() {
-    let sim = Sim::start(SimConfig {
-        tls: false,
-        ..frozen(Generation::Current)
-    })
-    .await
-    .expect("sim starts");
+    let sim = plain_sim().await;
     let c = plain_client();
     let base = sim.master_url();
     let login = "<?xml version=\"1.0\"?><methodCall><methodName>session.login_with_password</methodName><params><param><value>root</value></param><param><value>xen-sim-password</value></param></params></methodCall>";
