@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
@@ -370,19 +370,22 @@ pub struct Exposition {
     rows: Option<Rows>,
 }
 
-/// Families encoded once in one format, to be written as they are by many responses.
+/// Families encoded once in one format, kept compressed, to be written by many responses:
+/// as they are into a gzip response, inflated piece by piece into a plain one.
+///
+/// Only the compressed text is kept: the record families of a large pool are megabytes of
+/// text that compresses about fivefold, held for as long as the inventory does not change,
+/// while a plain response inflates a piece at a time and most scrapers ask for gzip.
 #[derive(Debug, Default)]
 pub struct Rendered {
-    /// Their text, without the OpenMetrics end marker.
-    pub text: Vec<u8>,
+    /// Their text compressed, without the OpenMetrics end marker.
+    pub deflated: Deflated,
     /// Their names, sorted.
     pub names: Vec<Cow<'static, str>>,
-    /// The text compressed, once, by the first response that asks for gzip.
-    deflated: OnceLock<Deflated>,
 }
 
-/// Text compressed once for many gzip responses: a raw deflate stream that ends on a byte
-/// boundary without a final block (a sync flush), so that each response's own compressor
+/// Text compressed once for many responses: a raw deflate stream that ends on a byte
+/// boundary without a final block (a sync flush), so that a gzip response's own compressor
 /// carries on right after it, and the CRC-32 and length of the text for the gzip trailer.
 #[derive(Debug, Default)]
 pub struct Deflated {
@@ -392,56 +395,64 @@ pub struct Deflated {
     pub crc: flate2::Crc,
 }
 
+/// The most text [`Rendered::inflate`] gives at a time.
+const INFLATED_PIECE: usize = 256 << 10;
+
 impl Rendered {
-    /// Encodes `families` in `format`, dropping each family's samples once it is written.
+    /// Encodes `families` in `format` and compresses the text as it goes: each family's
+    /// samples are dropped once written, and the text never exists whole.
     pub fn new(families: Vec<Family>, format: Format) -> Rendered {
         let mut names: Vec<_> = families.iter().map(|f| f.name.clone()).collect();
         names.sort_unstable();
-        // Each family's text is kept at its exact size and its samples freed at once, then the
-        // parts are joined into one buffer of the final size: the samples and the text never
-        // both exist whole, and the text is never in a doubling buffer (up to twice its size,
-        // then copied again to shrink it).
+        let mut deflate =
+            flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut crc = flate2::Crc::new();
         let mut scratch = Vec::new();
-        let mut parts = Vec::with_capacity(families.len());
         for family in families {
             scratch.clear();
             encode::encode_family(&family, format, &mut scratch);
             drop(family);
-            parts.push(scratch.as_slice().to_vec());
+            crc.update(&scratch);
+            // Writing into a Vec cannot fail.
+            let _ = deflate.write_all(&scratch);
         }
-        drop(scratch);
-        let mut text = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for part in parts {
-            text.extend_from_slice(&part);
-        }
+        // A sync flush: everything is out, on a byte boundary, and the stream not finished.
+        let _ = deflate.flush();
+        let mut bytes = std::mem::take(deflate.get_mut());
+        bytes.shrink_to_fit();
         Rendered {
-            text,
+            deflated: Deflated { bytes, crc },
             names,
-            deflated: OnceLock::new(),
         }
     }
 
-    /// The compressed text if a response has asked for it already.
-    pub fn deflated_now(&self) -> Option<&Deflated> {
-        self.deflated.get()
+    /// The length of the text.
+    pub fn text_len(&self) -> usize {
+        usize::try_from(self.deflated.crc.amount()).unwrap_or(usize::MAX)
     }
 
-    /// The text compressed for gzip responses, compressed on the first call.
-    pub fn deflated(&self) -> &Deflated {
-        self.deflated.get_or_init(|| {
-            let mut deflate = flate2::write::DeflateEncoder::new(
-                Vec::with_capacity(self.text.len() / 4),
-                flate2::Compression::fast(),
-            );
-            // Writing into a Vec cannot fail. `flush` is a sync flush: everything so far is
-            // out, on a byte boundary, and the stream is not finished.
-            let _ = deflate.write_all(&self.text);
-            let _ = deflate.flush();
-            let mut crc = flate2::Crc::new();
-            crc.update(&self.text);
-            Deflated {
-                bytes: std::mem::take(deflate.get_mut()),
-                crc,
+    /// The text, inflated a piece (at most 256 KiB) at a time.
+    pub fn inflate(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let mut inflate = flate2::Decompress::new(false);
+        let mut left = self.text_len();
+        std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            let mut piece = Vec::with_capacity(left.min(INFLATED_PIECE));
+            let input = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
+            let input = self.deflated.bytes.get(input..).unwrap_or_default();
+            // The stream is our own; an error would be a bug, and ends the text early
+            // rather than looping.
+            match inflate.decompress_vec(input, &mut piece, flate2::FlushDecompress::Sync) {
+                Ok(_) if !piece.is_empty() => {
+                    left = left.saturating_sub(piece.len());
+                    Some(piece)
+                }
+                _ => {
+                    left = 0;
+                    None
+                }
             }
         })
     }

@@ -93,7 +93,11 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+    use std::sync::Arc;
+
+    use crate::metrics::encode::Format;
     use crate::metrics::exposition::Rendered;
+    use crate::metrics::{Family, Kind, Label, Labels, Sample};
 
     fn gunzip(member: &[u8]) -> Vec<u8> {
         let mut text = Vec::new();
@@ -104,29 +108,42 @@ mod tests {
         text
     }
 
-    fn rendered(text: &[u8]) -> Rendered {
-        let mut rendered = Rendered::default();
-        rendered.text = text.to_vec();
-        rendered
+    /// Families `a` (5000 samples) and `b`, rendered.
+    fn rendered() -> Rendered {
+        let family = |name: &'static str, n: usize| Family {
+            name: name.into(),
+            help: "Help.".into(),
+            kind: Kind::Gauge,
+            samples: (0..n)
+                .map(|i| Sample {
+                    labels: Labels::head(Arc::from(vec![Label::new("i", i.to_string())])),
+                    value: 1.0,
+                })
+                .collect(),
+        };
+        Rendered::new(vec![family("a", 5000), family("b", 3)], Format::Text)
     }
 
     #[test]
     fn a_compressed_prefix_and_the_rest_make_one_member_of_both_texts() {
-        let prefix = rendered(&b"# TYPE a gauge\na 1\n".repeat(5000));
-        let rest = b"# TYPE b gauge\nb{x=\"y\"} 2\n".repeat(3000);
-        let mut expected = prefix.text.clone();
+        let prefix = rendered();
+        let text: Vec<u8> = prefix.inflate().flatten().collect();
+        assert_eq!(text.len(), prefix.text_len());
+        assert!(text.starts_with(b"# HELP a Help.\n# TYPE a gauge\na{i=\"0\"} 1\n"));
+        assert!(text.ends_with(b"b{i=\"2\"} 1\n"));
+        let rest = b"# TYPE c gauge\nc{x=\"y\"} 2\n".repeat(3000);
+        let mut expected = text.clone();
         expected.extend_from_slice(&rest);
-        assert_eq!(gunzip(&member(Some(prefix.deflated()), &rest)), expected);
-        // The prefix is compressed once and reused as it is.
-        let again = prefix.deflated() as *const Deflated;
-        assert!(std::ptr::eq(again, prefix.deflated()));
-        assert_eq!(gunzip(&member(Some(prefix.deflated()), b"")), prefix.text);
+        assert_eq!(gunzip(&member(Some(&prefix.deflated), &rest)), expected);
+        assert_eq!(gunzip(&member(Some(&prefix.deflated), b"")), text);
     }
 
     #[test]
     fn empty_parts_make_a_valid_member() {
         assert_eq!(gunzip(&member(None, b"a 1\n")), b"a 1\n");
         assert_eq!(gunzip(&member(None, b"")), b"");
-        assert_eq!(gunzip(&member(Some(rendered(b"").deflated()), b"")), b"");
+        let empty = Rendered::new(Vec::new(), Format::Text);
+        assert_eq!(empty.inflate().count(), 0);
+        assert_eq!(gunzip(&member(Some(&empty.deflated), b"")), b"");
     }
 }

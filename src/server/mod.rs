@@ -335,21 +335,12 @@ fn exposition(
     response
 }
 
-/// Rendered text as the owner of the [`Bytes`] that send it.
-struct RenderedText(Arc<Rendered>);
-
-impl AsRef<[u8]> for RenderedText {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.text
-    }
-}
-
 /// Rendered text compressed, as the owner of the [`Bytes`] that send it.
 struct DeflatedText(Arc<Rendered>);
 
 impl AsRef<[u8]> for DeflatedText {
     fn as_ref(&self) -> &[u8] {
-        &self.0.deflated().bytes
+        &self.0.deflated.bytes
     }
 }
 
@@ -408,7 +399,7 @@ impl Writer {
         if self.gzip {
             let mut crc = flate2::Crc::new();
             if let Some(rendered) = &records {
-                crc.combine(&rendered.deflated().crc);
+                crc.combine(&rendered.deflated.crc);
             }
             if let Some(rest) = reader.crc() {
                 crc.combine(&rest);
@@ -420,24 +411,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes text rendered once for many responses as it is (no copy), or compressed once
-    /// for every gzip response until the next rendering.
+    /// Writes text rendered once for many responses: as it is kept, compressed, into a
+    /// gzip response (no copy); inflated a piece at a time into a plain one.
     async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
         if self.gzip {
-            if rendered.deflated_now().is_none() {
-                // Compressing megabytes at once would hold an async worker for milliseconds.
-                let owned = rendered.clone();
-                let _ = tokio::task::spawn_blocking(move || {
-                    owned.deflated();
-                })
-                .await;
-            }
             return self
                 .send(Bytes::from_owner(DeflatedText(rendered.clone())))
                 .await;
         }
-        self.send(Bytes::from_owner(RenderedText(rendered.clone())))
-            .await
+        for piece in rendered.inflate() {
+            self.send(Bytes::from(piece)).await?;
+        }
+        Ok(())
     }
 }
 
