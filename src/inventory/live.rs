@@ -199,9 +199,15 @@ impl Live {
         loop {
             match self.sync().await {
                 Ok((mut store, token, classes)) => {
-                    self.publish(&store);
+                    // With messages followed, the first `event.from` returns every message
+                    // (see `followed`): the snapshot waits for it, so that it is built once
+                    // rather than twice in a row.
+                    let unpublished = self.collectors.messages;
+                    if !unpublished {
+                        self.publish(&store);
+                    }
                     backoff = BACKOFF.0;
-                    let error = self.follow(&mut store, token, &classes).await;
+                    let error = self.follow(&mut store, token, &classes, unpublished).await;
                     let reason = stream_reason(&error);
                     self.count(Source::Events, reason);
                     self.current.send_modify(|p| p.broken = true);
@@ -249,10 +255,10 @@ impl Live {
         let pbds = client.all_records("PBD").await?;
         let pifs = client.all_records("PIF").await?;
         let (vbds, vdis) = if self.collectors.disks {
-            (
-                client.all_records("VBD").await?,
-                client.all_records("VDI").await?,
-            )
+            let mut vbds: records::Records<records::Vbd> = client.all_records("VBD").await?;
+            vbds.retain(|_, v| v.is_disk());
+            vbds.shrink_to_fit();
+            (vbds, client.all_records("VDI").await?)
         } else {
             Default::default()
         };
@@ -299,13 +305,26 @@ impl Live {
         Ok((store, token, classes))
     }
 
-    /// Applies event batches until the stream breaks; returns why it broke.
-    async fn follow(&self, store: &mut Store, mut token: String, classes: &[&str]) -> xapi::Error {
+    /// Applies event batches until the stream breaks; returns why it broke. `unpublished`:
+    /// the store read has not been published yet, and is after the first batch (or when the
+    /// stream breaks before it).
+    async fn follow(
+        &self,
+        store: &mut Store,
+        mut token: String,
+        classes: &[&str],
+        mut unpublished: bool,
+    ) -> xapi::Error {
         let mut messages_read = Instant::now();
         loop {
             let batch = match self.client.event_from(classes, &token, self.wait).await {
                 Ok(batch) => batch,
-                Err(error) => return error,
+                Err(error) => {
+                    if unpublished {
+                        self.publish(store);
+                    }
+                    return error;
+                }
             };
             let mut changed = false;
             for event in &batch.events {
@@ -322,7 +341,8 @@ impl Live {
                 messages_read = Instant::now();
                 changed |= self.reread_messages(store).await;
             }
-            if changed {
+            if changed || unpublished {
+                unpublished = false;
                 self.publish(store);
             }
             self.relearn_certificates(&store.hosts).await;

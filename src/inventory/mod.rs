@@ -136,6 +136,30 @@ pub struct Named {
     pub uuid: Arc<str>,
 }
 
+impl Named {
+    fn of(name: &str, uuid: &str) -> Named {
+        Named {
+            name: Arc::from(name),
+            uuid: Arc::from(uuid),
+        }
+    }
+}
+
+/// One shared copy of each text that many objects repeat.
+#[derive(Default)]
+struct Interner(HashMap<String, Arc<str>>);
+
+impl Interner {
+    fn get(&mut self, text: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(text) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(text);
+        self.0.insert(text.to_owned(), shared.clone());
+        shared
+    }
+}
+
 /// The pool object.
 #[derive(Debug, Clone)]
 pub struct PoolState {
@@ -497,12 +521,22 @@ impl Inventory {
 
     /// Derives the snapshot from every record table.
     pub fn from_store(store: &Store) -> Inventory {
-        let named_host = |reference: &str| {
-            store.hosts.get(reference).map(|h| Named {
-                name: Arc::from(h.name_label.as_str()),
-                uuid: Arc::from(h.uuid.as_str()),
-            })
-        };
+        // Names are allocated once per object and shared by every entry that shows them, and
+        // the texts that many objects repeat (power states, devices, distributions) once per
+        // value: a large pool's snapshot is otherwise tens of thousands of small strings.
+        let hosts_named: HashMap<&str, Named> = store
+            .hosts
+            .iter()
+            .map(|(reference, h)| (reference.as_str(), Named::of(&h.name_label, &h.uuid)))
+            .collect();
+        let named_host = |reference: &str| hosts_named.get(reference).cloned();
+        let srs_named: HashMap<&str, Named> = store
+            .srs
+            .iter()
+            .map(|(reference, s)| (reference.as_str(), Named::of(&s.name_label, &s.uuid)))
+            .collect();
+        let named_sr = |reference: &str| srs_named.get(reference).cloned();
+        let mut interned = Interner::default();
         let pool_record = store.pools.values().next();
         let master_uuid = pool_record
             .and_then(|p| store.hosts.get(&p.master))
@@ -525,21 +559,6 @@ impl Inventory {
             .collect();
         // Templates and snapshots have no RRD and no state worth exporting.
         let is_vm = |v: &&records::Vm| !v.is_a_template && !v.is_a_snapshot && !v.uuid.is_empty();
-        let vms_by_uuid = store
-            .vms
-            .values()
-            .filter(is_vm)
-            .map(|v| {
-                let uuid: Arc<str> = Arc::from(v.uuid.as_str());
-                (
-                    uuid.clone(),
-                    VmEntry {
-                        uuid,
-                        name: Arc::from(v.name_label.as_str()),
-                    },
-                )
-            })
-            .collect();
         let srs = Arc::new(SrIndex::new(store.srs.values()));
 
         let mut running: HashMap<&str, usize> = HashMap::new();
@@ -597,23 +616,17 @@ impl Inventory {
         let mut disks: HashMap<&str, Vec<DiskState>> = HashMap::new();
         for vbd in store.vbds.values() {
             // CD and floppy drives are not disks; an empty drive has a null VDI.
-            if !vbd.vbd_type.eq_ignore_ascii_case("disk") {
+            if !vbd.is_disk() {
                 continue;
             }
             let Some(vdi) = store.vdis.get(&vbd.vdi) else {
                 continue;
             };
             disks.entry(vbd.vm.as_str()).or_default().push(DiskState {
-                device: Arc::from(vbd.device.as_str()),
-                userdevice: Arc::from(vbd.userdevice.as_str()),
-                vdi: Named {
-                    name: Arc::from(vdi.name_label.as_str()),
-                    uuid: Arc::from(vdi.uuid.as_str()),
-                },
-                sr: store.srs.get(&vdi.sr).map(|s| Named {
-                    name: Arc::from(s.name_label.as_str()),
-                    uuid: Arc::from(s.uuid.as_str()),
-                }),
+                device: interned.get(&vbd.device),
+                userdevice: interned.get(&vbd.userdevice),
+                vdi: Named::of(&vdi.name_label, &vdi.uuid),
+                sr: named_sr(&vdi.sr),
                 virtual_size: vdi.virtual_size,
                 physical_utilisation: vdi.physical_utilisation,
             });
@@ -652,17 +665,14 @@ impl Inventory {
                     .copied()
                     .unwrap_or_default();
                 VmState {
-                    vm: Named {
-                        name: Arc::from(v.name_label.as_str()),
-                        uuid: Arc::from(v.uuid.as_str()),
-                    },
+                    vm: Named::of(&v.name_label, &v.uuid),
                     resident_on,
                     is_control_domain: v.is_control_domain,
-                    domain_type: Arc::from(v.domain_type.as_str()),
-                    os_name: Arc::from(guest_text("name").split('|').next().unwrap_or("")),
-                    distro: Arc::from(guest_text("distro")),
-                    pv_drivers_version: Arc::from(
-                        guest
+                    domain_type: interned.get(&v.domain_type),
+                    os_name: interned.get(guest_text("name").split('|').next().unwrap_or("")),
+                    distro: interned.get(guest_text("distro")),
+                    pv_drivers_version: interned.get(
+                        &guest
                             .map(|g| pv_drivers_version(&g.pv_drivers_version))
                             .unwrap_or_default(),
                     ),
@@ -674,7 +684,9 @@ impl Inventory {
                     disks: if v.is_control_domain {
                         Vec::new()
                     } else {
-                        disks.remove(reference.as_str()).unwrap_or_default()
+                        let mut own = disks.remove(reference.as_str()).unwrap_or_default();
+                        own.shrink_to_fit();
+                        own
                     },
                     vcpus: metrics
                         .map(|m| m.vcpus_number)
@@ -687,8 +699,18 @@ impl Inventory {
                     start_time: metrics
                         .and_then(|m| parse_xapi_time(&m.start_time))
                         .filter(|t| live && *t > 0),
-                    power_state: Arc::from(power_state),
+                    power_state: interned.get(&power_state),
                 }
+            })
+            .collect::<Vec<VmState>>();
+        let vms_by_uuid = vms
+            .iter()
+            .map(|v| {
+                let entry = VmEntry {
+                    uuid: v.vm.uuid.clone(),
+                    name: v.vm.name.clone(),
+                };
+                (v.vm.uuid.clone(), entry)
             })
             .collect();
         let pbds = store
@@ -712,10 +734,7 @@ impl Inventory {
                     .collect();
                 paths.sort_by(|a, b| a.scsi_id.cmp(&b.scsi_id));
                 Some(PbdState {
-                    sr: Named {
-                        name: Arc::from(sr.name_label.as_str()),
-                        uuid: Arc::from(sr.uuid.as_str()),
-                    },
+                    sr: named_sr(&p.sr)?,
                     sr_type: Arc::from(sr.sr_type.as_str()),
                     host,
                     attached: p.currently_attached,
@@ -751,10 +770,7 @@ impl Inventory {
             ha_host_failures_to_tolerate: p.ha_host_failures_to_tolerate,
             ha_plan_exists_for: p.ha_plan_exists_for,
             ha_overcommitted: p.ha_overcommitted,
-            default_sr: store.srs.get(&p.default_sr).map(|s| Named {
-                name: Arc::from(s.name_label.as_str()),
-                uuid: Arc::from(s.uuid.as_str()),
-            }),
+            default_sr: named_sr(&p.default_sr),
         });
         Inventory {
             hosts: host_list,

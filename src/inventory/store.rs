@@ -80,7 +80,7 @@ pub struct Store {
     pub pbds: Records<Pbd>,
     /// `PIF`.
     pub pifs: Records<Pif>,
-    /// `VBD`; empty unless the disks collector is on.
+    /// `VBD` of type `Disk`; empty unless the disks collector is on.
     pub vbds: Records<Vbd>,
     /// `VDI`; empty unless the disks collector is on.
     pub vdis: Records<Vdi>,
@@ -124,7 +124,21 @@ impl Store {
             "sr" => apply_to(&mut self.srs, event),
             "pbd" => apply_to(&mut self.pbds, event),
             "pif" => apply_to(&mut self.pifs, event),
-            "vbd" => apply_to(&mut self.vbds, event),
+            "vbd" => {
+                // Only disks are kept. A drive whose type changes (`VBD.set_type`) arrives
+                // as a `mod` with its whole record, and goes or comes here.
+                let had = self.vbds.contains_key(&event.reference);
+                let changed = apply_to(&mut self.vbds, event)?;
+                if self
+                    .vbds
+                    .get(&event.reference)
+                    .is_some_and(|v| !v.is_disk())
+                {
+                    self.vbds.remove(&event.reference);
+                    return Ok(had);
+                }
+                Ok(changed)
+            }
             "vdi" => apply_to(&mut self.vdis, event),
             "message" => apply_to(&mut self.messages, event),
             "certificate" => apply_to(&mut self.certificates, event),
@@ -255,6 +269,26 @@ mod tests {
                 .is_err()
         );
         assert!(store.srs.is_empty());
+    }
+
+    #[test]
+    fn only_disk_vbds_are_kept_and_a_changed_type_comes_or_goes() {
+        let mut store = Store::default();
+        let vbd = |operation: &str, kind: &str| {
+            let record = format!(r#"{{"VM":"OpaqueRef:v","VDI":"OpaqueRef:d","type":"{kind}"}}"#);
+            event("vbd", operation, "OpaqueRef:b", Some(&record))
+        };
+        // A CD drive: nothing kept, nothing changed.
+        assert_eq!(store.apply(&vbd("add", "CD")), Ok(false));
+        assert!(store.vbds.is_empty());
+        // Made a disk: it comes.
+        assert_eq!(store.apply(&vbd("mod", "Disk")), Ok(true));
+        assert!(store.vbds["OpaqueRef:b"].is_disk());
+        assert_eq!(store.apply(&vbd("mod", "Disk")), Ok(false));
+        // Made a CD drive again: it goes, and that is a change.
+        assert_eq!(store.apply(&vbd("mod", "CD")), Ok(true));
+        assert!(store.vbds.is_empty());
+        assert_eq!(store.apply(&vbd("del", "CD")), Ok(false));
     }
 
     #[test]

@@ -251,6 +251,13 @@ pub struct Vbd {
     pub vbd_type: String,
 }
 
+impl Vbd {
+    /// A disk, not a CD or floppy drive.
+    pub fn is_disk(&self) -> bool {
+        self.vbd_type.eq_ignore_ascii_case("disk")
+    }
+}
+
 /// `VDI` record fields: a virtual disk image.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
