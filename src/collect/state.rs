@@ -596,7 +596,12 @@ mod tests {
             .iter()
             .map(|(c, r, j)| (*c, *r, j.as_str()))
             .collect();
-        series(&store(&records), Collectors::default())
+        // Every record family, the disks too.
+        let all = Collectors {
+            disks: true,
+            ..Collectors::default()
+        };
+        series(&store(&records), all)
     }
 
     #[test]

@@ -242,7 +242,7 @@ pools:
     credential: prod-xapi
     timeout: 2500ms
     mode: host
-    collectors: {{pbd: false, tags: false, messages: false}}
+    collectors: {{pbd: false, tags: false, messages: false, disks: true}}
 "#,
             lab.display()
         );
