@@ -395,8 +395,9 @@ pub struct Deflated {
     pub crc: flate2::Crc,
 }
 
-/// The most text [`Rendered::inflate`] gives at a time.
-const INFLATED_PIECE: usize = 256 << 10;
+/// The most text [`Rendered::inflate`] gives at a time: each plain response holds about two
+/// such pieces, and 40 slow readers hold 40 responses.
+const INFLATED_PIECE: usize = 64 << 10;
 
 impl Rendered {
     /// Encodes `families` in `format` and compresses the text as it goes: each family's
@@ -431,7 +432,7 @@ impl Rendered {
         usize::try_from(self.deflated.crc.amount()).unwrap_or(usize::MAX)
     }
 
-    /// The text, inflated a piece (at most 256 KiB) at a time.
+    /// The text, inflated a piece (at most 64 KiB) at a time.
     pub fn inflate(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
         let mut inflate = flate2::Decompress::new(false);
         let mut left = self.text_len();
