@@ -373,6 +373,23 @@ impl Live {
         }
     }
 
+    /// The PEM text of the certificate each host serves (`host.get_server_certificate`),
+    /// asked of all of them at once, in the order given.
+    async fn served_certificates<'a>(
+        &self,
+        references: impl Iterator<Item = &'a String>,
+    ) -> Vec<Result<String, xapi::Error>> {
+        futures::future::join_all(references.map(|reference| {
+            let reference = Value::from(reference.as_str());
+            async move {
+                self.client
+                    .call::<String>("host.get_server_certificate", &[reference])
+                    .await
+            }
+        }))
+        .await
+    }
+
     /// Expiry of the certificate each host serves, for the hosts without a `host` certificate
     /// record (every host on an XAPI before 1.294 without installed certificates). `known`:
     /// the PEM texts already fetched by this full read (fingerprint mode fetches every
@@ -394,15 +411,7 @@ impl Live {
             .keys()
             .filter(|r| !recorded.contains(r.as_str()) && !known.contains_key(*r))
             .collect();
-        let answers = futures::future::join_all(wanted.iter().map(|reference| {
-            let reference = Value::from(reference.as_str());
-            async move {
-                self.client
-                    .call::<String>("host.get_server_certificate", &[reference])
-                    .await
-            }
-        }))
-        .await;
+        let answers = self.served_certificates(wanted.iter().copied()).await;
         for (reference, answer) in wanted.into_iter().zip(answers) {
             match answer {
                 Ok(pem) => {
@@ -451,15 +460,9 @@ impl Live {
             .filter(|(_, h)| !h.address.is_empty())
             .filter(|(_, h)| !only_unknown || trust.pinned(&h.address).is_none())
             .collect();
-        let answers = futures::future::join_all(wanted.iter().map(|(reference, _)| {
-            let reference = Value::from(reference.as_str());
-            async move {
-                self.client
-                    .call::<String>("host.get_server_certificate", &[reference])
-                    .await
-            }
-        }))
-        .await;
+        let answers = self
+            .served_certificates(wanted.iter().map(|(reference, _)| *reference))
+            .await;
         for ((reference, host), answer) in wanted.into_iter().zip(answers) {
             let learned = answer.map_err(|e| e.to_string()).and_then(|pem| {
                 let pinned = trust.pin(&host.address, &pem);

@@ -66,6 +66,21 @@ pub(crate) fn pool_config(sim: &Sim, mode: Mode) -> PoolConfig {
 }
 
 impl TestEnv {
+    /// Scrapes until `shows` accepts a scrape, and returns that scrape: a change made in the
+    /// simulator reaches the exporter by `event.from`, which takes a few milliseconds, so the
+    /// first scrape after the change may come before it. `shows` says what it saw otherwise.
+    pub(crate) async fn scrape_until(
+        &self,
+        change: &str,
+        shows: impl Fn(&Scrape) -> Result<(), String>,
+    ) -> Scrape {
+        poll_until(change, async || {
+            let scrape = self.scrape().await;
+            shows(&scrape).map(|()| scrape)
+        })
+        .await
+    }
+
     /// Starts a pool-mode exporter against a new simulator.
     pub(crate) async fn start(sim: SimConfig) -> TestEnv {
         Self::start_with(sim, |_| {}).await

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use xapi_sim::{Generation, PoolView, SimConfig};
 
-use crate::harness::{Scrape, TestEnv, poll_until};
+use crate::harness::{Scrape, TestEnv};
 
 async fn start() -> TestEnv {
     start_generation(Generation::Current).await
@@ -21,19 +21,6 @@ async fn start_generation(generation: Generation) -> TestEnv {
         templates: 2,
         generation,
         ..SimConfig::default()
-    })
-    .await
-}
-
-/// Scrapes until `shows` accepts a scrape (a change reaches the exporter by `event.from`).
-async fn scrape_until(
-    env: &TestEnv,
-    change: &str,
-    shows: impl Fn(&Scrape) -> Result<(), String>,
-) -> Scrape {
-    poll_until(change, async || {
-        let scrape = env.scrape().await;
-        shows(&scrape).map(|()| scrape)
     })
     .await
 }
@@ -441,10 +428,8 @@ async fn every_family_equals_the_records_it_comes_from() {
         .create_message("HA_POOL_OVERCOMMITTED", 1, "Pool", &view.pool_uuid, "body");
     env.sim
         .create_message("custom alert, lower case", 3, "VM", &guest, "body");
-    scrape_until(&env, "every family equals its records", |s| {
-        check_all(s, &env)
-    })
-    .await;
+    env.scrape_until("every family equals its records", |s| check_all(s, &env))
+        .await;
     env.stop().await.shutdown().await;
 }
 
@@ -455,8 +440,7 @@ async fn every_family_equals_the_records_it_comes_from() {
 async fn older_generations_give_the_same_families_from_fewer_fields() {
     for generation in [Generation::Legacy, Generation::Nested] {
         let env = start_generation(generation).await;
-        scrape_until(
-            &env,
+        env.scrape_until(
             &format!("every family equals its records ({generation:?})"),
             |s| check_generation(s, &env, generation),
         )
@@ -480,9 +464,11 @@ async fn each_kind_of_change_shows_within_a_few_scrapes() {
     let message = env
         .sim
         .create_message("VM_CRASHED", 2, "VM", &guest.uuid, "crash");
-    scrape_until(&env, "the new message", |s| check_all(s, &env)).await;
+    env.scrape_until("the new message", |s| check_all(s, &env))
+        .await;
     assert!(env.sim.destroy_message(&message));
-    scrape_until(&env, "the destroyed message", |s| check_all(s, &env)).await;
+    env.scrape_until("the destroyed message", |s| check_all(s, &env))
+        .await;
 
     // Retag a VM, a host and an SR (with characters that need escaping).
     assert!(env.sim.set_tags(
@@ -491,7 +477,8 @@ async fn each_kind_of_change_shows_within_a_few_scrapes() {
     ));
     assert!(env.sim.set_tags(&view.hosts[host].uuid, &["rack-7"]));
     assert!(env.sim.set_tags(&view.srs[0].uuid, &[]));
-    scrape_until(&env, "the new tags", |s| check_all(s, &env)).await;
+    env.scrape_until("the new tags", |s| check_all(s, &env))
+        .await;
 
     // Resize a disk.
     let vdi = guest
@@ -500,7 +487,7 @@ async fn each_kind_of_change_shows_within_a_few_scrapes() {
         .find_map(|d| (d.vbd_type == "Disk").then(|| d.vdi_uuid.clone()).flatten())
         .expect("the guest has a disk");
     assert!(env.sim.resize_vdi(&vdi, 64 << 30, 10 << 30));
-    scrape_until(&env, "the resized disk", |s| {
+    env.scrape_until("the resized disk", |s| {
         check_all(s, &env)?;
         let got = table(s, "xen_vm_disk_virtual_size_bytes", &["vdi_uuid"]);
         (got.get(&vec![vdi.clone()]) == Some(&((64u64 << 30) as f64)))
@@ -514,7 +501,8 @@ async fn each_kind_of_change_shows_within_a_few_scrapes() {
         .find(|h| view.hosts[*h].certificate_not_after.is_some())
         .expect("a host with a host certificate record");
     assert!(env.sim.renew_certificate(renewable, 2_100_000_000));
-    scrape_until(&env, "the renewed certificate", |s| check_all(s, &env)).await;
+    env.scrape_until("the renewed certificate", |s| check_all(s, &env))
+        .await;
 
     // A pending reboot, by guidance and by rpm time.
     assert!(
@@ -531,19 +519,20 @@ async fn each_kind_of_change_shows_within_a_few_scrapes() {
             .then_some(())
             .ok_or_else(|| format!("{got:?}"))
     };
-    scrape_until(&env, "a reboot by guidance", shows_reboot).await;
+    env.scrape_until("a reboot by guidance", shows_reboot).await;
     assert!(env.sim.set_pending_guidances(&view.hosts[host].uuid, &[]));
-    scrape_until(&env, "the guidance cleared", |s| check_all(s, &env)).await;
+    env.scrape_until("the guidance cleared", |s| check_all(s, &env))
+        .await;
     let boot = env.sim.view().hosts[host].boot_time;
     assert!(
         env.sim
             .set_rpm_patch_installation_time(host, Some((boot + 3600) * 1000))
     );
-    scrape_until(&env, "a reboot by rpm time", shows_reboot).await;
+    env.scrape_until("a reboot by rpm time", shows_reboot).await;
 
     // A VM's pending restart.
     assert!(env.sim.set_pending_guidances(&guest.uuid, &["restart_vm"]));
-    scrape_until(&env, "a VM restart by guidance", |s| {
+    env.scrape_until("a VM restart by guidance", |s| {
         check_all(s, &env)?;
         let got = s.value("xen_vm_reboot_required", &[("vm_uuid", &guest.uuid)]);
         (got == Some(1.0))
@@ -561,19 +550,20 @@ async fn tags_are_escaped_and_every_series_is_distinct() {
     let guest = guests(&view).next().unwrap().uuid.clone();
     let tags = ["a\"b", "c\\d", "e\nf", "日本", "dup", "dup"];
     assert!(env.sim.set_tags(&guest, &tags));
-    let scrape = scrape_until(&env, "the tags", |s| {
-        let got: BTreeSet<String> = s
-            .all("xen_vm_tag")
-            .into_iter()
-            .filter(|t| t.labels.get("vm_uuid") == Some(&guest))
-            .map(|t| t.labels["tag"].clone())
-            .collect();
-        let want: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
-        (got == want)
-            .then_some(())
-            .ok_or_else(|| format!("{got:?}"))
-    })
-    .await;
+    let scrape = env
+        .scrape_until("the tags", |s| {
+            let got: BTreeSet<String> = s
+                .all("xen_vm_tag")
+                .into_iter()
+                .filter(|t| t.labels.get("vm_uuid") == Some(&guest))
+                .map(|t| t.labels["tag"].clone())
+                .collect();
+            let want: BTreeSet<String> = tags.iter().map(|t| t.to_string()).collect();
+            (got == want)
+                .then_some(())
+                .ok_or_else(|| format!("{got:?}"))
+        })
+        .await;
     // The strict parser has refused duplicates and bad escapes already; the raw text
     // carries the escapes of the text format.
     let text = env.get("/metrics").await.text().await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use xapi_sim::{PoolView, SimConfig};
 
-use crate::harness::{Scrape, TestEnv, poll_until, poll_within};
+use crate::harness::{Scrape, TestEnv, poll_within};
 
 async fn start(hosts: usize) -> TestEnv {
     TestEnv::start(SimConfig {
@@ -40,21 +40,6 @@ fn pbd_config<'a>(view: &'a PoolView, sr: &str, host: usize, key: &str) -> &'a s
         .find(|(k, _)| k == key)
         .map(|(_, v)| v.as_str())
         .unwrap_or_else(|| panic!("device_config has {key}"))
-}
-
-/// Scrapes until `shows` accepts a scrape, and returns that scrape: a change made in the
-/// simulator reaches the exporter by `event.from`, which takes a few milliseconds, so the
-/// first scrape after the change may come before it. `shows` says what it saw otherwise.
-async fn scrape_until(
-    env: &TestEnv,
-    change: &str,
-    shows: impl Fn(&Scrape) -> Result<(), String>,
-) -> Scrape {
-    poll_until(change, async || {
-        let scrape = env.scrape().await;
-        shows(&scrape).map(|()| scrape)
-    })
-    .await
 }
 
 /// Waits until the simulator has served `method` more than `before` times. The bound is
@@ -100,11 +85,12 @@ async fn a_detached_pbd_shows_0_at_the_next_scrape() {
         "one series per PBD"
     );
     assert!(env.sim.set_pbd_attached(&sr, 1, false));
-    let after = scrape_until(&env, "the PBD shows detached", |s| match attached(s) {
-        Some(0.0) => Ok(()),
-        other => Err(format!("{other:?}")),
-    })
-    .await;
+    let after = env
+        .scrape_until("the PBD shows detached", |s| match attached(s) {
+            Some(0.0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+        .await;
     let series = after
         .all("xen_pbd_attached")
         .into_iter()
@@ -146,13 +132,14 @@ async fn lost_multipath_paths_show_as_active_below_max() {
         Some(1.0)
     );
     assert!(env.sim.set_multipath_paths(&sr, 1, 2, 4));
-    let after = scrape_until(&env, "two paths of four show", |s| {
-        match paths(s, "xen_sr_multipath_paths") {
-            Some(2.0) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let after = env
+        .scrape_until("two paths of four show", |s| {
+            match paths(s, "xen_sr_multipath_paths") {
+                Some(2.0) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
     assert_eq!(paths(&after, "xen_sr_multipath_paths_max"), Some(4.0));
     // The other host's paths are untouched.
     let other = view.hosts[0].uuid.clone();
@@ -408,17 +395,18 @@ async fn host_and_pool_state_and_host_maintenance() {
     env.sim.set_host_live(2, false);
     let uuid = &view.hosts[2].uuid;
     // Two changes, maybe in two event batches: wait for both.
-    let after = scrape_until(&env, "host 2 shows disabled and not live", |s| {
-        let flags = (
-            s.value("xen_host_enabled", &[("host_uuid", uuid)]),
-            s.value("xen_host_live", &[("host_uuid", uuid)]),
-        );
-        match flags {
-            (Some(0.0), Some(0.0)) => Ok(()),
-            other => Err(format!("(enabled, live) = {other:?}")),
-        }
-    })
-    .await;
+    let after = env
+        .scrape_until("host 2 shows disabled and not live", |s| {
+            let flags = (
+                s.value("xen_host_enabled", &[("host_uuid", uuid)]),
+                s.value("xen_host_live", &[("host_uuid", uuid)]),
+            );
+            match flags {
+                (Some(0.0), Some(0.0)) => Ok(()),
+                other => Err(format!("(enabled, live) = {other:?}")),
+            }
+        })
+        .await;
     assert_eq!(
         after.value("xen_host_enabled", &[("host_uuid", &view.hosts[1].uuid)]),
         Some(1.0)
@@ -483,21 +471,22 @@ async fn renamed_added_removed_and_migrated_vms_show_at_the_next_scrape_without_
     // Four changes, in one or several event batches: wait until every one shows. Each part
     // compared is a whole set, so a stale series (old name, old host, removed VM) keeps the
     // wait going and, past the bound, fails the test.
-    let scrape = scrape_until(&env, "the rename, removal, start and migration show", |s| {
-        let seen = (
-            names(s, &renamed.uuid),
-            names(s, &removed.uuid),
-            names(s, &added),
-            hosts_of(s, &migrated.uuid),
-        );
-        match seen == want {
-            true => Ok(()),
-            false => Err(format!(
-                "(renamed, removed, added, hosts of migrated) = {seen:?}"
-            )),
-        }
-    })
-    .await;
+    let scrape = env
+        .scrape_until("the rename, removal, start and migration show", |s| {
+            let seen = (
+                names(s, &renamed.uuid),
+                names(s, &removed.uuid),
+                names(s, &added),
+                hosts_of(s, &migrated.uuid),
+            );
+            match seen == want {
+                true => Ok(()),
+                false => Err(format!(
+                    "(renamed, removed, added, hosts of migrated) = {seen:?}"
+                )),
+            }
+        })
+        .await;
     assert!(
         series_of_vm(&scrape, &removed.uuid).is_empty(),
         "removed VM"
@@ -558,17 +547,18 @@ async fn a_lost_event_stream_recovers_by_itself() {
         env.sim.set_vm_name(&vm.uuid, &name);
         // The rename reaches the inventory through the recovered stream: every series of the
         // VM carries the new name and no other.
-        let scrape = scrape_until(&env, &format!("{break_stream}: the rename shows"), |s| {
-            let names: BTreeSet<&str> = series_of_vm(s, &vm.uuid)
-                .iter()
-                .map(|s| s.labels["vm"].as_str())
-                .collect();
-            match names == BTreeSet::from([name.as_str()]) {
-                true => Ok(()),
-                false => Err(format!("{names:?}")),
-            }
-        })
-        .await;
+        let scrape = env
+            .scrape_until(&format!("{break_stream}: the rename shows"), |s| {
+                let names: BTreeSet<&str> = series_of_vm(s, &vm.uuid)
+                    .iter()
+                    .map(|s| s.labels["vm"].as_str())
+                    .collect();
+                match names == BTreeSet::from([name.as_str()]) {
+                    true => Ok(()),
+                    false => Err(format!("{names:?}")),
+                }
+            })
+            .await;
         let up = scrape
             .all("xen_host_up")
             .iter()
