@@ -53,7 +53,7 @@ fn families(escaping: bool) -> Vec<Family> {
                     tails.iter().enumerate().map(move |(t, tail)| Sample {
                         labels: Labels {
                             head: head.clone(),
-                            tail: smallvec::smallvec![Label::new("vbd", tail.clone())],
+                            tail: Box::from([Label::new("vbd", tail.clone())]),
                         },
                         // A mix of integral values and %0.15g-style fractions, as XAPI sends.
                         value: if (vm + t) % 3 == 0 {
@@ -124,7 +124,7 @@ fn bench_frame(c: &mut Criterion) {
     });
     let head = map.head(Arc::from(vec![Label::new("vm", "web")]));
     for column in 0..COLUMNS {
-        let tail = map.tail(smallvec::smallvec![Label::new("n", column.to_string())]);
+        let tail = map.tail(Box::from([Label::new("n", column.to_string())]));
         map.set(column, family, head, tail);
     }
     let map = Arc::new(map.finish());

@@ -252,7 +252,7 @@ impl HostMap {
                 *mappings.entry((owner, legend.name)).or_insert_with(|| {
                     let mapped = catalog::map_data_source(owner, legend.name);
                     let family = builder.family(mapped.family, catalog::describe);
-                    let mut tail = Tail::new();
+                    let mut tail = Vec::new();
                     let mut unresolved_slot = None;
                     if let Some(sr) = mapped.sr {
                         let (name, uuid): (Arc<str>, Arc<str>) = match sr {
@@ -286,6 +286,7 @@ impl HostMap {
                     if let Some((name, value)) = mapped.label {
                         tail.push(Label::new(name, value));
                     }
+                    let tail = Tail::from(tail);
                     let tail = match &mut hasher {
                         Some(hasher) => hasher.relabel_tail(tail),
                         None => tail,

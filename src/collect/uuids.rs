@@ -108,7 +108,7 @@ impl Hasher {
     /// A tail with its UUIDs hashed.
     pub(super) fn relabel_tail(&mut self, tail: Tail) -> Tail {
         match self.relabel(tail.iter()) {
-            Some(labels) => Tail::from_vec(labels),
+            Some(labels) => Tail::from(labels),
             None => tail,
         }
     }
@@ -185,11 +185,8 @@ mod tests {
             Label::new("host", "xcp-ng-01"),
             Label::new("host_uuid", HOST),
         ]);
-        let mut cpu = Tail::new();
-        cpu.push(Label::new("cpu", "0"));
-        let mut sr = Tail::new();
-        sr.push(Label::new("sr", "Local storage"));
-        sr.push(Label::new("sr_uuid", SR));
+        let cpu = Tail::from([Label::new("cpu", "0")]);
+        let sr = Tail::from([Label::new("sr", "Local storage"), Label::new("sr_uuid", SR)]);
         let families = vec![
             family(
                 "xen_vm_cpu",
@@ -204,11 +201,7 @@ mod tests {
                     Sample {
                         labels: Labels {
                             head: head.clone(),
-                            tail: {
-                                let mut t = Tail::new();
-                                t.push(Label::new("cpu", "1"));
-                                t
-                            },
+                            tail: Tail::from([Label::new("cpu", "1")]),
                         },
                         value: 0.25,
                     },

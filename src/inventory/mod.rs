@@ -655,11 +655,8 @@ impl Inventory {
                     .vm_guest_metrics
                     .get(&v.guest_metrics)
                     .filter(|_| live);
-                let guest_text = |key: &str| {
-                    guest
-                        .and_then(|g| g.os_version.get(key))
-                        .map_or("", String::as_str)
-                };
+                let guest_text =
+                    |text: fn(&records::VmGuestMetrics) -> &str| guest.map_or("", text);
                 let (snapshot_count, oldest_snapshot) = snapshots
                     .get(reference.as_str())
                     .copied()
@@ -669,13 +666,9 @@ impl Inventory {
                     resident_on,
                     is_control_domain: v.is_control_domain,
                     domain_type: interned.get(&v.domain_type),
-                    os_name: interned.get(guest_text("name").split('|').next().unwrap_or("")),
-                    distro: interned.get(guest_text("distro")),
-                    pv_drivers_version: interned.get(
-                        &guest
-                            .map(|g| pv_drivers_version(&g.pv_drivers_version))
-                            .unwrap_or_default(),
-                    ),
+                    os_name: interned.get(guest_text(|g| &g.os_version.name)),
+                    distro: interned.get(guest_text(|g| &g.os_version.distro)),
+                    pv_drivers_version: interned.get(guest_text(|g| &g.pv_drivers_version)),
                     reboot_required: vm_reboot_required(v),
                     snapshots: snapshot_count,
                     oldest_snapshot,
@@ -884,18 +877,6 @@ pub fn vm_reboot_required(vm: &records::Vm) -> bool {
 
 /// `major.minor.micro`, then `-build` when there is one; empty unless the first three are
 /// known.
-fn pv_drivers_version(version: &HashMap<String, String>) -> String {
-    let part = |k: &str| version.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let (Some(major), Some(minor), Some(micro)) = (part("major"), part("minor"), part("micro"))
-    else {
-        return String::new();
-    };
-    match part("build") {
-        Some(build) => format!("{major}.{minor}.{micro}-{build}"),
-        None => format!("{major}.{minor}.{micro}"),
-    }
-}
-
 /// Storage manager's `"[active, max]"` path counts.
 pub fn parse_path_counts(text: &str) -> Option<(u32, u32)> {
     let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;

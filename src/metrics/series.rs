@@ -247,7 +247,7 @@ mod tests {
         let memory = map.family("xen_vm_memory".into(), meta);
         let cpu = map.family("xen_vm_cpu".into(), meta);
         let (b, a10, a9) = (map.head(vm("b")), map.head(vm("a10")), map.head(vm("a9")));
-        let none = map.tail(Tail::new());
+        let none = map.tail(Tail::default());
         map.set(0, memory, b, none);
         map.set(1, cpu, b, none);
         map.set(2, cpu, a10, none);

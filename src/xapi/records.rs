@@ -138,12 +138,23 @@ pub struct VmMetrics {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct VmGuestMetrics {
-    /// `name`, `distro`, ... as the guest agent reports them.
+    /// `name` and `distro`, as the guest agent reports them.
     #[serde(deserialize_with = "os_version")]
-    pub os_version: HashMap<String, String>,
-    /// `major`, `minor`, `micro`, `build` of the guest's PV drivers.
+    pub os_version: OsVersion,
+    /// The guest's PV drivers as `major.minor.micro`, `-build` when present; empty when a
+    /// part is missing.
     #[serde(rename = "PV_drivers_version", deserialize_with = "pv_drivers_version")]
-    pub pv_drivers_version: HashMap<String, String>,
+    pub pv_drivers_version: String,
+}
+
+/// What the exporter reads of `VM_guest_metrics.os_version`, kept as fields rather than a
+/// map: one per VM of a large pool.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OsVersion {
+    /// `name` up to its first `|` (Windows agents append the system and boot paths).
+    pub name: String,
+    /// `distro`.
+    pub distro: String,
 }
 
 const OS_VERSION: &[&str] = &["name", "distro"];
@@ -347,14 +358,26 @@ fn cpu_info<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, 
     pick(d, |k| CPU_INFO.contains(&k))
 }
 
-fn os_version<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
-    pick(d, |k| OS_VERSION.contains(&k))
+fn os_version<'de, D: Deserializer<'de>>(d: D) -> Result<OsVersion, D::Error> {
+    let mut map = pick(d, |k| OS_VERSION.contains(&k))?;
+    let name = map.remove("name").unwrap_or_default();
+    Ok(OsVersion {
+        name: name.split('|').next().unwrap_or("").to_owned(),
+        distro: map.remove("distro").unwrap_or_default(),
+    })
 }
 
-fn pv_drivers_version<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<HashMap<String, String>, D::Error> {
-    pick(d, |k| PV_DRIVERS_VERSION.contains(&k))
+fn pv_drivers_version<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let version = pick(d, |k| PV_DRIVERS_VERSION.contains(&k))?;
+    let part = |k: &str| version.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let (Some(major), Some(minor), Some(micro)) = (part("major"), part("minor"), part("micro"))
+    else {
+        return Ok(String::new());
+    };
+    Ok(match part("build") {
+        Some(build) => format!("{major}.{minor}.{micro}-{build}"),
+        None => format!("{major}.{minor}.{micro}"),
+    })
 }
 
 fn license_params<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<String, String>, D::Error> {
