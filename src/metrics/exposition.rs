@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustc_hash::FxHashMap;
 
@@ -371,17 +371,19 @@ pub struct Exposition {
 }
 
 /// Families encoded once in one format, kept compressed, to be written by many responses:
-/// as they are into a gzip response, inflated piece by piece into a plain one.
+/// as they are into a gzip response, inflated once for the plain responses in flight.
 ///
-/// Only the compressed text is kept: the record families of a large pool are megabytes of
-/// text that compresses about fivefold, held for as long as the inventory does not change,
-/// while a plain response inflates a piece at a time and most scrapers ask for gzip.
+/// Only the compressed text is kept between scrapes: the record families of a large pool are
+/// megabytes of text that compresses about fivefold, held for as long as the inventory does
+/// not change, and most scrapers ask for gzip.
 #[derive(Debug, Default)]
 pub struct Rendered {
     /// Their text compressed, without the OpenMetrics end marker.
     pub deflated: Deflated,
     /// Their names, sorted.
     pub names: Vec<Cow<'static, str>>,
+    /// The text while plain responses are writing it (see [`Rendered::text`]).
+    text: Mutex<Weak<Vec<u8>>>,
 }
 
 /// Text compressed once for many responses: a raw deflate stream that ends on a byte
@@ -394,10 +396,6 @@ pub struct Deflated {
     /// CRC-32 and length of the text.
     pub crc: flate2::Crc,
 }
-
-/// The most text [`Rendered::inflate`] gives at a time: each plain response holds about two
-/// such pieces, and 40 slow readers hold 40 responses.
-const INFLATED_PIECE: usize = 64 << 10;
 
 impl Rendered {
     /// Encodes `families` in `format` and compresses the text as it goes: each family's
@@ -424,6 +422,7 @@ impl Rendered {
         Rendered {
             deflated: Deflated { bytes, crc },
             names,
+            text: Mutex::default(),
         }
     }
 
@@ -432,30 +431,25 @@ impl Rendered {
         usize::try_from(self.deflated.crc.amount()).unwrap_or(usize::MAX)
     }
 
-    /// The text, inflated a piece (at most 64 KiB) at a time.
-    pub fn inflate(&self) -> impl Iterator<Item = Vec<u8>> + '_ {
-        let mut inflate = flate2::Decompress::new(false);
-        let mut left = self.text_len();
-        std::iter::from_fn(move || {
-            if left == 0 {
-                return None;
-            }
-            let mut piece = Vec::with_capacity(left.min(INFLATED_PIECE));
-            let input = usize::try_from(inflate.total_in()).unwrap_or(usize::MAX);
-            let input = self.deflated.bytes.get(input..).unwrap_or_default();
-            // The stream is our own; an error would be a bug, and ends the text early
-            // rather than looping.
-            match inflate.decompress_vec(input, &mut piece, flate2::FlushDecompress::Sync) {
-                Ok(_) if !piece.is_empty() => {
-                    left = left.saturating_sub(piece.len());
-                    Some(piece)
-                }
-                _ => {
-                    left = 0;
-                    None
-                }
-            }
-        })
+    /// The text, for plain responses: inflated by the first that asks, shared by every one
+    /// writing it meanwhile, and dropped with the last of them, so that it is held only while
+    /// plain responses are being written.
+    pub fn text(&self) -> Arc<Vec<u8>> {
+        let mut shared = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(text) = shared.upgrade() {
+            return text;
+        }
+        let mut text = Vec::with_capacity(self.text_len());
+        // The stream is our own, complete up to its sync flush; an error would be a bug, and
+        // leaves the text short rather than failing the response.
+        let _ = flate2::Decompress::new(false).decompress_vec(
+            &self.deflated.bytes,
+            &mut text,
+            flate2::FlushDecompress::Sync,
+        );
+        let text = Arc::new(text);
+        *shared = Arc::downgrade(&text);
+        text
     }
 }
 

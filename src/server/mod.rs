@@ -335,6 +335,16 @@ fn exposition(
     response
 }
 
+/// Rendered text inflated for the plain responses in flight, as the owner of the [`Bytes`]
+/// that send it.
+struct SharedText(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// Rendered text compressed, as the owner of the [`Bytes`] that send it.
 struct DeflatedText(Arc<Rendered>);
 
@@ -412,17 +422,19 @@ impl Writer {
     }
 
     /// Writes text rendered once for many responses: as it is kept, compressed, into a
-    /// gzip response (no copy); inflated a piece at a time into a plain one.
+    /// gzip response (no copy); inflated into a plain one, once for all those in flight.
     async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
         if self.gzip {
             return self
                 .send(Bytes::from_owner(DeflatedText(rendered.clone())))
                 .await;
         }
-        for piece in rendered.inflate() {
-            self.send(Bytes::from(piece)).await?;
-        }
-        Ok(())
+        // Inflating megabytes would hold an async worker for milliseconds.
+        let owned = rendered.clone();
+        let Ok(text) = tokio::task::spawn_blocking(move || owned.text()).await else {
+            return Ok(());
+        };
+        self.send(Bytes::from_owner(SharedText(text))).await
     }
 }
 
