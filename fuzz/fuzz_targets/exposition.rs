@@ -36,8 +36,8 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let head: Arc<[Label]> = labels[..split].into();
     let tail: xen_exporter::metrics::Tail = labels[split..].iter().cloned().collect();
     // A second series with one more label keeps the two label sets distinct.
-    let mut longer = tail.clone();
-    longer.push(Label::new("z", ""));
+    let longer: xen_exporter::metrics::Tail =
+        tail.iter().cloned().chain([Label::new("z", "")]).collect();
     let family = Family {
         name: Cow::Borrowed("xen_fuzz_total"),
         help: Cow::Owned(help),
