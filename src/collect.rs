@@ -198,8 +198,7 @@ impl Pool {
     pub async fn scrape(self: &Arc<Self>, timeout: Option<Duration>) -> Exposition {
         self.start();
         let started = Instant::now();
-        let timeout = timeout.map_or(self.timeout, |t| t.min(self.timeout));
-        let deadline = started + timeout;
+        let deadline = self.deadline(timeout);
         let inventory = self.inventory.get(deadline).await;
         if inventory.is_none() {
             // The inventory task logs and counts why (source "inventory").
@@ -441,10 +440,35 @@ impl Pool {
         host
     }
 
+    /// The record-derived families of the inventory snapshot rendered in `format`, waiting
+    /// until `deadline` for a first snapshot; `None` without one. What a response writes
+    /// before the collection, which needs no `/rrd_updates` to know them. A response asks
+    /// for them before it starts the collection, so that a new snapshot's rendering does not
+    /// add its memory to the collection's.
+    pub async fn rendered_records(
+        self: &Arc<Self>,
+        format: Format,
+        deadline: Instant,
+    ) -> Option<Arc<Rendered>> {
+        self.start();
+        self.inventory.get(deadline).await?;
+        let pool = self.clone();
+        // Rendering a large pool takes tens of milliseconds: not on an async worker.
+        tokio::task::spawn_blocking(move || pool.record_families(format))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The collection deadline for a scraper's `timeout`: the pool's own timeout when
+    /// `None` or longer.
+    pub fn deadline(&self, timeout: Option<Duration>) -> Instant {
+        Instant::now() + timeout.map_or(self.timeout, |t| t.min(self.timeout))
+    }
+
     /// The record-derived families of the current inventory snapshot rendered in `format`,
-    /// `None` before the first snapshot: what a response writes before (not with) the
-    /// collection, which needs no `/rrd_updates` to know them.
-    pub fn record_families(&self, format: Format) -> Option<Arc<Rendered>> {
+    /// `None` before the first snapshot; rendered at the first call for a snapshot.
+    fn record_families(&self, format: Format) -> Option<Arc<Rendered>> {
         let inventory = self.inventory.snapshot()?;
         let slot = match format {
             Format::Text => 0,

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::io::Write;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
@@ -382,8 +382,6 @@ pub struct Rendered {
     pub deflated: Deflated,
     /// Their names, sorted.
     pub names: Vec<Cow<'static, str>>,
-    /// The text while plain responses are writing it (see [`Rendered::text`]).
-    text: Mutex<Weak<Vec<u8>>>,
 }
 
 /// Text compressed once for many responses: a raw deflate stream that ends on a byte
@@ -422,7 +420,6 @@ impl Rendered {
         Rendered {
             deflated: Deflated { bytes, crc },
             names,
-            text: Mutex::default(),
         }
     }
 
@@ -431,25 +428,49 @@ impl Rendered {
         usize::try_from(self.deflated.crc.amount()).unwrap_or(usize::MAX)
     }
 
-    /// The text, for plain responses: inflated by the first that asks, shared by every one
-    /// writing it meanwhile, and dropped with the last of them, so that it is held only while
-    /// plain responses are being written.
-    pub fn text(&self) -> Arc<Vec<u8>> {
-        let mut shared = self.text.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(text) = shared.upgrade() {
-            return text;
+    /// The text, for a plain response: inflated piece by piece as the response writes it,
+    /// so that a response holds a piece at a time, never the whole text. A shared inflated
+    /// copy held while plain responses write it added megabytes beside the collection.
+    pub fn pieces(self: &Arc<Self>) -> Pieces {
+        Pieces {
+            rendered: self.clone(),
+            inflate: flate2::Decompress::new(false),
         }
-        let mut text = Vec::with_capacity(self.text_len());
+    }
+
+    /// The whole text (tests).
+    #[cfg(test)]
+    pub fn text(self: &Arc<Self>) -> Vec<u8> {
+        self.pieces().flatten().collect()
+    }
+}
+
+/// Bytes of text a plain response inflates at a time: small, since each of the responses in
+/// flight holds one or two (the one it writes and the one queued).
+const PIECE: usize = 64 * 1024;
+
+/// The text of a [`Rendered`], inflated one piece at a time.
+#[derive(Debug)]
+pub struct Pieces {
+    rendered: Arc<Rendered>,
+    inflate: flate2::Decompress,
+}
+
+impl Iterator for Pieces {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let stream = &self.rendered.deflated.bytes;
+        let read = usize::try_from(self.inflate.total_in()).unwrap_or(usize::MAX);
+        let mut piece = Vec::with_capacity(PIECE);
         // The stream is our own, complete up to its sync flush; an error would be a bug, and
-        // leaves the text short rather than failing the response.
-        let _ = flate2::Decompress::new(false).decompress_vec(
-            &self.deflated.bytes,
-            &mut text,
+        // ends the text short rather than failing the response.
+        let _ = self.inflate.decompress_vec(
+            stream.get(read..).unwrap_or_default(),
+            &mut piece,
             flate2::FlushDecompress::Sync,
         );
-        let text = Arc::new(text);
-        *shared = Arc::downgrade(&text);
-        text
+        (!piece.is_empty()).then_some(piece)
     }
 }
 

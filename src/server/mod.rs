@@ -232,11 +232,14 @@ async fn ready(AxumState(state): AxumState<Arc<State>>) -> Response {
 async fn metrics(AxumState(state): AxumState<Arc<State>>, headers: HeaderMap) -> Response {
     match state.metrics_pool {
         Some(index) => pool_exposition(&state, index, &headers),
-        None => exposition(
-            &headers,
-            None,
-            futures::future::ready(state.own_families()).boxed(),
-        ),
+        None => {
+            let own = state.own_families();
+            exposition(
+                &headers,
+                None,
+                Box::new(move || futures::future::ready(own).boxed()),
+            )
+        }
     }
 }
 
@@ -264,21 +267,24 @@ async fn probe(
     pool_exposition(&state, index, &headers)
 }
 
-/// The response for pool `index`: its collection (shared with the scrapes in flight) runs
-/// while the record families are written.
+/// The response for pool `index`: its record families, then its collection (shared with
+/// the scrapes in flight), within the scraper's timeout.
 fn pool_exposition(state: &Arc<State>, index: usize, headers: &HeaderMap) -> Response {
-    let timeout = state.scrape_timeout(headers);
+    let pool = state.pools[index].pool.clone();
+    let deadline = pool.deadline(state.scrape_timeout(headers));
     let shared = state.clone();
-    // Started now, not when the encoder gets to it after the record families.
-    let collection = tokio::spawn(async move { shared.collect(index, timeout).await });
-    let collection = async move {
-        collection.await.unwrap_or_else(|error| {
-            tracing::error!(%error, "Collection task failed");
-            Arc::new(Collected::default())
-        })
-    }
-    .boxed();
-    exposition(headers, Some(state.pools[index].pool.clone()), collection)
+    let start = move || {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let collection = tokio::spawn(async move { shared.collect(index, Some(remaining)).await });
+        async move {
+            collection.await.unwrap_or_else(|error| {
+                tracing::error!(%error, "Collection task failed");
+                Arc::new(Collected::default())
+            })
+        }
+        .boxed()
+    };
+    exposition(headers, Some((pool, deadline)), Box::new(start))
 }
 
 /// The query of `/probe`.
@@ -287,14 +293,18 @@ struct ProbeQuery {
     target: Option<String>,
 }
 
-/// The response for a collection of `pool` (or of the exporter itself when `None`). The
-/// record-derived families of the pool's inventory are known before the collection starts:
-/// they are written first, while the hosts are still being fetched, and the collection
-/// follows, so that only the RRD part is left to send once the last host has answered.
+/// Starts a collection when called, and gives its families.
+type StartCollection = Box<dyn FnOnce() -> BoxFuture<'static, Collection> + Send>;
+
+/// The response for a collection of `pool` (or of the exporter itself when `None`), due by
+/// the deadline given with the pool. The record-derived families of the pool's inventory
+/// are known before the collection: they are rendered (when the snapshot is new) before it
+/// starts, so that the two do not add up in memory, then written while the hosts are being
+/// fetched, so that only the RRD part is left to send once the last host has answered.
 fn exposition(
     headers: &HeaderMap,
-    pool: Option<Arc<Pool>>,
-    collection: BoxFuture<'static, Collection>,
+    pool: Option<(Arc<Pool>, tokio::time::Instant)>,
+    start: StartCollection,
 ) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = encode::negotiate(accept);
@@ -313,7 +323,7 @@ fn exposition(
             started: tokio::time::Instant::now(),
             bytes: 0,
         };
-        let _ = response.write_all(pool.as_deref(), collection).await;
+        let _ = response.write_all(pool, start).await;
     });
     let chunks = futures::stream::unfold(receiver, |mut receiver| async move {
         let chunk = receiver.recv().await?;
@@ -333,16 +343,6 @@ fn exposition(
         HeaderValue::from_static("Accept, Accept-Encoding"),
     );
     response
-}
-
-/// Rendered text inflated for the plain responses in flight, as the owner of the [`Bytes`]
-/// that send it.
-struct SharedText(Arc<Vec<u8>>);
-
-impl AsRef<[u8]> for SharedText {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
 }
 
 /// Rendered text compressed, as the owner of the [`Bytes`] that send it.
@@ -378,21 +378,29 @@ impl Writer {
     /// it shares with the other responses reading it now.
     async fn write_all(
         mut self,
-        pool: Option<&Pool>,
-        collection: BoxFuture<'static, Collection>,
+        pool: Option<(Arc<Pool>, tokio::time::Instant)>,
+        start: StartCollection,
     ) -> Result<(), Gone> {
         let format = self.format;
         if self.gzip {
             self.send(Bytes::from_static(&gzip::HEADER)).await?;
         }
-        let mut records = pool.and_then(|p| p.record_families(format));
+        let mut records = match &pool {
+            Some((pool, deadline)) => pool.rendered_records(format, *deadline).await,
+            None => None,
+        };
+        let collection = start();
         if let Some(rendered) = &records {
             self.rendered(rendered).await?;
         }
         let collection = collection.await;
-        if records.is_none() {
+        if records.is_none()
+            && let Some((pool, _)) = &pool
+        {
             // The inventory arrived during the collection.
-            records = pool.and_then(|p| p.record_families(format));
+            records = pool
+                .rendered_records(format, tokio::time::Instant::now())
+                .await;
             if let Some(rendered) = &records {
                 self.rendered(rendered).await?;
             }
@@ -422,19 +430,17 @@ impl Writer {
     }
 
     /// Writes text rendered once for many responses: as it is kept, compressed, into a
-    /// gzip response (no copy); inflated into a plain one, once for all those in flight.
+    /// gzip response (no copy); inflated a piece at a time into a plain one.
     async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
         if self.gzip {
             return self
                 .send(Bytes::from_owner(DeflatedText(rendered.clone())))
                 .await;
         }
-        // Inflating megabytes would hold an async worker for milliseconds.
-        let owned = rendered.clone();
-        let Ok(text) = tokio::task::spawn_blocking(move || owned.text()).await else {
-            return Ok(());
-        };
-        self.send(Bytes::from_owner(SharedText(text))).await
+        for piece in rendered.pieces() {
+            self.send(Bytes::from(piece)).await?;
+        }
+        Ok(())
     }
 }
 
