@@ -18,4 +18,5 @@ mod secrets;
 mod state;
 mod tidy;
 mod tls;
+mod vm_rrd;
 mod web;
