@@ -4,7 +4,8 @@
 //! (`state`), rendered once per inventory snapshot for responses to write first. The only
 //! module that knows both XAPI and Prometheus. Failures become samples (`xen_host_up` 0,
 //! error counters) and one log line; a scrape never fails. The only XAPI calls a scrape makes
-//! are the `/rrd_updates` requests.
+//! are the `/rrd_updates` requests. What the last collection found of each host is kept for
+//! the status page ([`Pool::status`]), which reads it and never collects.
 
 mod rrd_map;
 mod state;
@@ -13,13 +14,13 @@ mod uuids;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::join_all;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig, SecretBytes, TrustMode};
+use crate::config::{Collectors, Endpoint, Mode, PoolConfig, Scheme, SecretBytes, TrustMode};
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
 use crate::metrics::catalog;
@@ -42,8 +43,8 @@ pub struct Pool {
     fetch_limit: Option<Arc<Semaphore>>,
     /// Unix time of the last collection that reached every host.
     last_success: Mutex<Option<f64>>,
-    /// Seconds the last completed collection took.
-    last_duration: Mutex<Option<f64>>,
+    /// The last completed collection: its time and each host's outcome.
+    last_collection: Mutex<Option<Arc<LastCollection>>>,
     /// The record-derived families of the last inventory snapshot, rendered in the formats
     /// asked for: they change only with the inventory, so a steady pool renders them once,
     /// not at every scrape.
@@ -57,6 +58,8 @@ pub struct Pool {
     identity: Mutex<Option<HostEntry>>,
     /// How XAPI's certificates are checked, for `xen_exporter_xapi_tls_verify`.
     trust_mode: TrustMode,
+    /// The configured host is plain HTTP: no certificate is checked whatever the trust mode.
+    plain_http: bool,
     /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with.
     hash_uuids_key: Option<SecretBytes>,
     /// Each host's legend joined with names, kept while neither changes.
@@ -126,6 +129,46 @@ impl HostReason {
     }
 }
 
+/// A pool as the status page shows it: what its last collection left, read without
+/// collecting.
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    /// The pool's configured name (its `/probe` target).
+    pub name: Arc<str>,
+    /// Host or pool mode.
+    pub mode: Mode,
+    /// How the hosts' certificates are checked.
+    pub trust_mode: TrustMode,
+    /// The configured host is plain HTTP, so no certificate is checked at all.
+    pub plain_http: bool,
+    /// The last completed collection; `None` before the first (not started).
+    pub last: Option<Arc<LastCollection>>,
+}
+
+/// One completed collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastCollection {
+    /// When it started.
+    pub started: SystemTime,
+    /// How long it took (`xen_pool_collection_duration_seconds`).
+    pub took: Duration,
+    /// Each host asked, in the order of the scrape's targets.
+    pub hosts: Vec<HostOutcome>,
+}
+
+/// Whether a host answered a collection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostOutcome {
+    /// Its name as in `xen_host_up` (its address when the inventory does not know it).
+    pub name: Arc<str>,
+    /// Its UUID as in `xen_host_up`: hashed with `XEN_HASH_UUIDS`, empty when unknown.
+    pub uuid: Arc<str>,
+    /// Where its `/rrd_updates` was asked for.
+    pub address: String,
+    /// `None` when it answered; else why not, the `reason` of `xen_host_scrape_errors_total`.
+    pub failure: Option<HostReason>,
+}
+
 /// An inventory snapshot and its record-derived families in each format (text, OpenMetrics).
 type StateCache = (Arc<Inventory>, [Option<Arc<Rendered>>; 2]);
 
@@ -144,7 +187,7 @@ impl Pool {
             follower: Mutex::new(None),
             fetch_limit,
             last_success: Mutex::new(None),
-            last_duration: Mutex::new(None),
+            last_collection: Mutex::new(None),
             state_families: Mutex::new(None),
             collectors: config.collectors,
             client,
@@ -154,6 +197,7 @@ impl Pool {
             host_errors: Mutex::new(BTreeMap::new()),
             identity: Mutex::new(None),
             trust_mode: config.tls.mode(),
+            plain_http: config.endpoint.scheme == Scheme::Http,
             hash_uuids_key: config.hash_uuids_key.clone(),
             maps: rrd_map::MapCache::default(),
         })
@@ -167,6 +211,21 @@ impl Pool {
     /// The pool's configured name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// What the status page shows: the state the last collection left. Starts nothing.
+    pub fn status(&self) -> PoolStatus {
+        PoolStatus {
+            name: self.name.clone(),
+            mode: self.mode,
+            trust_mode: self.trust_mode,
+            plain_http: self.plain_http,
+            last: self
+                .last_collection
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        }
     }
 
     /// Starts, once, the task that logs in, reads the inventory and keeps it current by
@@ -198,6 +257,7 @@ impl Pool {
     pub async fn scrape(self: &Arc<Self>, timeout: Option<Duration>) -> Exposition {
         self.start();
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let deadline = self.deadline(timeout);
         let inventory = self.inventory.get(deadline).await;
         if inventory.is_none() {
@@ -244,8 +304,17 @@ impl Pool {
         self.push_own(&mut out);
         let mut frames = Vec::with_capacity(hosts.len());
         let mut scraped = Vec::with_capacity(hosts.len());
+        let mut outcomes = Vec::with_capacity(hosts.len());
         for (target, result, elapsed) in hosts {
-            scraped.push(self.push_host(&mut out, &mut frames, &target, result, elapsed));
+            let failure = result.as_ref().err().map(|f| f.reason);
+            let host = self.push_host(&mut out, &mut frames, &target, result, elapsed);
+            outcomes.push(HostOutcome {
+                name: host.name.clone(),
+                uuid: host.uuid.clone(),
+                address: target.endpoint.host.clone(),
+                failure,
+            });
+            scraped.push(host);
         }
         self.push_error_counters(&mut out, &scraped);
         push_build_info(&mut out);
@@ -268,8 +337,21 @@ impl Pool {
                 value: started.elapsed().as_secs_f64(),
             },
         );
-        *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(started.elapsed().as_secs_f64());
+        if let Some(key) = &self.hash_uuids_key {
+            // As `hash_builder_samples` hashes them in `xen_host_up` below.
+            let mut hasher = uuids::Hasher::new(key.expose());
+            for outcome in &mut outcomes {
+                outcome.uuid = hasher.hash(&outcome.uuid);
+            }
+        }
+        *self
+            .last_collection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(LastCollection {
+            started: started_at,
+            took: started.elapsed(),
+            hosts: outcomes,
+        }));
         if let Some(key) = &self.hash_uuids_key {
             // Before the hosts' rows join: their series maps hashed their own labels.
             uuids::hash_builder_samples(&mut out, key.expose());
@@ -534,8 +616,17 @@ impl Pool {
         if let Some(at) = *self.last_success.lock().unwrap_or_else(|e| e.into_inner()) {
             push("xen_pool_last_success_timestamp_seconds", pool(), at);
         }
-        if let Some(took) = *self.last_duration.lock().unwrap_or_else(|e| e.into_inner()) {
-            push("xen_pool_collection_duration_seconds", pool(), took);
+        let last = self
+            .last_collection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(last) = last {
+            push(
+                "xen_pool_collection_duration_seconds",
+                pool(),
+                last.took.as_secs_f64(),
+            );
         }
         let mut logins = 0;
         for stat in self.client.request_stats() {

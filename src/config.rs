@@ -159,6 +159,16 @@ pub struct Cli {
     )]
     pub collect_certificates: String,
 
+    /// Ask each host's /rrd_updates for its VMs' data sources (xen_vm_cpu, xen_vm_memory,
+    /// VBD and VIF series, dom0's included); off, the request selects no VM, so that dom0
+    /// sends a fraction of the bytes; the VM families from records stay: true or false.
+    #[arg(
+        long = "collector.vm-rrd",
+        env = "XEN_COLLECT_VM_RRD",
+        default_value = "true"
+    )]
+    pub collect_vm_rrd: String,
+
     /// Time allowed for each XAPI request, and so for each host in a scrape, e.g. 8s or 8.
     /// Keep it below Prometheus' scrape timeout (10 s by default).
     #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
@@ -340,6 +350,10 @@ impl Cli {
             certificates: Setting::new(
                 "XEN_COLLECT_CERTIFICATES (--collector.certificates)",
                 self.collect_certificates.clone(),
+            ),
+            vm_rrd: Setting::new(
+                "XEN_COLLECT_VM_RRD (--collector.vm-rrd)",
+                self.collect_vm_rrd.clone(),
             ),
         }
     }
@@ -643,13 +657,14 @@ pub struct PoolConfig {
     pub halt_on_no_uuid: bool,
     /// Per-request (and per-host) timeout.
     pub timeout: Duration,
-    /// Optional record-derived families.
+    /// Optional families.
     pub collectors: Collectors,
     /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with; `None` = kept.
     pub hash_uuids_key: Option<SecretBytes>,
 }
 
-/// Switches for the optional families derived from XAPI records.
+/// Switches for the optional families: those derived from XAPI records, and the VMs' RRD
+/// series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Collectors {
     /// `xen_pbd_attached`.
@@ -666,6 +681,8 @@ pub struct Collectors {
     pub messages: bool,
     /// `xen_certificate_expiry_time_seconds`; also whether `Certificate` records are read.
     pub certificates: bool,
+    /// The `xen_vm_*` series of `/rrd_updates`; also whether that request asks for VMs.
+    pub vm_rrd: bool,
 }
 
 impl Default for Collectors {
@@ -679,6 +696,7 @@ impl Default for Collectors {
             tags: true,
             messages: true,
             certificates: true,
+            vm_rrd: true,
         }
     }
 }
@@ -963,7 +981,7 @@ fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
         (
             "collectors",
             format!(
-                "pbd={} multipath={} storage-targets={} disks={} tags={} messages={} certificates={}",
+                "pbd={} multipath={} storage-targets={} disks={} tags={} messages={} certificates={} vm-rrd={}",
                 pool.collectors.pbd,
                 pool.collectors.multipath,
                 pool.collectors.storage_targets,
@@ -971,6 +989,7 @@ fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
                 pool.collectors.tags,
                 pool.collectors.messages,
                 pool.collectors.certificates,
+                pool.collectors.vm_rrd,
             ),
         ),
         ("tls", trust),
@@ -1106,8 +1125,23 @@ mod tests {
         .pool
         .collectors;
         assert!(!off.disks && !off.tags && !off.messages && !off.certificates);
-        assert!(off.pbd);
+        assert!(off.pbd && off.vm_rrd);
         assert!(err(&["--collector.tags", "maybe"]).starts_with("XEN_COLLECT_TAGS"));
+    }
+
+    #[test]
+    fn vm_rrd_defaults_on_and_switches_off_by_flag() {
+        assert!(Collectors::default().vm_rrd);
+        let off = Config::from_cli(&cli(&["--collector.vm-rrd", "false"]), &Env::default());
+        let off = off.unwrap().pool.collectors;
+        assert_eq!(
+            off,
+            Collectors {
+                vm_rrd: false,
+                ..Collectors::default()
+            }
+        );
+        assert!(err(&["--collector.vm-rrd", "no way"]).starts_with("XEN_COLLECT_VM_RRD"));
     }
 
     #[test]

@@ -36,7 +36,8 @@ impl Hasher {
         }
     }
 
-    fn hash(&mut self, value: &Arc<str>) -> Arc<str> {
+    /// `value` hashed, as it appears in every `*_uuid` label.
+    pub(super) fn hash(&mut self, value: &Arc<str>) -> Arc<str> {
         // An empty UUID (a host not known yet) says nothing; keep it recognisable.
         if value.is_empty() {
             return value.clone();

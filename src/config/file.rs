@@ -63,6 +63,7 @@ struct FileCollectors {
     tags: Option<Value>,
     messages: Option<Value>,
     certificates: Option<Value>,
+    vm_rrd: Option<Value>,
 }
 
 /// The file's documented defaults. Only `mode` differs from the environment's: a file
@@ -171,6 +172,11 @@ fn raw_pool(p: FilePool) -> Result<RawPool, Error> {
             p.collectors.certificates,
             &collectors.certificates.to_string(),
         )?,
+        vm_rrd: scalar(
+            "`collectors.vm_rrd`",
+            p.collectors.vm_rrd,
+            &collectors.vm_rrd.to_string(),
+        )?,
     })
 }
 
@@ -242,7 +248,7 @@ pools:
     credential: prod-xapi
     timeout: 2500ms
     mode: host
-    collectors: {{pbd: false, tags: false, messages: false, disks: true}}
+    collectors: {{pbd: false, tags: false, messages: false, disks: true, vm_rrd: false}}
 "#,
             lab.display()
         );
@@ -268,6 +274,7 @@ pools:
         assert!(!prod.collectors.pbd && prod.collectors.multipath);
         assert!(!prod.collectors.tags && !prod.collectors.messages);
         assert!(prod.collectors.disks && prod.collectors.certificates && lab.collectors.tags);
+        assert!(!prod.collectors.vm_rrd && lab.collectors.vm_rrd);
         assert!(prod.tls.verify);
     }
 
@@ -296,6 +303,10 @@ pools:
         assert!(
             err("pools: [{name: a, hosts: [h], collectors: {pbd: 2}}]")
                 .contains("`collectors.pbd`")
+        );
+        assert!(
+            err("pools: [{name: a, hosts: [h], collectors: {vm_rrd: maybe}}]")
+                .contains("`collectors.vm_rrd`")
         );
         assert!(
             err("pools: [{name: a, hosts: [h], password_file: /nonexistent/x}]")

@@ -36,6 +36,7 @@ pub(super) struct RawPool {
     pub(super) tags: Setting,
     pub(super) messages: Setting,
     pub(super) certificates: Setting,
+    pub(super) vm_rrd: Setting,
 }
 
 /// Where the password may come from; at most one may be set.
@@ -120,6 +121,7 @@ pub(super) fn validate(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
         tags: raw.tags.boolean()?,
         messages: raw.messages.boolean()?,
         certificates: raw.certificates.boolean()?,
+        vm_rrd: raw.vm_rrd.boolean()?,
     };
     let verify = match &raw.verify {
         Verify::Verify(setting) => setting.boolean()?,

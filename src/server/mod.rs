@@ -1,6 +1,7 @@
-//! The HTTP side: `/metrics` (text 0.0.4 or OpenMetrics, gzip when asked), a landing page,
-//! `/-/healthy` and `/-/ready`. Concurrent scrapes share one collection in flight. Never sees
-//! XAPI wire data: it calls [`crate::collect::Pool::scrape`] and the encoder.
+//! The HTTP side: `/metrics` (text 0.0.4 or OpenMetrics, gzip when asked), the status page
+//! `/` (`status.rs`), `/-/healthy` and `/-/ready`. Concurrent scrapes share one collection in
+//! flight. Never sees XAPI wire data: it calls [`crate::collect::Pool::scrape`] and the
+//! encoder, and reads [`crate::collect::Pool::status`].
 //!
 //! Protection and limits (TLS, basic auth, the web configuration file and its reloading,
 //! timeouts, the request cap) live in the submodules; [`listen::serve`] puts them together.
@@ -10,6 +11,7 @@ mod gzip;
 mod limits;
 pub mod listen;
 mod reload;
+mod status;
 mod tape;
 mod tls;
 pub mod web_config;
@@ -43,7 +45,8 @@ pub struct State {
     /// Which pools `/metrics` collects: the one pool of the environment-variable setup
     /// (`Some(0)`), or none (a configuration file: pools are behind `/probe`).
     metrics_pool: Option<usize>,
-    landing: String,
+    /// What the process exports, in a sentence, for the status page.
+    description: String,
     /// `--scrape.min-interval`.
     min_interval: Duration,
     /// Subtracted from Prometheus' scrape timeout to get the collection deadline.
@@ -81,7 +84,6 @@ impl State {
     ) -> Arc<State> {
         let metrics_pool =
             (exposure == Exposure::MetricsIsThePool && !pools.is_empty()).then_some(0);
-        let names: Vec<String> = pools.iter().map(|p| p.name().to_string()).collect();
         Arc::new(State {
             pools: pools
                 .into_iter()
@@ -93,7 +95,7 @@ impl State {
                 })
                 .collect(),
             metrics_pool,
-            landing: landing_page(description, metrics_pool.is_none().then_some(&names[..])),
+            description: description.to_string(),
             min_interval,
             timeout_offset,
         })
@@ -199,7 +201,7 @@ const MIN_DEADLINE: Duration = Duration::from_millis(100);
 /// The routes.
 pub fn router(state: Arc<State>) -> Router {
     Router::new()
-        .route("/", get(landing))
+        .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/probe", get(probe))
         .route("/-/healthy", get(|| async { "Healthy\n" }))
@@ -207,8 +209,15 @@ pub fn router(state: Arc<State>) -> Router {
         .with_state(state)
 }
 
-async fn landing(AxumState(state): AxumState<Arc<State>>) -> Html<String> {
-    Html(state.landing.clone())
+/// Reads what the pools' last collections left; never starts one (nor a pool).
+async fn status_page(AxumState(state): AxumState<Arc<State>>) -> Html<String> {
+    let pools: Vec<_> = state.pools.iter().map(|slot| slot.pool.status()).collect();
+    Html(status::render(
+        &state.description,
+        &pools,
+        state.metrics_pool.is_none(),
+        std::time::SystemTime::now(),
+    ))
 }
 
 async fn ready(AxumState(state): AxumState<Arc<State>>) -> Response {
@@ -458,39 +467,6 @@ fn accepts_gzip(header: &str) -> bool {
     })
 }
 
-fn landing_page(description: &str, probes: Option<&[String]>) -> String {
-    let description = html_escape(description);
-    let probes: String = probes
-        .unwrap_or_default()
-        .iter()
-        .map(|name| {
-            let name = html_escape(name);
-            format!("<li><a href=\"probe?target={name}\">probe {name}</a></li>")
-        })
-        .collect();
-    let version = env!("CARGO_PKG_VERSION");
-    format!(
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>xen-exporter</title></head>\n\
-         <body><h1>xen-exporter {version}</h1>\n<p>Prometheus exporter for XCP-ng and Citrix XenServer.</p>\n\
-         <p>{description}</p>\n<ul><li><a href=\"metrics\">metrics</a></li>\
-         {probes}<li><a href=\"-/healthy\">health</a></li><li><a href=\"-/ready\">readiness</a></li></ul>\n</body></html>\n"
-    )
-}
-
-fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -502,11 +478,5 @@ mod tests {
         assert!(accepts_gzip("*"));
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("identity"));
-    }
-
-    #[test]
-    fn landing_page_escapes_its_description() {
-        assert!(landing_page("<b>", None).contains("&lt;b&gt;"));
-        assert!(landing_page("", Some(&["a&b".into()])).contains("probe?target=a&amp;b"));
     }
 }

@@ -27,6 +27,12 @@ pub const ORIGINATOR: &str = concat!("xen-exporter/", env!("CARGO_PKG_VERSION"))
 /// How many `HOST_IS_SLAVE` redirects one login follows before giving up.
 const MAX_REDIRECTS: usize = 4;
 
+/// The `vm_uuid` filter of an `/rrd_updates` request that wants no VM: the nil UUID, which
+/// no VM has. xapi before 26.7 takes an unknown UUID as "none", from 26.7 each value is a literal
+/// UUID (wire-format reference §1.3), so it selects no VM on both; `none` would too, but a
+/// well-formed UUID stays valid should xapi ever check the syntax.
+const NO_VMS: &str = "&vm_uuid=00000000-0000-0000-0000-000000000000";
+
 /// The largest `/rrd_updates` body accepted; a host with thousands of VMs sends a few MiB.
 const MAX_BODY: usize = 256 << 20;
 
@@ -228,6 +234,8 @@ pub struct Client {
     failovers: AtomicU64,
     /// Requests by (kind, outcome): count and seconds spent.
     stats: Mutex<BTreeMap<StatsKey, (u64, f64)>>,
+    /// `--collector.vm-rrd`: whether `/rrd_updates` asks for the VMs' RRDs.
+    vm_rrd: bool,
 }
 
 /// (kind, outcome) of a request.
@@ -294,6 +302,7 @@ impl Client {
             members: RwLock::new(config.members.clone()),
             failovers: AtomicU64::new(0),
             stats: Mutex::new(BTreeMap::new()),
+            vm_rrd: config.collectors.vm_rrd,
         })
     }
 
@@ -671,9 +680,9 @@ impl Client {
         }
     }
 
-    /// Fetches the `/rrd_updates` body of the host at `host`: its own RRD and those of the VMs
-    /// resident on it, a few 5-second rows ending at the host's latest update. Answers by
-    /// `deadline` or fails with [`Error::Timeout`].
+    /// Fetches the `/rrd_updates` body of the host at `host`: its own RRD and (unless
+    /// `--collector.vm-rrd` is off) those of the VMs resident on it, a few 5-second rows ending
+    /// at the host's latest update. Answers by `deadline` or fails with [`Error::Timeout`].
     pub async fn rrd_updates(&self, host: &Endpoint, deadline: Instant) -> Result<Vec<u8>, Error> {
         let started = Instant::now();
         let result = self.rrd_updates_unrecorded(host, deadline).await;
@@ -694,8 +703,11 @@ impl Client {
             }
             // A negative start is relative to the host's own last update, so the window is
             // right whatever the clock skew between us and the host (xapi-rrd >= 0.12, 2015).
+            // `host=true` keeps the host's RRD, the only one left without VMs (with neither,
+            // xcp-rrdd answers 500).
+            let vms = if self.vm_rrd { "" } else { NO_VMS };
             let url = format!(
-                "{}/rrd_updates?start=-10&interval=5&cf=AVERAGE&host=true&json=true&session_id={}",
+                "{}/rrd_updates?start=-10&interval=5&cf=AVERAGE&host=true{vms}&json=true&session_id={}",
                 host.base_url(),
                 percent_encode(&session.id)
             );

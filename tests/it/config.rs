@@ -72,6 +72,7 @@ fn bad_settings_exit_64_naming_the_setting() {
         ),
         (&[("XEN_HASH_UUIDS", "true")], "XEN_HASH_UUIDS_KEY_FILE"),
         (&[("XEN_HASH_UUIDS", "maybe")], "XEN_HASH_UUIDS"),
+        (&[("XEN_COLLECT_VM_RRD", "maybe")], "XEN_COLLECT_VM_RRD"),
         (
             &[
                 ("XEN_HASH_UUIDS", "true"),
@@ -217,6 +218,7 @@ fn help_documents_every_environment_variable() {
         "XEN_SSL_CLIENT_KEY_FILE",
         "XEN_HASH_UUIDS",
         "XEN_HASH_UUIDS_KEY_FILE",
+        "XEN_COLLECT_VM_RRD",
         "XEN_MODE",
         "HALT_ON_NO_UUID",
         "XEN_TIMEOUT",

@@ -1,4 +1,4 @@
-//! The HTTP surface: content negotiation, gzip, health and readiness, the landing page and
+//! The HTTP surface: content negotiation, gzip, health and readiness, the status page and
 //! shared collections.
 
 use std::io::Read;
@@ -84,7 +84,7 @@ async fn gzip_when_asked() {
 }
 
 #[tokio::test]
-async fn health_readiness_and_landing_page_do_not_collect() {
+async fn health_readiness_and_status_page_do_not_collect() {
     let env = TestEnv::start(SimConfig::default()).await;
     // Ready means logged in; a scrape waits for the inventory's first full read, whose calls
     // would otherwise land among the counted ones on a busy machine.
@@ -92,9 +92,9 @@ async fn health_readiness_and_landing_page_do_not_collect() {
     env.sim.reset_counters();
     assert_eq!(env.get("/-/healthy").await.status(), 200);
     assert_eq!(env.get("/-/ready").await.status(), 200);
-    let landing = env.get("/").await;
-    assert_eq!(landing.status(), 200);
-    let html = landing.text().await.unwrap();
+    let status = env.get("/").await;
+    assert_eq!(status.status(), 200);
+    let html = status.text().await.unwrap();
     assert!(html.contains("href=\"metrics\""));
     assert!(!html.contains(env.sim.password()));
     assert_eq!(env.get("/nope").await.status(), 404);

@@ -16,6 +16,8 @@ mod operators;
 mod scrape;
 mod secrets;
 mod state;
+mod status;
 mod tidy;
 mod tls;
+mod vm_rrd;
 mod web;

@@ -1,5 +1,5 @@
 //! The XAPI password (and the other secrets: client key, hash key) never shows: not in logs
-//! at trace level, the exposition, the landing page, `check`'s report, the process arguments
+//! at trace level, the exposition, the status page, `check`'s report, the process arguments
 //! or environment, nor in `Debug` of any configuration struct.
 
 use clap::Parser;
@@ -34,7 +34,7 @@ async fn the_password_appears_nowhere() {
     let (status, metrics) = exporter.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("xen_host_up{"), "a real scrape happened");
-    let (_, landing) = exporter.get("/").await;
+    let (_, page) = exporter.get("/").await;
     // Error paths: a re-login after the sessions vanish, a dead member, unknown routes and
     // targets, readiness.
     sim.invalidate_sessions();
@@ -73,7 +73,7 @@ async fn the_password_appears_nowhere() {
         ("stdout", stdout.as_bytes()),
         ("stderr", stderr.as_bytes()),
         ("/metrics", metrics.as_bytes()),
-        ("/", landing.as_bytes()),
+        ("/", page.as_bytes()),
         ("error paths", errors.as_bytes()),
         ("cmdline", &cmdline),
         ("environ", &environ),

@@ -510,6 +510,17 @@ async fn basic_auth_protects_every_route() {
         .unwrap();
     assert_eq!(right.status(), 200);
     assert!(right.text().await.unwrap().contains("xen_host_up"));
+    let status = get("/", Some(("prometheus", "correct horse")))
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    assert!(
+        status
+            .text()
+            .await
+            .unwrap()
+            .contains("Last collection: started")
+    );
     exporter.stop().await;
 }
 

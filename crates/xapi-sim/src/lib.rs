@@ -58,6 +58,9 @@ pub struct SimConfig {
     pub templates: usize,
     pub seed: u64,
     pub generation: Generation,
+    /// How `/rrd_updates` reads `vm_uuid`, which xapi 26.7 changed; apart from the
+    /// [`Generation`], whose version strings stay those of xapi 25.33 for [`Generation::Current`].
+    pub vm_uuid_filter: VmUuidFilter,
     /// HTTPS like real XAPI; `false` = plain HTTP.
     pub tls: bool,
     pub clock: Clock,
@@ -88,6 +91,7 @@ impl Default for SimConfig {
             templates: 3,
             seed: 1,
             generation: Generation::Current,
+            vm_uuid_filter: VmUuidFilter::Single,
             tls: true,
             clock: Clock::Real { skew_secs: 0 },
             nan_ratio: 0.02,
@@ -149,6 +153,19 @@ pub enum Generation {
     /// xapi ≥ 25.3 (XCP-ng 8.3): format C, `%0.15g`.
     #[default]
     Current,
+}
+
+/// How `/rrd_updates` reads its `vm_uuid` query parameter (xcp-rrdd's
+/// rrdd_http_handler.ml `get_rrd_updates_handler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VmUuidFilter {
+    /// xapi < 26.7: the first value only; absent or `all` selects every resident VM, `none`
+    /// or any value that is no resident VM's UUID selects none.
+    #[default]
+    Single,
+    /// xapi ≥ 26.7 (commit 1acecd6cf6): repeatable, every value a literal UUID; absent
+    /// selects every resident VM, and `all` or an unknown UUID selects none.
+    Literal,
 }
 
 /// The pool's clock (hosts share it).
@@ -397,6 +414,8 @@ pub struct Counters {
     pub rpc: BTreeMap<String, u64>,
     /// Per host: every `GET /rrd_updates`, errors included.
     pub rrd_updates: Vec<u64>,
+    /// Per host: bytes of the `/rrd_updates` bodies answered 200.
+    pub rrd_bytes: Vec<u64>,
     /// `/rrd_updates` requests answered 401.
     pub rrd_unauthorised: u64,
     /// `/rrd_updates` requests authenticated with Basic auth (each costs xapi two internal
@@ -776,6 +795,7 @@ impl Sim {
         let hosts = st.counters.rrd_updates.len();
         st.counters = Counters {
             rrd_updates: vec![0; hosts],
+            rrd_bytes: vec![0; hosts],
             ..Counters::default()
         };
     }
@@ -882,6 +902,11 @@ impl Sim {
     pub fn set_host_live(&self, host: usize, live: bool) {
         self.shared()
             .mutate(|m, now| m.set_host_live(host, live, now));
+    }
+
+    /// Renames host `host` (`name_label`); no effect on a bad index.
+    pub fn set_host_name(&self, host: usize, name: &str) {
+        self.shared().mutate(|m, _| m.set_host_name(host, name));
     }
 
     /// Sets `host.multipathing` and its mirror `other_config["multipathing"]`; no effect on

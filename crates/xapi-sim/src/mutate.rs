@@ -195,6 +195,15 @@ impl Model {
         true
     }
 
+    pub(super) fn set_host_name(&mut self, h: usize, name: &str) -> bool {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return false;
+        };
+        host.name = name.to_string();
+        self.changed(false);
+        true
+    }
+
     pub(super) fn set_host_multipathing(&mut self, h: usize, on: bool) -> bool {
         let Some(host) = self.hosts.get_mut(h) else {
             return false;

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use super::Generation;
 use super::model::{Model, Vm};
 use super::numfmt::{NumStyle, push_rrd_value, quantize};
 use super::rng::{hash_str, mix, unit};
+use super::{Generation, VmUuidFilter};
 
 /// Consolidation function of an archive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -574,8 +574,8 @@ pub(super) struct RrdQuery {
     pub(super) interval: i64,
     pub(super) cf: CfFilter,
     pub(super) host: bool,
-    /// `None` = every resident VM; `Some(u)` = only that UUID (`all` ⇒ every VM).
-    pub(super) vm_uuid: Option<String>,
+    /// `None` = every resident VM; `Some(uuids)` = only the VMs of those UUIDs.
+    pub(super) vm_uuids: Option<Vec<String>>,
     pub(super) json: bool,
 }
 
@@ -593,8 +593,12 @@ pub(super) enum RrdError {
 }
 
 impl RrdQuery {
-    /// From decoded query pairs; the first occurrence of a key wins, as with `List.assoc`.
-    pub(super) fn parse(pairs: &[(String, String)]) -> Result<RrdQuery, RrdError> {
+    /// From decoded query pairs; the first occurrence of a key wins, as with `List.assoc`,
+    /// except `vm_uuid` from xapi 26.7, where every occurrence counts.
+    pub(super) fn parse(
+        pairs: &[(String, String)],
+        vm_filter: VmUuidFilter,
+    ) -> Result<RrdQuery, RrdError> {
         let get = |k: &str| {
             pairs
                 .iter()
@@ -617,7 +621,21 @@ impl RrdQuery {
             interval,
             cf,
             host: get("host") == Some("true"),
-            vm_uuid: get("vm_uuid").map(str::to_string),
+            vm_uuids: match vm_filter {
+                VmUuidFilter::Single => match get("vm_uuid") {
+                    None | Some("all") => None,
+                    // `none` is no VM's UUID: it selects none the same way.
+                    Some(uuid) => Some(vec![uuid.to_string()]),
+                },
+                VmUuidFilter::Literal => {
+                    let uuids: Vec<String> = pairs
+                        .iter()
+                        .filter(|(key, _)| key == "vm_uuid")
+                        .map(|(_, uuid)| uuid.clone())
+                        .collect();
+                    (!uuids.is_empty()).then_some(uuids)
+                }
+            },
             json: get("json").is_some(),
         })
     }
@@ -784,10 +802,10 @@ pub(super) fn render(
         owners.push(&layout.host);
     }
     for vm in &layout.vms {
-        let keep = match query.vm_uuid.as_deref() {
-            None | Some("all") => true,
-            Some(u) => vm.uuid == u,
-        };
+        let keep = query
+            .vm_uuids
+            .as_ref()
+            .is_none_or(|uuids| uuids.iter().any(|u| *u == vm.uuid));
         if keep {
             owners.push(vm);
         }
@@ -1131,6 +1149,7 @@ mod tests {
                 &s.iter()
                     .map(|(a, b)| (a.to_string(), b.to_string()))
                     .collect::<Vec<_>>(),
+                VmUuidFilter::Single,
             )
         };
         assert_eq!(q(&[("host", "true")]).err(), Some(RrdError::MissingStart));
@@ -1147,5 +1166,24 @@ mod tests {
             (r.start, r.interval, r.cf, r.host, r.json),
             (-10, 0, CfFilter::All, false, true)
         );
+    }
+
+    #[test]
+    fn vm_uuid_follows_each_xapi_generation() {
+        let vms = |filter, s: &[&str]| {
+            let mut pairs = vec![("start".to_string(), "-10".to_string())];
+            pairs.extend(s.iter().map(|u| ("vm_uuid".to_string(), u.to_string())));
+            RrdQuery::parse(&pairs, filter).expect("parses").vm_uuids
+        };
+        let owned = |s: &[&str]| Some(s.iter().map(|u| u.to_string()).collect::<Vec<_>>());
+        // Before 26.7: one value, `all` is every VM, anything else one literal UUID.
+        assert_eq!(vms(VmUuidFilter::Single, &[]), None);
+        assert_eq!(vms(VmUuidFilter::Single, &["all"]), None);
+        assert_eq!(vms(VmUuidFilter::Single, &["none"]), owned(&["none"]));
+        assert_eq!(vms(VmUuidFilter::Single, &["a", "b"]), owned(&["a"]));
+        // From 26.7: every value, each literal, `all` included.
+        assert_eq!(vms(VmUuidFilter::Literal, &[]), None);
+        assert_eq!(vms(VmUuidFilter::Literal, &["all"]), owned(&["all"]));
+        assert_eq!(vms(VmUuidFilter::Literal, &["a", "b"]), owned(&["a", "b"]));
     }
 }

@@ -584,7 +584,7 @@ fn rrd_body(
     pairs: &[(String, String)],
     headers: &HeaderMap,
 ) -> Response<Body> {
-    let query = match RrdQuery::parse(pairs) {
+    let query = match RrdQuery::parse(pairs, shared.config.vm_uuid_filter) {
         Ok(q) => q,
         Err(RrdError::MissingStart) => return error_page(StatusCode::BAD_REQUEST, "missing start"),
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:?}")),
@@ -623,8 +623,14 @@ fn rrd_body(
         Ok(r) => r,
         Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:?}")),
     };
-    if let Some(slot) = shared.lock().last_rrd.get_mut(host) {
-        *slot = rendered.newest;
+    {
+        let mut st = shared.lock();
+        if let Some(slot) = st.last_rrd.get_mut(host) {
+            *slot = rendered.newest;
+        }
+        if let Some(bytes) = st.counters.rrd_bytes.get_mut(host) {
+            *bytes += rendered.body.len() as u64;
+        }
     }
     let mut resp = response(
         StatusCode::OK,

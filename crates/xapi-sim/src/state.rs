@@ -104,6 +104,7 @@ impl Shared {
             session_serial: 0,
             counters: Counters {
                 rrd_updates: vec![0; n],
+                rrd_bytes: vec![0; n],
                 ..Counters::default()
             },
             faults: vec![HostFault::None; n],

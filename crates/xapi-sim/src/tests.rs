@@ -986,6 +986,93 @@ async fn rrd_updates_query_semantics() {
     sim.shutdown().await;
 }
 
+/// The owners (`host:<uuid>`, `vm:<uuid>`) of a JSON reply's legend.
+fn owners(body: &str) -> std::collections::BTreeSet<String> {
+    let v: Value = serde_json::from_str(body).expect("json");
+    v["meta"]["legend"]
+        .as_array()
+        .expect("legend")
+        .iter()
+        .filter_map(|l| {
+            let mut parts = l.as_str()?.splitn(4, ':');
+            parts.next();
+            Some(format!("{}:{}", parts.next()?, parts.next()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn vm_uuid_selects_as_each_xapi_does() {
+    const NIL: &str = "00000000-0000-0000-0000-000000000000";
+    for filter in [VmUuidFilter::Single, VmUuidFilter::Literal] {
+        let sim = Sim::start(SimConfig {
+            tls: false,
+            vm_uuid_filter: filter,
+            ..frozen(Generation::Current)
+        })
+        .await
+        .expect("sim starts");
+        let c = plain_client();
+        let s = login(&c, &sim).await;
+        let view = sim.view();
+        let host = format!("host:{}", view.hosts[0].uuid);
+        let resident: Vec<String> = view
+            .vms
+            .iter()
+            .filter(|v| v.resident_on == Some(0))
+            .map(|v| format!("vm:{}", v.uuid))
+            .collect();
+        let select = async |query: &str| {
+            let (status, _, body) = get(
+                &c,
+                rrd_url(&sim, 0, &s, &format!("json&start=-10&host=true&{query}")),
+            )
+            .await;
+            assert_eq!(status, 200, "{filter:?} {query}");
+            (owners(&body), body.len() as u64)
+        };
+        let mut served = 0;
+        let (every, bytes) = select("").await;
+        served += bytes;
+        assert_eq!(every.len(), 1 + resident.len(), "{filter:?}: {every:?}");
+        // An unknown UUID selects no VM on both; the host stays.
+        let (none, bytes) = select(&format!("vm_uuid={NIL}")).await;
+        served += bytes;
+        assert_eq!(none, [host.clone()].into(), "{filter:?}");
+        let (all, bytes) = select("vm_uuid=all").await;
+        served += bytes;
+        let (two, bytes) = select(&format!(
+            "vm_uuid={}&vm_uuid={}",
+            &resident[0][3..],
+            &resident[1][3..]
+        ))
+        .await;
+        served += bytes;
+        match filter {
+            VmUuidFilter::Single => {
+                assert_eq!(all, every);
+                assert_eq!(two, [host.clone(), resident[0].clone()].into());
+            }
+            VmUuidFilter::Literal => {
+                assert_eq!(all, [host.clone()].into());
+                assert_eq!(
+                    two,
+                    [host.clone(), resident[0].clone(), resident[1].clone()].into()
+                );
+            }
+        }
+        // With neither the host nor a VM there is nothing to export: xcp-rrdd's 500.
+        let (status, _, _) = get(
+            &c,
+            rrd_url(&sim, 0, &s, &format!("json&start=-10&vm_uuid={NIL}")),
+        )
+        .await;
+        assert_eq!(status, 500);
+        assert_eq!(sim.counters().rrd_bytes, [served, 0]);
+        sim.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn negative_start_gives_the_last_rows() {
     let sim = Sim::start(SimConfig {
