@@ -14,6 +14,7 @@ use xen_exporter::server::Exposure;
 use xen_exporter::{Pools, WebOptions};
 
 use crate::harness::{PATIENCE, Scrape, TestEnv, http_client, poll_until};
+use crate::prometheus::{self, Prometheus};
 
 /// An exporter serving several pools from one process, as `--config.file` does.
 struct Replica {
@@ -408,67 +409,9 @@ async fn a_dead_master_is_replaced_by_asking_the_other_members() {
     env.stop().await.shutdown().await;
 }
 
-/// Where `promtool`'s sibling lives on Debian; `None` when Prometheus is not installed.
-fn prometheus_binary() -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("prometheus"))
-        .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn query(http: &reqwest::Client, base: &str, promql: &str) -> Vec<serde_json::Value> {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b == b'_' {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
-    let Ok(response) = http
-        .get(format!("{base}/api/v1/query?query={encoded}"))
-        .timeout(Duration::from_secs(5))
-        .send()
-        .await
-    else {
-        return Vec::new();
-    };
-    let text = response.text().await.unwrap_or_default();
-    let body: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    body["data"]["result"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// Kills the child on drop, so a failing assertion cannot leak a Prometheus server.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn prometheus_shards_two_pools_over_two_replicas_with_hashmod() {
-    let Some(prometheus) = prometheus_binary() else {
-        assert!(
-            std::env::var_os("XEN_EXPORTER_REQUIRE_PROMETHEUS").is_none(),
-            "prometheus is not installed but CI requires this test"
-        );
-        eprintln!("prometheus not installed (apt-get install prometheus): test skipped");
+    let Some(prometheus) = prometheus::binary() else {
         return;
     };
     let (a, b) = (sim(2, 21).await, sim(2, 22).await);
@@ -478,9 +421,6 @@ async fn prometheus_shards_two_pools_over_two_replicas_with_hashmod() {
         Replica::start(configs.clone()).await,
         Replica::start(configs).await,
     ];
-    let dir = std::env::temp_dir().join(format!("xen-exporter-prom-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let address = |r: &Replica| r.url.trim_start_matches("http://").to_string();
     let config = format!(
         r#"global:
@@ -515,25 +455,7 @@ scrape_configs:
         r0 = address(&replicas[0]),
         r1 = address(&replicas[1]),
     );
-    std::fs::write(dir.join("prometheus.yml"), config).unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _server = Child(
-        std::process::Command::new(prometheus)
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .expect("prometheus starts"),
-    );
+    let server = Prometheus::start(&prometheus, &config);
     let http = http_client();
     let mut expected_hosts = BTreeSet::new();
     let mut expected_vms = BTreeSet::new();
@@ -556,11 +478,10 @@ scrape_configs:
         }
         counts
     };
-    let log = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
     poll_until("Prometheus sees every series exactly once", async || {
-        let up = query(&http, &base, "up").await;
-        let hosts = query(&http, &base, "xen_host_up").await;
-        let vms = query(&http, &base, "xen_vm_power_state").await;
+        let up = server.query("up").await;
+        let hosts = server.query("xen_host_up").await;
+        let vms = server.query("xen_vm_power_state").await;
         let all_up = up.len() == 4 && up.iter().all(|r| r["value"][1] == "1");
         let host_counts = per(&hosts, "host_uuid");
         let vm_counts = per(&vms, "vm_uuid");
@@ -576,7 +497,7 @@ scrape_configs:
             true => Ok(()),
             false => Err(format!(
                 "up={up:?}\nhosts={host_counts:?}\nvms={vm_counts:?}\n{}",
-                log()
+                server.log()
             )),
         }
     })
@@ -586,7 +507,7 @@ scrape_configs:
     // the pool it serves.
     let targets: serde_json::Value = serde_json::from_str(
         &http
-            .get(format!("{base}/api/v1/targets"))
+            .get(format!("{}/api/v1/targets", server.base))
             .send()
             .await
             .unwrap()
@@ -619,11 +540,10 @@ scrape_configs:
     assert_eq!(scraped.len(), 2, "one replica per pool: {scraped:?}");
     assert_eq!((a.counters().logins, b.counters().logins), (1, 1));
 
-    drop(_server);
+    drop(server);
     for replica in replicas {
         replica.stop().await;
     }
     a.shutdown().await;
     b.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
