@@ -124,12 +124,11 @@ pub struct Cli {
 
     /// Export VM disk sizes (xen_vm_disk_virtual_size_bytes,
     /// xen_vm_disk_physical_utilization_bytes); off, VBD and VDI records are not read: true or
-    /// false. Off by default for now: on a pool of thousands of disks it costs more memory than
-    /// the exporter's budget allows.
+    /// false.
     #[arg(
         long = "collector.disks",
         env = "XEN_COLLECT_DISKS",
-        default_value = "false"
+        default_value = "true"
     )]
     pub collect_disks: String,
 
@@ -691,8 +690,7 @@ impl Default for Collectors {
             pbd: true,
             multipath: true,
             storage_targets: true,
-            // See `--collector.disks`.
-            disks: false,
+            disks: true,
             tags: true,
             messages: true,
             certificates: true,
@@ -1103,11 +1101,7 @@ mod tests {
         let c = Config::from_cli(&cli(&[]), &Env::default()).unwrap();
         assert_eq!(c.pool.collectors, Collectors::default());
         let on = c.pool.collectors;
-        assert!(on.tags && on.messages && on.certificates);
-        // Disks are the exception, off until they fit the memory budget.
-        assert!(!on.disks);
-        let disks = Config::from_cli(&cli(&["--collector.disks", "true"]), &Env::default());
-        assert!(disks.unwrap().pool.collectors.disks);
+        assert!(on.disks && on.tags && on.messages && on.certificates && on.vm_rrd);
         let off = Config::from_cli(
             &cli(&[
                 "--collector.disks",

@@ -26,11 +26,7 @@ pub fn simulator_pool(sim: &Sim, mode: Mode, timeout: Duration) -> PoolConfig {
         mode,
         halt_on_no_uuid: false,
         timeout,
-        // The demo shows every family, the disks too.
-        collectors: Collectors {
-            disks: true,
-            ..Collectors::default()
-        },
+        collectors: Collectors::default(),
         hash_uuids_key: None,
     }
 }

@@ -351,16 +351,8 @@ async fn every_panel_of_the_dashboard_has_data_in_a_real_prometheus() {
             ..SimConfig::demo()
         },
         |pool| {
-            // Every collector, so that the panels of the optional families have data.
-            pool.collectors = Collectors {
-                pbd: true,
-                multipath: true,
-                storage_targets: true,
-                disks: true,
-                tags: true,
-                messages: true,
-                certificates: true,
-            };
+            // Every collector (the default), so that every panel has its families.
+            pool.collectors = Collectors::default();
         },
     )
     .await;
