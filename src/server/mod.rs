@@ -394,32 +394,44 @@ impl Writer {
         if self.gzip {
             self.send(Bytes::from_static(&gzip::HEADER)).await?;
         }
-        let mut records = match &pool {
+        let records = match &pool {
             Some((pool, deadline)) => pool.rendered_records(format, *deadline).await,
             None => None,
         };
-        let collection = start();
-        if let Some(rendered) = &records {
-            self.rendered(rendered).await?;
-        }
-        let collection = collection.await;
-        if records.is_none()
-            && let Some((pool, _)) = &pool
-        {
-            // The inventory arrived during the collection.
-            records = pool
-                .rendered_records(format, tokio::time::Instant::now())
-                .await;
-            if let Some(rendered) = &records {
-                self.rendered(rendered).await?;
+        let mut collection = start();
+        let (records, mut reader) = match records {
+            Some(rendered) => {
+                let kind = self.kind(Some(&rendered));
+                let mut joined = None;
+                for chunk in self.record_chunks(&rendered) {
+                    self.send_joining(chunk, &mut collection, &mut joined, &kind)
+                        .await?;
+                }
+                let reader = match joined {
+                    Some(reader) => reader,
+                    None => collection.await.reader(kind),
+                };
+                (Some(rendered), reader)
             }
-        }
-        let skip = records.as_ref().map_or_else(Vec::new, |r| r.names.clone());
-        let mut reader = collection.reader(tape::Kind {
-            format,
-            gzip: self.gzip,
-            skip,
-        });
+            None => {
+                let collection = collection.await;
+                // The inventory arrived during the collection.
+                let records = match &pool {
+                    Some((pool, _)) => {
+                        pool.rendered_records(format, tokio::time::Instant::now())
+                            .await
+                    }
+                    None => None,
+                };
+                if let Some(rendered) = &records {
+                    for chunk in self.record_chunks(rendered) {
+                        self.send(chunk).await?;
+                    }
+                }
+                let reader = collection.reader(self.kind(records.as_ref()));
+                (records, reader)
+            }
+        };
         while let Some(chunk) = reader.next().await {
             self.send(chunk).await?;
         }
@@ -438,18 +450,50 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes text rendered once for many responses: as it is kept, compressed, into a
-    /// gzip response (no copy); inflated a piece at a time into a plain one.
-    async fn rendered(&mut self, rendered: &Arc<Rendered>) -> Result<(), Gone> {
+    /// What this response reads of a collection: its format, and the families it has
+    /// written before it.
+    fn kind(&self, records: Option<&Arc<Rendered>>) -> tape::Kind {
+        tape::Kind {
+            format: self.format,
+            gzip: self.gzip,
+            skip: records.map_or_else(Vec::new, |r| r.names.clone()),
+        }
+    }
+
+    /// Text rendered once for many responses: as it is kept, compressed, for a gzip
+    /// response (no copy); inflated a piece at a time for a plain one.
+    fn record_chunks(&self, rendered: &Arc<Rendered>) -> Box<dyn Iterator<Item = Bytes> + Send> {
         if self.gzip {
-            return self
-                .send(Bytes::from_owner(DeflatedText(rendered.clone())))
-                .await;
+            Box::new(std::iter::once(Bytes::from_owner(DeflatedText(
+                rendered.clone(),
+            ))))
+        } else {
+            Box::new(rendered.pieces().map(Bytes::from))
         }
-        for piece in rendered.pieces() {
-            self.send(Bytes::from(piece)).await?;
+    }
+
+    /// Sends `chunk`, and meanwhile joins the collection's tape as soon as the collection is
+    /// done. A tape keeps its chunks for the readers it has: a response that joined only after
+    /// writing every record family (a slow client) would find the first chunks gone and
+    /// encode a tape of its own.
+    async fn send_joining(
+        &mut self,
+        chunk: Bytes,
+        collection: &mut BoxFuture<'static, Collection>,
+        joined: &mut Option<tape::Reader>,
+        kind: &tape::Kind,
+    ) -> Result<(), Gone> {
+        self.bytes += chunk.len();
+        let send = self.sender.send(chunk);
+        tokio::pin!(send);
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.map_err(|_| Gone),
+                done = &mut *collection, if joined.is_none() => {
+                    *joined = Some(done.reader(kind.clone()));
+                }
+            }
         }
-        Ok(())
     }
 }
 
