@@ -360,6 +360,7 @@ async fn every_panel_of_the_dashboard_has_data_in_a_real_prometheus() {
                 tags: true,
                 messages: true,
                 certificates: true,
+                vm_rrd: true,
             };
         },
     )
