@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use xapi_sim::{Generation, Sim, SimConfig};
-use xen_exporter::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::config::{Collectors, Endpoint, Mode, Naming, PoolConfig, Secret, TlsConfig};
 use xen_exporter::xapi::Client;
 
 struct Args {
@@ -152,6 +152,7 @@ async fn download_only(argv: &[String]) {
         halt_on_no_uuid: false,
         timeout: Duration::from_secs(30),
         collectors: Collectors::default(),
+        naming: Naming::default(),
         hash_uuids_key: None,
     };
     let client = Client::new(&config).unwrap();
