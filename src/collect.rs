@@ -185,7 +185,8 @@ impl Pool {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
             name: Arc::from(config.name.as_str()),
-            inventory: Live::new(client.clone(), EVENT_WAIT, config.collectors),
+            inventory: Live::new(client.clone(), EVENT_WAIT, config.collectors)
+                .reading_units(config.naming == config::Naming::Prometheus),
             follower: Mutex::new(None),
             fetch_limit,
             last_success: Mutex::new(None),

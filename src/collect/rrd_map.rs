@@ -5,8 +5,9 @@
 //!
 //! A cached map is reused only when everything that went into it is unchanged: the legend
 //! (compared byte for byte), the host's own name, the names of the SRs, and the name of every
-//! host and VM it labelled (or their absence from the inventory). The naming is the cache's
-//! own, fixed when it is made: a pool's maps all have the pool's naming.
+//! host and VM it labelled (or their absence from the inventory), and the units the inventory
+//! declared for the data sources the catalog does not know. The naming is the cache's own,
+//! fixed when it is made: a pool's maps all have the pool's naming.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, Weak};
@@ -186,6 +187,9 @@ struct HostMap {
     unknown: Vec<(Arc<str>, Vec<u32>)>,
     /// SR prefixes that matched no SR, with their columns, likewise.
     unresolved: Vec<(Arc<str>, Vec<u32>)>,
+    /// Host data sources the catalog does not know, with the unit the inventory declared for
+    /// each when its family's help was written.
+    declared: Vec<(Box<str>, Option<Box<str>>)>,
 }
 
 impl HostMap {
@@ -210,6 +214,7 @@ impl HostMap {
         let mut owners = Vec::new();
         let mut unknown: Vec<(Arc<str>, Vec<u32>)> = Vec::new();
         let mut unresolved: Vec<(Arc<str>, Vec<u32>)> = Vec::new();
+        let mut declared = Vec::new();
         // Head index and unknown-owner slot by UUID, as the per-sample mapping always keyed
         // them; legends come grouped by owner, so the last one is almost always it.
         let mut heads: FxHashMap<&str, Resolved> = FxHashMap::default();
@@ -266,7 +271,18 @@ impl HostMap {
                 let mapped = catalog::map_data_source(owner, legend.name);
                 let renamed = catalog::rename(naming, mapped.family)?;
                 let family = builder.scaled_family(renamed.family, renamed.scale, |f| {
-                    catalog::describe_as(naming, f, None)
+                    // The Prometheus naming says the unit XAPI declares for a host data
+                    // source it does not know, since it cannot convert its value.
+                    let unit = (naming == Naming::Prometheus
+                        && owner == Owner::Host
+                        && !catalog::knows(naming, f))
+                    .then(|| {
+                        let unit = inventory.data_source_unit(legend.name);
+                        declared.push((Box::from(legend.name), unit.map(Box::from)));
+                        unit
+                    })
+                    .flatten();
+                    catalog::describe_as(naming, f, unit)
                 });
                 let mut tail = Vec::new();
                 let mut unresolved_slot = None;
@@ -332,6 +348,7 @@ impl HostMap {
             checked: Mutex::new(Weak::new()),
             unknown,
             unresolved,
+            declared,
         }
     }
 
@@ -347,17 +364,22 @@ impl HostMap {
         if std::ptr::eq(checked.as_ptr(), Arc::as_ptr(inventory)) {
             return true;
         }
-        let same = self.owners.iter().all(|(owner, uuid, name)| {
-            let now = match owner {
-                Owner::Vm => inventory.vm(uuid).map(|v| &v.name),
-                _ => inventory.host(uuid).map(|h| &h.name),
-            };
-            match (name, now) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
-                (None, None) => true,
-                _ => false,
-            }
-        });
+        let same_units = self
+            .declared
+            .iter()
+            .all(|(ds, unit)| inventory.data_source_unit(ds) == unit.as_deref());
+        let same = same_units
+            && self.owners.iter().all(|(owner, uuid, name)| {
+                let now = match owner {
+                    Owner::Vm => inventory.vm(uuid).map(|v| &v.name),
+                    _ => inventory.host(uuid).map(|h| &h.name),
+                };
+                match (name, now) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                    (None, None) => true,
+                    _ => false,
+                }
+            });
         if same {
             *checked = Arc::downgrade(inventory);
         }
@@ -1210,5 +1232,36 @@ mod tests {
         // Every other column is still there, under its Prometheus name.
         let samples = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
         assert_eq!(samples(&prometheus), samples(&compatible) - 1);
+    }
+
+    #[test]
+    fn a_prometheus_map_says_the_declared_unit_and_is_rebuilt_when_it_changes() {
+        let mut parsed = rrd::parse(HOST1).unwrap();
+        let host = uuids(&parsed, "host")[0].clone();
+        parsed
+            .legend
+            .push(Cow::Owned(format!("AVERAGE:host:{host}:new-plugin_power")));
+        let width = parsed.legend.len();
+        parsed.newest.as_mut().unwrap().values.resize(width, 42.0);
+        let values = parsed.newest.as_ref().unwrap().values.clone();
+        let base = inventory(std::slice::from_ref(&parsed), 0, None);
+        let with = |unit| Arc::new(base.with_data_source_units([("new-plugin_power", unit)]));
+        let cache = MapCache::new(Naming::Prometheus);
+        let first = map_of(&cache, &parsed, &with("W"));
+        let text = text_of(&first, &values, &cache);
+        assert!(text.contains("in \"W\", the unit XAPI declares"), "{text}");
+        assert!(
+            text.contains("\nxen_host_new_plugin_power{"),
+            "name kept, value unconverted"
+        );
+        assert!(text.contains("} 42\n"));
+        // A new snapshot that declares the same: the map stays.
+        assert!(Arc::ptr_eq(&first, &map_of(&cache, &parsed, &with("W"))));
+        // Another unit: a new map, and help.
+        let second = map_of(&cache, &parsed, &with("kW"));
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(text_of(&second, &values, &cache).contains("in \"kW\""));
+        // Known families never look their unit up.
+        assert_eq!(second.declared.len(), 1);
     }
 }

@@ -441,6 +441,16 @@ pub fn describe_as(
     }
 }
 
+/// Whether the catalog has a row for the family `family` as `naming` names it.
+pub fn knows(naming: Naming, family: &str) -> bool {
+    match naming {
+        Naming::Compatible => find(family)
+            .or_else(|| pattern_of(family).and_then(find))
+            .is_some(),
+        Naming::Prometheus => find_prometheus(family).is_some(),
+    }
+}
+
 /// The catalog row of a family as [`Naming::Prometheus`] names it. Where two data sources
 /// export into one family (a source XAPI renamed), the row named so under both namings wins.
 fn find_prometheus(family: &str) -> Option<&'static Spec> {

@@ -253,3 +253,43 @@ async fn both_namings_export_the_same_series_in_their_own_units() {
     assert!(matched > 100, "{matched}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unknown_data_source_keeps_its_name_and_says_the_unit_xapi_declares() {
+    let sim = Sim::start(sim_config()).await.unwrap();
+    // A plugin the catalog does not know, installed before the exporter's first full read.
+    assert!(sim.add_host_data_source(0, "GPU0-Power.draw", "W"));
+    let family = "xen_host_gpu0_power_draw";
+
+    let env = exporter(&sim, Naming::Compatible).await;
+    let compatible = env.scrape().await;
+    env.stop().await;
+    let asked = |sim: &Sim| sim.counters().rpc.get("host.get_data_sources").copied();
+    assert_eq!(
+        asked(&sim),
+        None,
+        "the compatible naming does not ask for units"
+    );
+    assert!(
+        compatible.help[family].contains("(see host.get_data_sources)"),
+        "{}",
+        compatible.help[family]
+    );
+
+    let env = exporter(&sim, Naming::Prometheus).await;
+    let scrape = env.scrape().await;
+    assert_eq!(asked(&sim), Some(2), "one call per host at the full read");
+    let help = &scrape.help[family];
+    assert!(
+        help.contains("unconverted, in \"W\", the unit XAPI declares for it"),
+        "{help}"
+    );
+    assert_eq!(scrape.types[family], "gauge");
+    let host = &sim.view().hosts[0];
+    assert_eq!(
+        scrape.value(family, &[("host_uuid", host.uuid.as_str())]),
+        Some(served(&sim, 0, "GPU0-Power.draw")),
+        "the value as served"
+    );
+    env.stop().await.shutdown().await;
+}
