@@ -167,6 +167,9 @@ impl HostOf {
 /// A UUID's owner type, head and slot among the unknown owners.
 type Resolved = (Owner, u32, Option<usize>);
 
+/// A data source's family, tail and slot among the unresolved SR prefixes.
+type Mapping = (u32, u32, Option<usize>);
+
 /// A host's series map and what it depends on besides the legend.
 #[derive(Debug)]
 struct HostMap {
@@ -221,8 +224,7 @@ impl HostMap {
         let mut last: Option<(&str, Resolved)> = None;
         // Family, tail and unresolved-prefix slot by data source, so that the catalog is asked
         // once per distinct name instead of once per VM; `None` for a family left out.
-        let mut mappings: FxHashMap<(Owner, &str), Option<(u32, u32, Option<usize>)>> =
-            FxHashMap::default();
+        let mut mappings: FxHashMap<(Owner, &str), Option<Mapping>> = FxHashMap::default();
         for (column, entry) in parsed.legend.iter().enumerate() {
             let Some(legend) = Legend::parse(entry) else {
                 continue;
