@@ -8,7 +8,8 @@
 //! to leave out the gzip scrapes, e.g. when profiling). For A/B comparisons of two builds,
 //! `BENCH_EXPORTER=<path>` replaces the exporter under test and `BENCH_EXPORTER_B=<path>` adds
 //! a second one scraped in the same rounds (run it twice with the two swapped: the second slot
-//! of a round has a bias of its own).
+//! of a round has a bias of its own). `XEN_COLLECT_*` and `XEN_METRICS_NAMING` in the bench's
+//! environment reach the exporters; nothing else of it does.
 //!
 //! `--slow-readers [N]` (N = 40 when not given, the default cap of `/metrics` requests in
 //! flight) measures memory under slow clients instead of the timed rounds: after the warm-up
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use xapi_sim::{Generation, Sim, SimConfig};
-use xen_exporter::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use xen_exporter::config::{Collectors, Endpoint, Mode, Naming, PoolConfig, Secret, TlsConfig};
 use xen_exporter::xapi::Client;
 
 struct Args {
@@ -152,6 +153,7 @@ async fn download_only(argv: &[String]) {
         halt_on_no_uuid: false,
         timeout: Duration::from_secs(30),
         collectors: Collectors::default(),
+        naming: Naming::default(),
         hash_uuids_key: None,
     };
     let client = Client::new(&config).unwrap();
@@ -654,7 +656,7 @@ impl Text {
         self.bytes += line.len();
         if line.starts_with(b"xen_host_up{") {
             self.host_up += 1;
-        } else if line.starts_with(b"xen_vm_cpu{") {
+        } else if line.starts_with(b"xen_vm_cpu{") || line.starts_with(b"xen_vm_cpu_busy_ratio{") {
             self.vm_cpu += 1;
         }
     }
@@ -789,8 +791,12 @@ async fn run(args: Args) {
                 "XEN_LOG_LEVEL",
                 std::env::var("BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into()),
             )
-            // The collector switches pass through, to measure what a group of families costs.
-            .envs(std::env::vars().filter(|(k, _)| k.starts_with("XEN_COLLECT_")))
+            // The collector switches and the naming pass through, to measure what a group of
+            // families or the conversion of values costs.
+            .envs(
+                std::env::vars()
+                    .filter(|(k, _)| k.starts_with("XEN_COLLECT_") || k == "XEN_METRICS_NAMING"),
+            )
             .spawn()
             .expect("exporter binary");
         (child, format!("http://127.0.0.1:{port}"))

@@ -20,10 +20,10 @@ use futures::future::join_all;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig, Scheme, SecretBytes, TrustMode};
+use crate::config::{self, Collectors, Endpoint, Mode, PoolConfig, Scheme, SecretBytes, TrustMode};
 use crate::inventory::live::{EVENT_WAIT, Live};
 use crate::inventory::{HostEntry, Inventory, SrIndex};
-use crate::metrics::catalog;
+use crate::metrics::catalog::{self, Naming};
 use crate::metrics::encode::Format;
 use crate::metrics::exposition::{Exposition, Rendered};
 use crate::metrics::series::Frame;
@@ -64,6 +64,8 @@ pub struct Pool {
     hash_uuids_key: Option<SecretBytes>,
     /// Each host's legend joined with names, kept while neither changes.
     maps: rrd_map::MapCache,
+    /// How the pool's families are named and in which units.
+    naming: Naming,
 }
 
 /// A host to fetch, with what the inventory knows of it.
@@ -183,7 +185,8 @@ impl Pool {
         let client = Arc::new(Client::new(config)?);
         Ok(Pool {
             name: Arc::from(config.name.as_str()),
-            inventory: Live::new(client.clone(), EVENT_WAIT, config.collectors),
+            inventory: Live::new(client.clone(), EVENT_WAIT, config.collectors)
+                .reading_units(config.naming == config::Naming::Prometheus),
             follower: Mutex::new(None),
             fetch_limit,
             last_success: Mutex::new(None),
@@ -199,7 +202,8 @@ impl Pool {
             trust_mode: config.tls.mode(),
             plain_http: config.endpoint.scheme == Scheme::Http,
             hash_uuids_key: config.hash_uuids_key.clone(),
-            maps: rrd_map::MapCache::default(),
+            maps: rrd_map::MapCache::new(naming(config.naming)),
+            naming: naming(config.naming),
         })
     }
 
@@ -292,7 +296,7 @@ impl Pool {
 
         let mut out = FamiliesBuilder::new();
         if let Some(inventory) = &inventory {
-            push_sr_families(&mut out, &inventory.srs);
+            push_sr_families(&mut out, &inventory.srs, self.naming);
         }
         let complete = inventory.is_some() && hosts.iter().all(|(_, r, _)| r.is_ok());
         if complete {
@@ -713,7 +717,15 @@ pub fn push_build_info(out: &mut FamiliesBuilder) {
     );
 }
 
-fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
+/// The catalog's name for a naming setting (the configuration layer cannot name the catalog's).
+fn naming(setting: config::Naming) -> Naming {
+    match setting {
+        config::Naming::Compatible => Naming::Compatible,
+        config::Naming::Prometheus => Naming::Prometheus,
+    }
+}
+
+fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex, naming: Naming) {
     for sr in &index.srs {
         // The original exporter's label order; kept so diffs against it stay readable.
         let head: Arc<[Label]> = Arc::from(vec![
@@ -727,9 +739,12 @@ fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
             ("xen_sr_physical_utilization", sr.physical_utilisation),
             ("xen_sr_virtual_allocation", sr.virtual_allocation),
         ] {
+            let Some(renamed) = catalog::rename(naming, Cow::Borrowed(name)) else {
+                continue;
+            };
             out.push(
-                Cow::Borrowed(name),
-                catalog::describe,
+                renamed.family,
+                |f| catalog::describe_as(naming, f, None),
                 Sample {
                     labels: Labels::head(head.clone()),
                     #[allow(clippy::cast_precision_loss)]
@@ -745,9 +760,18 @@ fn push_sr_families(out: &mut FamiliesBuilder, index: &SrIndex) {
 /// exporter's own health families. Used to compare output with the original exporter's on
 /// the fixture bodies, and by benchmarks. A body that does not parse is skipped.
 pub fn exposition_from_bodies(bodies: &[&[u8]], inventory: &Arc<Inventory>) -> Exposition {
+    exposition_from_bodies_named(bodies, inventory, Naming::Compatible)
+}
+
+/// [`exposition_from_bodies`] with the families named by `naming`.
+pub fn exposition_from_bodies_named(
+    bodies: &[&[u8]],
+    inventory: &Arc<Inventory>,
+    naming: Naming,
+) -> Exposition {
     let mut out = FamiliesBuilder::new();
-    push_sr_families(&mut out, &inventory.srs);
-    let maps = rrd_map::MapCache::default();
+    push_sr_families(&mut out, &inventory.srs, naming);
+    let maps = rrd_map::MapCache::new(naming);
     let mut frames = Vec::with_capacity(bodies.len());
     for (i, body) in bodies.iter().enumerate() {
         let Ok(mut parsed) = rrd::parse(body) else {

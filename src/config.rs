@@ -168,6 +168,17 @@ pub struct Cli {
     )]
     pub collect_vm_rrd: String,
 
+    /// Family names and units: `compatible` (the original exporter's names, values in the
+    /// units XAPI declares; what the shipped dashboard and alerts use) or `prometheus`
+    /// (Prometheus' conventions: base units such as _bytes and _seconds, _total only on
+    /// counters; both names of every family in docs/metrics.md).
+    #[arg(
+        long = "metrics.naming",
+        env = "XEN_METRICS_NAMING",
+        default_value = "compatible"
+    )]
+    pub metrics_naming: String,
+
     /// Time allowed for each XAPI request, and so for each host in a scrape, e.g. 8s or 8.
     /// Keep it below Prometheus' scrape timeout (10 s by default).
     #[arg(long = "xen.timeout", env = "XEN_TIMEOUT", default_value = "8")]
@@ -353,6 +364,10 @@ impl Cli {
             vm_rrd: Setting::new(
                 "XEN_COLLECT_VM_RRD (--collector.vm-rrd)",
                 self.collect_vm_rrd.clone(),
+            ),
+            naming: Setting::new(
+                "XEN_METRICS_NAMING (--metrics.naming)",
+                self.metrics_naming.clone(),
             ),
         }
     }
@@ -558,6 +573,26 @@ pub enum Mode {
     Pool,
 }
 
+/// `XEN_METRICS_NAMING`: how a pool's families are named and in which units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Naming {
+    /// The original exporter's names, values in the units XAPI declares.
+    #[default]
+    Compatible,
+    /// Prometheus' conventions: base units, `_total` only on counters.
+    Prometheus,
+}
+
+impl Naming {
+    /// `"compatible"` or `"prometheus"`, as the setting is written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Naming::Compatible => "compatible",
+            Naming::Prometheus => "prometheus",
+        }
+    }
+}
+
 /// How to trust the TLS certificates of the pool's hosts.
 #[derive(Debug, Clone, Default)]
 pub struct TlsConfig {
@@ -658,6 +693,8 @@ pub struct PoolConfig {
     pub timeout: Duration,
     /// Optional families.
     pub collectors: Collectors,
+    /// Family names and units.
+    pub naming: Naming,
     /// XEN_HASH_UUIDS: the key `*_uuid` label values are hashed with; `None` = kept.
     pub hash_uuids_key: Option<SecretBytes>,
 }
@@ -990,6 +1027,7 @@ fn pool_summary(pool: &PoolConfig, indent: &str) -> String {
                 pool.collectors.vm_rrd,
             ),
         ),
+        ("metrics.naming", pool.naming.as_str().to_string()),
         ("tls", trust),
         (
             "labels.hash-uuids",
@@ -1136,6 +1174,26 @@ mod tests {
             }
         );
         assert!(err(&["--collector.vm-rrd", "no way"]).starts_with("XEN_COLLECT_VM_RRD"));
+    }
+
+    #[test]
+    fn naming_defaults_to_compatible_and_names_itself_when_wrong() {
+        let c = Config::from_cli(&cli(&[]), &Env::default()).unwrap();
+        assert_eq!(c.pool.naming, Naming::Compatible);
+        assert!(
+            c.summary().contains("metrics.naming     compatible"),
+            "{}",
+            c.summary()
+        );
+        let c = Config::from_cli(&cli(&["--metrics.naming", " Prometheus "]), &Env::default());
+        assert_eq!(c.unwrap().pool.naming, Naming::Prometheus);
+        let e = err(&["--metrics.naming", "openmetrics"]);
+        assert!(
+            e.starts_with("XEN_METRICS_NAMING (--metrics.naming) \"openmetrics\" is not valid")
+                && e.contains("\"compatible\"")
+                && e.contains("\"prometheus\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use xapi_sim::{Sim, SimConfig};
 
-use crate::config::{Collectors, Endpoint, Mode, PoolConfig, Secret, TlsConfig};
+use crate::config::{Collectors, Endpoint, Mode, Naming, PoolConfig, Secret, TlsConfig};
 
 /// The pool configuration that exports a running simulator: its master, credentials and CA.
 /// Used by `--demo`, the integration tests and the benchmarks.
@@ -27,6 +27,7 @@ pub fn simulator_pool(sim: &Sim, mode: Mode, timeout: Duration) -> PoolConfig {
         halt_on_no_uuid: false,
         timeout,
         collectors: Collectors::default(),
+        naming: Naming::default(),
         hash_uuids_key: None,
     }
 }

@@ -272,7 +272,14 @@ async fn configured_or_demo(config: &Config) -> Option<(PoolConfig, Option<Demo>
         return Some((config.pool.clone(), None));
     }
     match Demo::start().await {
-        Ok((pool, demo)) => Some((pool, Some(demo))),
+        // The naming is the one setting of the pool the demo takes: a way to see either.
+        Ok((pool, demo)) => Some((
+            PoolConfig {
+                naming: config.pool.naming,
+                ..pool
+            },
+            Some(demo),
+        )),
         Err(error) => {
             eprintln!("xen-exporter: cannot start the demo pool: {error}");
             None

@@ -5,7 +5,9 @@
 //!
 //! A cached map is reused only when everything that went into it is unchanged: the legend
 //! (compared byte for byte), the host's own name, the names of the SRs, and the name of every
-//! host and VM it labelled (or their absence from the inventory).
+//! host and VM it labelled (or their absence from the inventory), and the units the inventory
+//! declared for the data sources the catalog does not know. The naming is the cache's own,
+//! fixed when it is made: a pool's maps all have the pool's naming.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, Weak};
@@ -15,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::config::Endpoint;
 use crate::inventory::{HostEntry, Inventory, SrIndex};
-use crate::metrics::catalog::{self, Owner, SrRef};
+use crate::metrics::catalog::{self, Naming, Owner, SrRef};
 use crate::metrics::exposition::LayoutCache;
 use crate::metrics::series::{Frame, SeriesMap, SeriesMapBuilder};
 use crate::metrics::{Label, Tail};
@@ -33,6 +35,8 @@ const EVICT_AFTER: Duration = Duration::from_secs(600);
 pub(super) struct MapCache {
     hosts: Mutex<FxHashMap<String, Slot>>,
     layouts: LayoutCache,
+    /// How every map of this cache names its families.
+    naming: Naming,
 }
 
 #[derive(Debug)]
@@ -42,6 +46,14 @@ struct Slot {
 }
 
 impl MapCache {
+    /// An empty cache whose maps name their families by `naming`.
+    pub(super) fn new(naming: Naming) -> MapCache {
+        MapCache {
+            naming,
+            ..MapCache::default()
+        }
+    }
+
     pub(super) fn layouts(&self) -> &LayoutCache {
         &self.layouts
     }
@@ -90,6 +102,7 @@ impl MapCache {
             inventory,
             srs,
             hash_key,
+            self.naming,
         ));
         {
             let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,6 +167,9 @@ impl HostOf {
 /// A UUID's owner type, head and slot among the unknown owners.
 type Resolved = (Owner, u32, Option<usize>);
 
+/// A data source's family, tail and slot among the unresolved SR prefixes.
+type Mapping = (u32, u32, Option<usize>);
+
 /// A host's series map and what it depends on besides the legend.
 #[derive(Debug)]
 struct HostMap {
@@ -174,18 +190,23 @@ struct HostMap {
     unknown: Vec<(Arc<str>, Vec<u32>)>,
     /// SR prefixes that matched no SR, with their columns, likewise.
     unresolved: Vec<(Arc<str>, Vec<u32>)>,
+    /// Host data sources the catalog does not know, with the unit the inventory declared for
+    /// each when its family's help was written.
+    declared: Vec<(Box<str>, Option<Box<str>>)>,
 }
 
 impl HostMap {
     /// Joins a legend with names; this is the mapping of every column, whatever its value in
     /// this reply, so that the map serves later replies too. With `hash_key` (XEN_HASH_UUIDS)
-    /// the labels are hashed here, once per map, not at every scrape.
+    /// the labels are hashed here, once per map, not at every scrape. A column of a family
+    /// that `naming` leaves out yields no series.
     fn build(
         parsed: &RrdUpdates<'_>,
         host: &HostEntry,
         inventory: &Inventory,
         srs: &SrIndex,
         hash_key: Option<&[u8]>,
+        naming: Naming,
     ) -> HostMap {
         let mut hasher = hash_key.map(Hasher::new);
         let host_head: Arc<[Label]> = Arc::from(vec![
@@ -196,14 +217,14 @@ impl HostMap {
         let mut owners = Vec::new();
         let mut unknown: Vec<(Arc<str>, Vec<u32>)> = Vec::new();
         let mut unresolved: Vec<(Arc<str>, Vec<u32>)> = Vec::new();
+        let mut declared = Vec::new();
         // Head index and unknown-owner slot by UUID, as the per-sample mapping always keyed
         // them; legends come grouped by owner, so the last one is almost always it.
         let mut heads: FxHashMap<&str, Resolved> = FxHashMap::default();
         let mut last: Option<(&str, Resolved)> = None;
         // Family, tail and unresolved-prefix slot by data source, so that the catalog is asked
-        // once per distinct name instead of once per VM.
-        let mut mappings: FxHashMap<(Owner, &str), (u32, u32, Option<usize>)> =
-            FxHashMap::default();
+        // once per distinct name instead of once per VM; `None` for a family left out.
+        let mut mappings: FxHashMap<(Owner, &str), Option<Mapping>> = FxHashMap::default();
         for (column, entry) in parsed.legend.iter().enumerate() {
             let Some(legend) = Legend::parse(entry) else {
                 continue;
@@ -248,51 +269,67 @@ impl HostMap {
                     resolved
                 }
             };
-            let (family, tail, unresolved_slot) =
-                *mappings.entry((owner, legend.name)).or_insert_with(|| {
-                    let mapped = catalog::map_data_source(owner, legend.name);
-                    let family = builder.family(mapped.family, catalog::describe);
-                    let mut tail = Vec::new();
-                    let mut unresolved_slot = None;
-                    if let Some(sr) = mapped.sr {
-                        let (name, uuid): (Arc<str>, Arc<str>) = match sr {
-                            SrRef::Prefix(prefix) => match srs.by_prefix(prefix) {
-                                Some(s) => (s.name.clone(), s.uuid.clone()),
-                                None => {
-                                    let p: Arc<str> = Arc::from(prefix);
-                                    unresolved_slot = Some(
-                                        match unresolved.iter().position(|(u, _)| **u == *prefix) {
-                                            Some(i) => i,
-                                            None => {
-                                                unresolved.push((p.clone(), Vec::new()));
-                                                unresolved.len() - 1
-                                            }
-                                        },
-                                    );
-                                    (p.clone(), p)
-                                }
-                            },
-                            SrRef::Full(uuid) => match srs.by_uuid(uuid) {
-                                Some(s) => (s.name.clone(), s.uuid.clone()),
-                                None => {
-                                    let u: Arc<str> = Arc::from(uuid);
-                                    (u.clone(), u)
-                                }
-                            },
-                        };
-                        tail.push(Label::new("sr", name));
-                        tail.push(Label::new("sr_uuid", uuid));
-                    }
-                    if let Some((name, value)) = mapped.label {
-                        tail.push(Label::new(name, value));
-                    }
-                    let tail = Tail::from(tail);
-                    let tail = match &mut hasher {
-                        Some(hasher) => hasher.relabel_tail(tail),
-                        None => tail,
-                    };
-                    (family, builder.tail(tail), unresolved_slot)
+            let mapping = *mappings.entry((owner, legend.name)).or_insert_with(|| {
+                let mapped = catalog::map_data_source(owner, legend.name);
+                let renamed = catalog::rename(naming, mapped.family)?;
+                let family = builder.scaled_family(renamed.family, renamed.scale, |f| {
+                    // The Prometheus naming says the unit XAPI declares for a host data
+                    // source it does not know, since it cannot convert its value.
+                    let unit = (naming == Naming::Prometheus
+                        && owner == Owner::Host
+                        && !catalog::knows(naming, f))
+                    .then(|| {
+                        let unit = inventory.data_source_unit(legend.name);
+                        declared.push((Box::from(legend.name), unit.map(Box::from)));
+                        unit
+                    })
+                    .flatten();
+                    catalog::describe_as(naming, f, unit)
                 });
+                let mut tail = Vec::new();
+                let mut unresolved_slot = None;
+                if let Some(sr) = mapped.sr {
+                    let (name, uuid): (Arc<str>, Arc<str>) = match sr {
+                        SrRef::Prefix(prefix) => match srs.by_prefix(prefix) {
+                            Some(s) => (s.name.clone(), s.uuid.clone()),
+                            None => {
+                                let p: Arc<str> = Arc::from(prefix);
+                                unresolved_slot = Some(
+                                    match unresolved.iter().position(|(u, _)| **u == *prefix) {
+                                        Some(i) => i,
+                                        None => {
+                                            unresolved.push((p.clone(), Vec::new()));
+                                            unresolved.len() - 1
+                                        }
+                                    },
+                                );
+                                (p.clone(), p)
+                            }
+                        },
+                        SrRef::Full(uuid) => match srs.by_uuid(uuid) {
+                            Some(s) => (s.name.clone(), s.uuid.clone()),
+                            None => {
+                                let u: Arc<str> = Arc::from(uuid);
+                                (u.clone(), u)
+                            }
+                        },
+                    };
+                    tail.push(Label::new("sr", name));
+                    tail.push(Label::new("sr_uuid", uuid));
+                }
+                if let Some((name, value)) = mapped.label {
+                    tail.push(Label::new(name, value));
+                }
+                let tail = Tail::from(tail);
+                let tail = match &mut hasher {
+                    Some(hasher) => hasher.relabel_tail(tail),
+                    None => tail,
+                };
+                Some((family, builder.tail(tail), unresolved_slot))
+            });
+            let Some((family, tail, unresolved_slot)) = mapping else {
+                continue;
+            };
             let column_u32 = u32::try_from(column).unwrap_or(u32::MAX);
             if let Some(slot) = unknown_slot {
                 unknown[slot].1.push(column_u32);
@@ -313,6 +350,7 @@ impl HostMap {
             checked: Mutex::new(Weak::new()),
             unknown,
             unresolved,
+            declared,
         }
     }
 
@@ -328,17 +366,22 @@ impl HostMap {
         if std::ptr::eq(checked.as_ptr(), Arc::as_ptr(inventory)) {
             return true;
         }
-        let same = self.owners.iter().all(|(owner, uuid, name)| {
-            let now = match owner {
-                Owner::Vm => inventory.vm(uuid).map(|v| &v.name),
-                _ => inventory.host(uuid).map(|h| &h.name),
-            };
-            match (name, now) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
-                (None, None) => true,
-                _ => false,
-            }
-        });
+        let same_units = self
+            .declared
+            .iter()
+            .all(|(ds, unit)| inventory.data_source_unit(ds) == unit.as_deref());
+        let same = same_units
+            && self.owners.iter().all(|(owner, uuid, name)| {
+                let now = match owner {
+                    Owner::Vm => inventory.vm(uuid).map(|v| &v.name),
+                    _ => inventory.host(uuid).map(|h| &h.name),
+                };
+                match (name, now) {
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                    (None, None) => true,
+                    _ => false,
+                }
+            });
         if same {
             *checked = Arc::downgrade(inventory);
         }
@@ -495,7 +538,14 @@ fn map_rrd(
     let Some(row) = &parsed.newest else {
         return Mapped::without_rows(host);
     };
-    let map = Arc::new(HostMap::build(parsed, &host.entry, inventory, srs, None));
+    let map = Arc::new(HostMap::build(
+        parsed,
+        &host.entry,
+        inventory,
+        srs,
+        None,
+        Naming::Compatible,
+    ));
     Mapped::new(map, host, &row.values)
 }
 
@@ -1124,5 +1174,96 @@ mod tests {
         assert_eq!(&*mapped.host.uuid, "0844f276-6eef-4658-a5a6-6d0bd5ed740a");
         assert_eq!(mapped.unknown_owners.len(), 1);
         assert!(mapped.into_frame(None).frame.is_none());
+    }
+
+    #[test]
+    fn a_prometheus_cache_renames_converts_and_leaves_out() {
+        let parsed = rrd::parse(HOST1).unwrap();
+        let inventory = Arc::new(inventory(std::slice::from_ref(&parsed), 0, None));
+        let value_of = |ds: &str| {
+            let column = parsed
+                .legend
+                .iter()
+                .position(|e| e.starts_with("AVERAGE:host:") && e.ends_with(&format!(":{ds}")))
+                .unwrap();
+            parsed.newest.as_ref().unwrap().values[column]
+        };
+        let text = |naming| {
+            let cache = MapCache::new(naming);
+            exposition(
+                std::slice::from_ref(&parsed),
+                &inventory,
+                &cache,
+                Format::Text,
+            )
+            .0
+        };
+        let (compatible, prometheus) = (text(Naming::Compatible), text(Naming::Prometheus));
+        let line = |text: &str, family: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("{family}{{")))
+                .unwrap_or_else(|| panic!("no {family}"));
+            line.rsplit_once(' ').unwrap().1.parse().unwrap()
+        };
+        let free = value_of("memory_free_kib");
+        assert_eq!(line(&compatible, "xen_host_memory_free_kib"), free);
+        assert_eq!(
+            line(&prometheus, "xen_host_memory_free_bytes"),
+            free * 1024.0
+        );
+        assert!(prometheus.contains("# TYPE xen_host_memory_free_bytes gauge\n"));
+        assert!(prometheus.contains("(× 1024)"));
+        assert!(compatible.contains("xen_host_memory_total_kib{"));
+        // Names only: the help texts name the data sources.
+        let names: Vec<&str> = prometheus
+            .lines()
+            .filter(|l| !l.starts_with("# HELP"))
+            .collect();
+        assert!(
+            !names.iter().any(|l| l.contains("memory_total")),
+            "left out"
+        );
+        assert!(!names.iter().any(|l| l.contains("_kib")));
+        let freq = value_of("CPU0-avg-freq");
+        assert!(prometheus.contains(&format!(
+            "xen_host_cpu_avg_freq_hertz{{host=\"xcp-ng-{}\",host_uuid=",
+            &uuids(&parsed, "host")[0][..4]
+        )));
+        assert!(freq > 0.0);
+        // Every other column is still there, under its Prometheus name.
+        let samples = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+        assert_eq!(samples(&prometheus), samples(&compatible) - 1);
+    }
+
+    #[test]
+    fn a_prometheus_map_says_the_declared_unit_and_is_rebuilt_when_it_changes() {
+        let mut parsed = rrd::parse(HOST1).unwrap();
+        let host = uuids(&parsed, "host")[0].clone();
+        parsed
+            .legend
+            .push(Cow::Owned(format!("AVERAGE:host:{host}:new-plugin_power")));
+        let width = parsed.legend.len();
+        parsed.newest.as_mut().unwrap().values.resize(width, 42.0);
+        let values = parsed.newest.as_ref().unwrap().values.clone();
+        let base = inventory(std::slice::from_ref(&parsed), 0, None);
+        let with = |unit| Arc::new(base.with_data_source_units([("new-plugin_power", unit)]));
+        let cache = MapCache::new(Naming::Prometheus);
+        let first = map_of(&cache, &parsed, &with("W"));
+        let text = text_of(&first, &values, &cache);
+        assert!(text.contains("in \"W\", the unit XAPI declares"), "{text}");
+        assert!(
+            text.contains("\nxen_host_new_plugin_power{"),
+            "name kept, value unconverted"
+        );
+        assert!(text.contains("} 42\n"));
+        // A new snapshot that declares the same: the map stays.
+        assert!(Arc::ptr_eq(&first, &map_of(&cache, &parsed, &with("W"))));
+        // Another unit: a new map, and help.
+        let second = map_of(&cache, &parsed, &with("kW"));
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(text_of(&second, &values, &cache).contains("in \"kW\""));
+        // Known families never look their unit up.
+        assert_eq!(second.declared.len(), 1);
     }
 }

@@ -38,6 +38,8 @@ struct FilePool {
     mode: Option<Value>,
     timeout: Option<Value>,
     halt_on_no_uuid: Option<Value>,
+    /// `compatible` or `prometheus`, as `XEN_METRICS_NAMING`.
+    naming: Option<Value>,
     #[serde(default)]
     collectors: FileCollectors,
 }
@@ -71,6 +73,7 @@ struct FileCollectors {
 const DEFAULT_MODE: &str = "pool";
 const DEFAULT_USER: &str = "root";
 const DEFAULT_TIMEOUT: &str = "8s";
+const DEFAULT_NAMING: &str = "compatible";
 
 /// Reads and validates the pools of `path`.
 pub fn load(path: &Path, env: &Env) -> Result<Vec<PoolConfig>, Error> {
@@ -177,6 +180,7 @@ fn raw_pool(p: FilePool) -> Result<RawPool, Error> {
             p.collectors.vm_rrd,
             &collectors.vm_rrd.to_string(),
         )?,
+        naming: scalar("`naming`", p.naming, DEFAULT_NAMING)?,
     })
 }
 
@@ -248,6 +252,7 @@ pools:
     credential: prod-xapi
     timeout: 2500ms
     mode: host
+    naming: prometheus
     collectors: {{pbd: false, tags: false, messages: false, disks: true, vm_rrd: false}}
 "#,
             lab.display()
@@ -275,6 +280,8 @@ pools:
         assert!(!prod.collectors.tags && !prod.collectors.messages);
         assert!(prod.collectors.disks && prod.collectors.certificates && lab.collectors.tags);
         assert!(!prod.collectors.vm_rrd && lab.collectors.vm_rrd);
+        assert_eq!(prod.naming, crate::config::Naming::Prometheus);
+        assert_eq!(lab.naming, crate::config::Naming::Compatible);
         assert!(prod.tls.verify);
     }
 
@@ -311,6 +318,11 @@ pools:
         assert!(
             err("pools: [{name: a, hosts: [h], password_file: /nonexistent/x}]")
                 .contains("`password_file`")
+        );
+        let e = err("pools: [{name: a, hosts: [h], naming: prom}]");
+        assert!(
+            e.starts_with("pool \"a\": `naming` \"prom\" is not valid") && e.contains("prometheus"),
+            "{e}"
         );
         assert!(
             err("pools: [{name: a, hosts: [h], credential: c}]").contains("CREDENTIALS_DIRECTORY")

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use super::setting::{Setting, Zero};
 use super::trust::{self, Fingerprint};
 use super::{
-    CREDENTIAL_NAME, ClientIdentity, Collectors, Endpoint, Env, Error, Mode, PoolConfig, Secret,
-    TlsConfig,
+    CREDENTIAL_NAME, ClientIdentity, Collectors, Endpoint, Env, Error, Mode, Naming, PoolConfig,
+    Secret, TlsConfig,
 };
 
 /// One pool as a source wrote it.
@@ -37,6 +37,7 @@ pub(super) struct RawPool {
     pub(super) messages: Setting,
     pub(super) certificates: Setting,
     pub(super) vm_rrd: Setting,
+    pub(super) naming: Setting,
 }
 
 /// Where the password may come from; at most one may be set.
@@ -111,6 +112,15 @@ pub(super) fn validate(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
                 .invalid("use \"host\" (one host) or \"pool\" (every host of the pool)"));
         }
     };
+    let naming = match raw.naming.value.trim().to_ascii_lowercase().as_str() {
+        "compatible" => Naming::Compatible,
+        "prometheus" => Naming::Prometheus,
+        _ => {
+            return Err(raw.naming.invalid(
+                "use \"compatible\" (the original exporter's names and XAPI's units, the default) or \"prometheus\" (Prometheus' conventions: base units, _total only on counters)",
+            ));
+        }
+    };
     let timeout = raw.timeout.duration(Zero::Refused)?;
     let halt_on_no_uuid = raw.halt_on_no_uuid.boolean()?;
     let collectors = Collectors {
@@ -172,6 +182,7 @@ pub(super) fn validate(raw: RawPool, env: &Env) -> Result<PoolConfig, Error> {
         halt_on_no_uuid,
         timeout,
         collectors,
+        naming,
         hash_uuids_key: None,
     })
 }

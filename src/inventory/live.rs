@@ -11,12 +11,13 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Inventory;
-use super::store::{Store, followed};
+use super::store::{DataSourceUnits, Store, followed};
 use crate::config::Collectors;
 use crate::xapi::{self, Client, records};
 
@@ -105,6 +106,17 @@ pub struct Live {
     pins_asked: Mutex<Option<Instant>>,
     /// Which optional classes to read and follow.
     collectors: Collectors,
+    /// Whether a full read asks every host for its data sources' units.
+    read_units: bool,
+}
+
+/// A `data_source` record as `host.get_data_sources` returns it, reduced to what the help
+/// texts use.
+#[derive(Debug, Deserialize)]
+struct DataSource {
+    name_label: String,
+    #[serde(default)]
+    units: String,
 }
 
 /// What scrapes see: the latest snapshot, and whether a full read has failed yet (so that a
@@ -129,6 +141,17 @@ impl Live {
             wait,
             pins_asked: Mutex::new(None),
             collectors,
+            read_units: false,
+        }
+    }
+
+    /// Makes each full read also ask every host for the units its data sources declare
+    /// (`host.get_data_sources`, one call per host), when `read` is true: the Prometheus
+    /// naming says them in the help of data sources the catalog does not know.
+    pub fn reading_units(self, read: bool) -> Live {
+        Live {
+            read_units: read,
+            ..self
         }
     }
 
@@ -285,6 +308,11 @@ impl Live {
         } else {
             Default::default()
         };
+        let data_source_units = if self.read_units {
+            Arc::new(self.data_source_units(&hosts).await)
+        } else {
+            Default::default()
+        };
         let store = Store {
             pools,
             hosts,
@@ -301,8 +329,42 @@ impl Live {
             messages: Default::default(),
             certificates,
             served_expiry,
+            data_source_units,
         };
         Ok((store, token, classes))
+    }
+
+    /// The unit each host's data sources declare, every host asked at once; the first host
+    /// to name a source gives its unit. A host that cannot answer leaves its sources
+    /// without one, which costs only the unit in a help text: logged, not counted.
+    async fn data_source_units(&self, hosts: &records::Records<records::Host>) -> DataSourceUnits {
+        let replies = futures::future::join_all(hosts.keys().map(|reference| {
+            let reference = Value::from(reference.as_str());
+            async move {
+                self.client
+                    .call::<Vec<DataSource>>("host.get_data_sources", &[reference])
+                    .await
+            }
+        }))
+        .await;
+        let mut units = DataSourceUnits::new();
+        for (host, reply) in hosts.values().zip(replies) {
+            match reply {
+                Ok(sources) => {
+                    for source in sources.into_iter().filter(|s| !s.units.is_empty()) {
+                        units
+                            .entry(source.name_label.into_boxed_str())
+                            .or_insert_with(|| source.units.into_boxed_str());
+                    }
+                }
+                Err(error) => tracing::debug!(
+                    host = %host.name_label,
+                    %error,
+                    "Cannot read the units of the host's data sources"
+                ),
+            }
+        }
+        units
     }
 
     /// Applies event batches until the stream breaks; returns why it broke. `unpublished`:

@@ -490,6 +490,8 @@ pub struct Inventory {
     pub srs: Arc<SrIndex>,
     /// Everything else the records say.
     pub state: State,
+    /// Units of the hosts' data sources, when the full read asked for them.
+    data_source_units: Arc<store::DataSourceUnits>,
 }
 
 impl Inventory {
@@ -515,6 +517,23 @@ impl Inventory {
     pub fn with_srs(&self, srs: Arc<SrIndex>) -> Inventory {
         Inventory {
             srs,
+            ..self.clone()
+        }
+    }
+
+    /// The same snapshot with other data source units.
+    #[cfg(test)]
+    pub fn with_data_source_units<'a>(
+        &self,
+        units: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Inventory {
+        Inventory {
+            data_source_units: Arc::new(
+                units
+                    .into_iter()
+                    .map(|(name, unit)| (Box::from(name), Box::from(unit)))
+                    .collect(),
+            ),
             ..self.clone()
         }
     }
@@ -780,7 +799,14 @@ impl Inventory {
                 messages: message_groups(&store.messages),
                 certificates: certificates(store, named_host),
             },
+            data_source_units: store.data_source_units.clone(),
         }
+    }
+
+    /// The unit XAPI declares for the host data source `name`, if the last full read asked
+    /// for the units and some host has that source.
+    pub fn data_source_unit(&self, name: &str) -> Option<&str> {
+        self.data_source_units.get(name).map(AsRef::as_ref)
     }
 
     /// The host with this UUID.

@@ -92,7 +92,13 @@ pub struct Store {
     /// `host.get_server_certificate` gave it at the last full read, for hosts without a
     /// `host` certificate record. Not an XAPI class: events never change it.
     pub served_expiry: std::collections::HashMap<String, i64>,
+    /// The unit each host data source declares, as `host.get_data_sources` gave it at the
+    /// last full read; empty unless asked for. Not an XAPI class either.
+    pub data_source_units: std::sync::Arc<DataSourceUnits>,
 }
+
+/// Data source name → the unit XAPI declares for it (`data_source.units`), over every host.
+pub type DataSourceUnits = std::collections::BTreeMap<Box<str>, Box<str>>;
 
 /// Why an event could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,11 +2,14 @@
 //! text and type, and the help of the exporter's own families. The only place that knows raw
 //! RRD units. Pure string work, no I/O.
 //!
-//! Names are those of the Python exporter MikeDombo/xen-exporter, so dashboards and alerts
-//! written for it keep working; values keep XAPI's units (KiB stays KiB) for the same reason,
-//! and every help text says which unit that is.
+//! Two namings ([`Naming`]). The default, compatible one keeps the names of the Python exporter
+//! MikeDombo/xen-exporter, so dashboards and alerts written for it keep working, and values in
+//! XAPI's units (KiB stays KiB) for the same reason; every help text says which unit that is.
+//! The Prometheus one is data in the same rows: each says what its family is called there and
+//! how its value converts to a base unit ([`Scale`]), from which its help text derives.
 
 use std::borrow::Cow;
+use std::sync::OnceLock;
 
 use super::Kind;
 
@@ -29,6 +32,117 @@ impl Owner {
             Owner::Sr => "xen_sr_",
         }
     }
+}
+
+/// How families are named and valued: `--metrics.naming`, chosen per pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Naming {
+    /// The original exporter's names, values in the units XAPI declares (the default).
+    #[default]
+    Compatible,
+    /// Prometheus' conventions: base units in the name and the value, `_total` only on
+    /// counters, fractions as `_ratio`.
+    Prometheus,
+}
+
+/// The conversion of a value to a base unit under [`Naming::Prometheus`], named after the
+/// unit XAPI declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    /// Already a base unit (bytes, seconds, a fraction, a count, something per second).
+    One,
+    /// KiB, or KiB per second: × 1024.
+    Kib,
+    /// MiB/s: × 2^20.
+    MibPerSecond,
+    /// μs: ÷ 10^6.
+    Microseconds,
+    /// MHz: × 10^6.
+    Megahertz,
+}
+
+impl Scale {
+    /// `value` in the base unit. Microseconds are divided by 10^6 rather than multiplied by
+    /// 10^-6, which has no exact binary form, so that the result is the rounded quotient.
+    #[inline]
+    pub fn apply(self, value: f64) -> f64 {
+        match self {
+            Scale::One => value,
+            Scale::Kib => value * 1024.0,
+            Scale::MibPerSecond => value * 1_048_576.0,
+            Scale::Microseconds => value / 1e6,
+            Scale::Megahertz => value * 1e6,
+        }
+    }
+
+    /// The unit phrase of a compatible help text and what it becomes.
+    fn phrases(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Scale::One => None,
+            Scale::Kib => Some(("in KiB", "in bytes")),
+            Scale::MibPerSecond => Some(("in MiB/s", "in bytes per second")),
+            Scale::Microseconds => Some(("in μs", "in seconds")),
+            Scale::Megahertz => Some(("in MHz", "in hertz")),
+        }
+    }
+
+    /// The sentence a converted family's help ends with.
+    fn note(self) -> &'static str {
+        match self {
+            Scale::One => "",
+            Scale::Kib => "Converted from the KiB XAPI reports (× 1024).",
+            Scale::MibPerSecond => "Converted from the MiB/s XAPI reports (× 2^20).",
+            Scale::Microseconds => "Converted from the μs XAPI reports (÷ 10^6).",
+            Scale::Megahertz => "Converted from the MHz XAPI reports (× 10^6).",
+        }
+    }
+
+    /// How the reference describes the conversion.
+    fn describe(self) -> &'static str {
+        match self {
+            Scale::One => "",
+            Scale::Kib => "× 1024",
+            Scale::MibPerSecond => "× 2^20",
+            Scale::Microseconds => "÷ 10^6",
+            Scale::Megahertz => "× 10^6",
+        }
+    }
+}
+
+/// A family as a naming exports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Renamed {
+    /// The family name.
+    pub family: Cow<'static, str>,
+    /// How its values are converted.
+    pub scale: Scale,
+}
+
+/// The family `compatible` (from [`map_data_source`], or a record family) under `naming`;
+/// `None` when that naming leaves it out because another family carries the same value. A
+/// family the catalog does not know keeps its name. Known names come back borrowed.
+pub fn rename(naming: Naming, compatible: Cow<'static, str>) -> Option<Renamed> {
+    let same = |family| Renamed {
+        family,
+        scale: Scale::One,
+    };
+    if naming == Naming::Compatible {
+        return Some(same(compatible));
+    }
+    let spec = find(&compatible).or_else(|| pattern_of(&compatible).and_then(find));
+    let Some(spec) = spec else {
+        return Some(same(compatible));
+    };
+    let family = match spec.prometheus {
+        Prometheus::Same => compatible,
+        Prometheus::Renamed(name, _) => Cow::Borrowed(name),
+        Prometheus::Suffixed(suffix, _) => Cow::Owned(format!("{compatible}{suffix}")),
+        Prometheus::Omitted(_) => return None,
+    };
+    Some(Renamed {
+        family,
+        scale: spec.scale(),
+    })
 }
 
 /// A reference to an SR found inside a host data source name.
@@ -273,10 +387,25 @@ fn family_name(prefix: &'static str, raw: &str) -> Cow<'static, str> {
 }
 
 /// The help text and type of a family name produced by [`map_data_source`] or one of the
-/// record-derived families.
+/// record-derived families, as [`Naming::Compatible`] names them.
 pub fn describe(family: &str) -> (Cow<'static, str>, Kind) {
-    if let Some(spec) = find(family).or_else(|| pattern_of(family).and_then(find)) {
-        return (Cow::Borrowed(spec.help), spec.kind);
+    describe_as(Naming::Compatible, family, None)
+}
+
+/// The help text and type of a family as `naming` names it (see [`rename`]). `declared` is
+/// the unit XAPI declares for the data source behind a family the catalog does not know, if
+/// known: its help says it, since the value is exported unconverted.
+pub fn describe_as(
+    naming: Naming,
+    family: &str,
+    declared: Option<&str>,
+) -> (Cow<'static, str>, Kind) {
+    let spec = match naming {
+        Naming::Compatible => find(family).or_else(|| pattern_of(family).and_then(find)),
+        Naming::Prometheus => find_prometheus(family),
+    };
+    if let Some(spec) = spec {
+        return (spec.help_as(naming), spec.kind_as(naming, family));
     }
     let owner = if family.starts_with("xen_host_") {
         "a host RRD data source, exported as xen_host_<data source name>"
@@ -287,10 +416,20 @@ pub fn describe(family: &str) -> (Cow<'static, str>, Kind) {
     } else {
         "an RRD data source"
     };
-    let mut help = format!(
-        "Not in the catalog: {owner} (lower-cased, characters outside [a-z0-9_] replaced by _), \
-         in the unit XAPI declares for it (see host.get_data_sources), average over the RRD step."
-    );
+    let mut help = match (naming, declared) {
+        (Naming::Compatible, _) => format!(
+            "Not in the catalog: {owner} (lower-cased, characters outside [a-z0-9_] replaced by _), \
+             in the unit XAPI declares for it (see host.get_data_sources), average over the RRD step."
+        ),
+        (Naming::Prometheus, Some(unit)) => format!(
+            "Not in the catalog: {owner} (lower-cased, characters outside [a-z0-9_] replaced by _), \
+             unconverted, in {unit:?}, the unit XAPI declares for it (host.get_data_sources), average over the RRD step."
+        ),
+        (Naming::Prometheus, None) => format!(
+            "Not in the catalog: {owner} (lower-cased, characters outside [a-z0-9_] replaced by _), \
+             unconverted, in the unit XAPI declares for it (see host.get_data_sources or VM.get_data_sources), average over the RRD step."
+        ),
+    };
     match untyped_suffix(family) {
         Some(suffix) => {
             help.push_str(" Untyped: the inherited name ends in ");
@@ -300,6 +439,53 @@ pub fn describe(family: &str) -> (Cow<'static, str>, Kind) {
         }
         None => (Cow::Owned(help), Kind::Gauge),
     }
+}
+
+/// Whether the catalog has a row for the family `family` as `naming` names it.
+pub fn knows(naming: Naming, family: &str) -> bool {
+    match naming {
+        Naming::Compatible => find(family)
+            .or_else(|| pattern_of(family).and_then(find))
+            .is_some(),
+        Naming::Prometheus => find_prometheus(family).is_some(),
+    }
+}
+
+/// The catalog row of a family as [`Naming::Prometheus`] names it. Where two data sources
+/// export into one family (a source XAPI renamed), the row named so under both namings wins.
+fn find_prometheus(family: &str) -> Option<&'static Spec> {
+    static INDEX: OnceLock<Vec<(&'static str, &'static Spec)>> = OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index: Vec<(&'static str, &'static Spec)> = SPECS
+            .iter()
+            .filter(|s| !s.name.contains('<'))
+            .filter_map(|s| match s.prometheus {
+                Prometheus::Same => Some((s.name, s)),
+                Prometheus::Renamed(name, _) => Some((name, s)),
+                Prometheus::Suffixed(..) | Prometheus::Omitted(_) => None,
+            })
+            .collect();
+        index.sort_by_key(|&(name, s)| (name, s.name != name));
+        index
+    });
+    let first = index.partition_point(|&(name, _)| name < family);
+    if let Some(&(name, spec)) = index.get(first)
+        && name == family
+    {
+        return Some(spec);
+    }
+    // Pattern rows: their suffix, then the compatible pattern.
+    SPECS
+        .iter()
+        .filter(|s| s.name.contains('<'))
+        .find(|s| match s.prometheus {
+            Prometheus::Suffixed(suffix, _) => family
+                .strip_suffix(suffix)
+                .and_then(pattern_of)
+                .is_some_and(|p| p == s.name),
+            Prometheus::Same => pattern_of(family) == Some(s.name),
+            Prometheus::Renamed(..) | Prometheus::Omitted(_) => false,
+        })
 }
 
 /// The suffix that promtool reserves for counters, histograms and summaries, if `name` has one.
@@ -347,42 +533,81 @@ fn pattern_of(family: &str) -> Option<&'static str> {
     }
 }
 
-/// Renders the Markdown metric reference (`docs/metrics.md`): one row per known family.
+/// Renders the Markdown metric reference (`docs/metrics.md`): one row per known family, with
+/// its name under each naming.
 pub fn reference_markdown() -> String {
     let mut out = String::from(
         "# Metric reference\n\
          \n\
          <!-- Generated by xen_exporter::metrics::catalog::reference_markdown(); do not edit. -->\n\
          \n\
-         Names and labels are those of the Python exporter MikeDombo/xen-exporter, so existing \
-         dashboards (Grafana 16588) and alerts keep working. RRD values are exported as XAPI \
-         reports them, without unit conversion: each value is the average over the RRD step \
-         (5 s) of a gauge, or of a per-second rate for sources that XAPI derives from counters. \
-         The unit column is the unit XAPI declares.\n\
+         Every family has two names, one per naming (`--metrics.naming`, `XEN_METRICS_NAMING`, \
+         `naming:` per pool in a configuration file).\n\
          \n\
-         A data source the catalog does not know is exported as `xen_<owner>_<name>`, the name \
-         lower-cased and every character outside `[a-z0-9_]` replaced by `_`; it is a gauge \
-         unless the name ends in `_total`, `_count`, `_sum` or `_bucket`, which makes it untyped.\n\
+         **`compatible`** (the default): the names and labels of the Python exporter \
+         MikeDombo/xen-exporter, so existing dashboards (Grafana 16588), the shipped dashboard \
+         and the shipped alerts keep working. RRD values are exported as XAPI reports them, \
+         without unit conversion: each value is the average over the RRD step (5 s) of a gauge, \
+         or of a per-second rate for sources that XAPI derives from counters. The unit column \
+         is the unit XAPI declares.\n\
          \n\
-         | Name | Type | Labels | Unit | Help |\n\
-         |---|---|---|---|---|\n",
+         **`prometheus`**: Prometheus' conventions for new installations. Values in base units, \
+         named in the suffix (KiB × 1024 → `_bytes`, MiB/s × 2^20 → `_bytes_per_second`, \
+         μs ÷ 10^6 → `_seconds`, MHz × 10^6 → `_hertz`; B/s → `_bytes_per_second`, fractions \
+         → `_ratio`), the help text saying so; inherited names ending in `_total` or `_count` \
+         that are not counters renamed, so that only counters end in `_total`. RRD \
+         `memory_total_kib` is left out: xapi sets the host record's memory_total from it, \
+         exported as `xen_host_memory_total_bytes` under both namings. Labels are the same \
+         under both.\n\
+         \n\
+         A data source the catalog does not know is exported as `xen_<owner>_<name>` under \
+         both namings, the name lower-cased and every character outside `[a-z0-9_]` replaced \
+         by `_`, its value unconverted; it is a gauge unless the name ends in `_total`, \
+         `_count`, `_sum` or `_bucket`, which makes it untyped. Under `prometheus` its help \
+         gives the unit XAPI declares for it (host.get_data_sources, read with the inventory; \
+         host data sources only).\n\
+         \n\
+         | Name (`compatible`) | Name (`prometheus`) | Type | Labels | Unit | Help |\n\
+         |---|---|---|---|---|---|\n",
     );
+    let kind_name = |kind| match kind {
+        Kind::Gauge => "gauge",
+        Kind::Counter => "counter",
+        Kind::Untyped => "untyped",
+    };
     for spec in SPECS {
-        let kind = match spec.kind {
-            Kind::Gauge => "gauge",
-            Kind::Counter => "counter",
-            Kind::Untyped => "untyped",
-        };
         let labels: Vec<String> = spec
             .labels
             .split(", ")
             .filter(|l| !l.is_empty())
             .map(|l| format!("`{l}`"))
             .collect();
+        let prometheus = match spec.prometheus_name() {
+            None => match spec.prometheus {
+                Prometheus::Omitted(why) => format!("left out: {why}"),
+                _ => String::new(),
+            },
+            Some(name) => {
+                let mut notes = Vec::new();
+                let kind = spec.kind_as(Naming::Prometheus, &name);
+                if kind != spec.kind {
+                    notes.push(kind_name(kind).to_string());
+                }
+                if spec.scale() != Scale::One {
+                    notes.push(spec.scale().describe().to_string());
+                }
+                if notes.is_empty() {
+                    format!("`{name}`")
+                } else {
+                    format!("`{name}` ({})", notes.join(", "))
+                }
+            }
+        };
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} |\n",
             spec.name,
-            kind,
+            prometheus.replace('|', "\\|"),
+            kind_name(spec.kind),
             labels.join(", "),
             spec.unit,
             spec.help.replace('|', "\\|"),
@@ -402,6 +627,109 @@ struct Spec {
     /// The unit of the exported value as XAPI declares it.
     unit: &'static str,
     help: &'static str,
+    /// What the family is under [`Naming::Prometheus`].
+    prometheus: Prometheus,
+}
+
+/// A family under [`Naming::Prometheus`], relative to its compatible name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Prometheus {
+    /// The compatible name already follows the conventions.
+    Same,
+    /// Another name, the value converted to base units by the scale.
+    Renamed(&'static str, Scale),
+    /// A pattern row: the compatible name with this suffix, the value converted by the scale.
+    Suffixed(&'static str, Scale),
+    /// Not exported: another family carries the same value. Says which.
+    Omitted(&'static str),
+}
+
+impl Spec {
+    const fn with(self, prometheus: Prometheus) -> Spec {
+        Spec { prometheus, ..self }
+    }
+
+    const fn renamed(self, name: &'static str, scale: Scale) -> Spec {
+        self.with(Prometheus::Renamed(name, scale))
+    }
+
+    const fn suffixed(self, suffix: &'static str, scale: Scale) -> Spec {
+        self.with(Prometheus::Suffixed(suffix, scale))
+    }
+
+    const fn omitted(self, why: &'static str) -> Spec {
+        self.with(Prometheus::Omitted(why))
+    }
+
+    /// Whether the family comes from `/rrd_updates` (its help names the data source).
+    #[cfg(test)]
+    fn is_rrd(&self) -> bool {
+        self.help.contains("(RRD ")
+    }
+
+    /// The name under [`Naming::Prometheus`] (a pattern for pattern rows); `None` when omitted.
+    fn prometheus_name(&self) -> Option<Cow<'static, str>> {
+        match self.prometheus {
+            Prometheus::Same => Some(Cow::Borrowed(self.name)),
+            Prometheus::Renamed(name, _) => Some(Cow::Borrowed(name)),
+            Prometheus::Suffixed(suffix, _) => Some(Cow::Owned(format!("{}{suffix}", self.name))),
+            Prometheus::Omitted(_) => None,
+        }
+    }
+
+    fn scale(&self) -> Scale {
+        match self.prometheus {
+            Prometheus::Renamed(_, scale) | Prometheus::Suffixed(_, scale) => scale,
+            Prometheus::Same | Prometheus::Omitted(_) => Scale::One,
+        }
+    }
+
+    /// The type under `naming`: a renamed inherited name loses its reserved suffix, and with
+    /// it the reason to be untyped.
+    fn kind_as(&self, naming: Naming, name: &str) -> Kind {
+        match (naming, self.kind) {
+            (Naming::Compatible, kind) | (_, kind @ Kind::Counter) => kind,
+            (Naming::Prometheus, _) if untyped_suffix(name).is_some() => Kind::Untyped,
+            (Naming::Prometheus, _) => Kind::Gauge,
+        }
+    }
+
+    /// The help under `naming`: under [`Naming::Prometheus`] the unit phrase of a converted
+    /// value names the base unit and the conversion, and the note on an inherited reserved
+    /// suffix goes with the suffix.
+    fn help_as(&self, naming: Naming) -> Cow<'static, str> {
+        if naming == Naming::Compatible || self.prometheus == Prometheus::Same {
+            return Cow::Borrowed(self.help);
+        }
+        let mut help = match self.help.split_once(" Untyped: ") {
+            Some((kept, _)) => kept.to_string(),
+            None => self.help.to_string(),
+        };
+        let scale = self.scale();
+        if let Some((from, to)) = scale.phrases() {
+            help = help.replacen(from, to, 1);
+            help.push(' ');
+            help.push_str(scale.note());
+        }
+        Cow::Owned(help)
+    }
+}
+
+const fn spec(
+    name: &'static str,
+    kind: Kind,
+    labels: &'static str,
+    unit: &'static str,
+    help: &'static str,
+) -> Spec {
+    Spec {
+        name,
+        kind,
+        labels,
+        unit,
+        help,
+        prometheus: Prometheus::Same,
+    }
 }
 
 const fn gauge(
@@ -410,13 +738,7 @@ const fn gauge(
     unit: &'static str,
     help: &'static str,
 ) -> Spec {
-    Spec {
-        name,
-        kind: Kind::Gauge,
-        labels,
-        unit,
-        help,
-    }
+    spec(name, Kind::Gauge, labels, unit, help)
 }
 
 const fn untyped(
@@ -425,13 +747,7 @@ const fn untyped(
     unit: &'static str,
     help: &'static str,
 ) -> Spec {
-    Spec {
-        name,
-        kind: Kind::Untyped,
-        labels,
-        unit,
-        help,
-    }
+    spec(name, Kind::Untyped, labels, unit, help)
 }
 
 const fn counter(
@@ -440,13 +756,7 @@ const fn counter(
     unit: &'static str,
     help: &'static str,
 ) -> Spec {
-    Spec {
-        name,
-        kind: Kind::Counter,
-        labels,
-        unit,
-        help,
-    }
+    spec(name, Kind::Counter, labels, unit, help)
 }
 
 const H: &str = "host, host_uuid";
@@ -526,31 +836,36 @@ static SPECS: &[Spec] = &[
         H_CPU,
         "fraction 0–1",
         "Busy fraction of the physical CPU, 0–1 (RRD cpu<N>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_cpu_busy_ratio", Scale::One),
     gauge(
         "xen_host_cpu_avg",
         H,
         "fraction 0–1",
         "Busy fraction averaged over all physical CPUs, 0–1 (RRD cpu_avg, average over the step).",
-    ),
+    )
+    .renamed("xen_host_cpu_avg_busy_ratio", Scale::One),
     gauge(
         "xen_host_cpu_avg_freq",
         H_CPU,
         "MHz",
         "Average frequency of the physical CPU, in MHz (RRD CPU<N>-avg-freq, average over the step).",
-    ),
+    )
+    .renamed("xen_host_cpu_avg_freq_hertz", Scale::Megahertz),
     gauge(
         "xen_host_cpu_c<k>",
         H_CPU,
         "fraction 0–1",
         "Fraction of time the physical CPU spent in the C-state named by the metric, 0–1 (RRD cpu<N>-C<k>, average over the step).",
-    ),
+    )
+    .suffixed("_residency_ratio", Scale::One),
     gauge(
         "xen_host_cpu_p<k>",
         H_CPU,
         "fraction 0–1",
         "Fraction of time the physical CPU spent in the P-state named by the metric, 0–1 (RRD cpu<N>-P<k>, average over the step).",
-    ),
+    )
+    .suffixed("_residency_ratio", Scale::One),
     gauge(
         "xen_host_cpus",
         "host, host_uuid",
@@ -562,7 +877,8 @@ static SPECS: &[Spec] = &[
         H,
         "W",
         "Host power draw read over IPMI DCMI, in watts (RRD DCMI-power-reading, average over the step).",
-    ),
+    )
+    .renamed("xen_host_dcmi_power_reading_watts", Scale::One),
     gauge(
         "xen_host_enabled",
         "host, host_uuid",
@@ -574,13 +890,15 @@ static SPECS: &[Spec] = &[
         H,
         "calls/s",
         "Calls by the xapi rate-limiter caller group named by the metric, in calls per second (RRD group_<g>_calls, pool master, average over the step).",
-    ),
+    )
+    .suffixed("_per_second", Scale::One),
     gauge(
         "xen_host_group_<g>_tokens",
         H,
         "tokens/s",
         "Tokens used by the xapi rate-limiter caller group named by the metric, in tokens per second (RRD group_<g>_tokens, pool master, average over the step).",
-    ),
+    )
+    .suffixed("_per_second", Scale::One),
     gauge(
         "xen_host_hostload",
         H,
@@ -604,19 +922,22 @@ static SPECS: &[Spec] = &[
         H_SR,
         "MiB/s",
         "Data read from the SR by this host, in MiB/s (RRD io_throughput_read_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_io_throughput_read_bytes_per_second", Scale::MibPerSecond),
     untyped(
         "xen_host_io_throughput_total",
         H_SR,
         "MiB/s",
         "Data read from and written to the SR by this host, in MiB/s (RRD io_throughput_total_<sr8>, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
-    ),
+    )
+    .renamed("xen_host_io_throughput_bytes_per_second", Scale::MibPerSecond),
     gauge(
         "xen_host_io_throughput_write",
         H_SR,
         "MiB/s",
         "Data written to the SR by this host, in MiB/s (RRD io_throughput_write_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_io_throughput_write_bytes_per_second", Scale::MibPerSecond),
     gauge(
         "xen_host_iops_read",
         H_SR,
@@ -628,7 +949,8 @@ static SPECS: &[Spec] = &[
         H_SR,
         "requests/s",
         "Read and write requests from this host to the SR, in requests per second (RRD iops_total_<sr8>, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
-    ),
+    )
+    .renamed("xen_host_iops", Scale::One),
     gauge(
         "xen_host_iops_write",
         H_SR,
@@ -640,13 +962,15 @@ static SPECS: &[Spec] = &[
         H_SR,
         "s/s",
         "Time this host's tapdisks spent waiting for I/O on the SR, in seconds per second (RRD iowait_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_iowait_seconds_per_second", Scale::One),
     gauge(
         "xen_host_latency",
         H_SR,
         "μs",
         "Highest I/O latency over the SR's VDIs on this host, in μs (RRD latency_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_latency_seconds", Scale::Microseconds),
     gauge(
         "xen_host_license_expiry_time_seconds",
         "host, host_uuid",
@@ -670,19 +994,22 @@ static SPECS: &[Spec] = &[
         H,
         "KiB",
         "Free host memory as seen by Xen, in KiB (RRD memory_free_kib, average over the step).",
-    ),
+    )
+    .renamed("xen_host_memory_free_bytes", Scale::Kib),
     gauge(
         "xen_host_memory_reclaimed",
         H,
         "bytes",
         "Memory reclaimed from VMs by ballooning, the sum over VMs of dynamic_max minus target, in bytes (RRD memory_reclaimed, average over the step).",
-    ),
+    )
+    .renamed("xen_host_memory_reclaimed_bytes", Scale::One),
     gauge(
         "xen_host_memory_reclaimed_max",
         H,
         "bytes",
         "Memory that ballooning could still reclaim, the sum over VMs of target minus dynamic_min, in bytes (RRD memory_reclaimed_max, average over the step).",
-    ),
+    )
+    .renamed("xen_host_memory_reclaimed_max_bytes", Scale::One),
     gauge(
         "xen_host_memory_total_bytes",
         "host, host_uuid",
@@ -694,6 +1021,9 @@ static SPECS: &[Spec] = &[
         H,
         "KiB",
         "Total physical memory of the host, in KiB (RRD memory_total_kib, average over the step).",
+    )
+    .omitted(
+        "the same value as xen_host_memory_total_bytes, which xapi sets from this data source (host_metrics memory_total = memory_total_kib × 1024)",
     ),
     gauge(
         "xen_host_multipath_enabled",
@@ -706,7 +1036,8 @@ static SPECS: &[Spec] = &[
         H,
         "seconds",
         "HA network heartbeat latency, in seconds (RRD network/latency, HA only, average over the step).",
-    ),
+    )
+    .renamed("xen_host_network_latency_seconds", Scale::One),
     gauge(
         "xen_host_pif_attached",
         "host, host_uuid, pif, vlan",
@@ -718,31 +1049,36 @@ static SPECS: &[Spec] = &[
         H_PIF,
         "B/s",
         "Bytes received on the dom0 network device (pif=\"aggr\": all devices summed), in B/s (RRD pif_<dev>_rx, average over the step).",
-    ),
+    )
+    .renamed("xen_host_pif_rx_bytes_per_second", Scale::One),
     gauge(
         "xen_host_pif_rx_errors",
         H_PIF,
         "errors/s",
         "Receive errors on the dom0 network device, in errors per second (RRD pif_<dev>_rx_errors, average over the step).",
-    ),
+    )
+    .renamed("xen_host_pif_rx_errors_per_second", Scale::One),
     gauge(
         "xen_host_pif_tx",
         H_PIF,
         "B/s",
         "Bytes sent on the dom0 network device (pif=\"aggr\": all devices summed), in B/s (RRD pif_<dev>_tx, average over the step).",
-    ),
+    )
+    .renamed("xen_host_pif_tx_bytes_per_second", Scale::One),
     gauge(
         "xen_host_pif_tx_errors",
         H_PIF,
         "errors/s",
         "Transmit errors on the dom0 network device, in errors per second (RRD pif_<dev>_tx_errors, average over the step).",
-    ),
+    )
+    .renamed("xen_host_pif_tx_errors_per_second", Scale::One),
     untyped(
         "xen_host_pool_session_count",
         H,
         "sessions",
         "Live XAPI sessions in the pool, a count (RRD pool_session_count, pool master only, average over the step). Untyped: the inherited name ends in _count but this is a gauge, not a histogram or summary count.",
-    ),
+    )
+    .renamed("xen_host_pool_sessions", Scale::One),
     gauge(
         "xen_host_pool_session_creation_rate",
         H,
@@ -754,13 +1090,15 @@ static SPECS: &[Spec] = &[
         H,
         "tasks",
         "XAPI tasks in the pool, a count (RRD pool_task_count, pool master only, average over the step). Untyped: the inherited name ends in _count but this is a gauge, not a histogram or summary count.",
-    ),
+    )
+    .renamed("xen_host_pool_tasks", Scale::One),
     untyped(
         "xen_host_pool_total_session_count",
         H,
         "sessions/s",
         "XAPI sessions created in the pool, in sessions per second (RRD pool_total_session_count, the name of pool_session_creation_rate before xapi 23.9, pool master only, average over the step). Untyped: the inherited name ends in _count but this is a per-second average, not a histogram or summary count.",
-    ),
+    )
+    .renamed("xen_host_pool_session_creation_rate", Scale::One),
     gauge(
         "xen_host_pool_vgpu_migration_rate",
         H,
@@ -772,13 +1110,15 @@ static SPECS: &[Spec] = &[
         H_SR,
         "B/s",
         "Bytes read from the SR by this host, in B/s (RRD read_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_read_bytes_per_second", Scale::One),
     gauge(
         "xen_host_read_latency",
         H_SR,
         "μs",
         "Read latency of this host on the SR, in μs (RRD read_latency_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_read_latency_seconds", Scale::Microseconds),
     gauge(
         "xen_host_reboot_required",
         "host, host_uuid",
@@ -820,25 +1160,29 @@ static SPECS: &[Spec] = &[
         H_SR,
         "hits/s",
         "IntelliCache hits on the host's local cache SR, in hits per second (RRD sr_<uuid>_cache_hits, average over the step).",
-    ),
+    )
+    .renamed("xen_host_sr_cache_hits_per_second", Scale::One),
     gauge(
         "xen_host_sr_cache_misses",
         H_SR,
         "misses/s",
         "IntelliCache misses on the host's local cache SR, in misses per second (RRD sr_<uuid>_cache_misses, average over the step).",
-    ),
+    )
+    .renamed("xen_host_sr_cache_misses_per_second", Scale::One),
     gauge(
         "xen_host_sr_cache_size",
         H_SR,
         "bytes",
         "Size of the IntelliCache local cache on the SR, in bytes (RRD sr_<uuid>_cache_size, average over the step).",
-    ),
+    )
+    .renamed("xen_host_sr_cache_size_bytes", Scale::One),
     gauge(
         "xen_host_statefile_latency",
         "host, host_uuid, vdi_uuid",
         "seconds",
         "HA state-file access latency for the state-file VDI, in seconds (RRD statefile/<vdi-uuid>/latency, HA only, average over the step).",
-    ),
+    )
+    .renamed("xen_host_statefile_latency_seconds", Scale::One),
     gauge(
         "xen_host_tag",
         "host, host_uuid, tag",
@@ -862,43 +1206,50 @@ static SPECS: &[Spec] = &[
         H_SR,
         "B/s",
         "Bytes written to the SR by this host, in B/s (RRD write_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_write_bytes_per_second", Scale::One),
     gauge(
         "xen_host_write_latency",
         H_SR,
         "μs",
         "Write latency of this host on the SR, in μs (RRD write_latency_<sr8>, average over the step).",
-    ),
+    )
+    .renamed("xen_host_write_latency_seconds", Scale::Microseconds),
     gauge(
         "xen_host_xapi_allocation_kib",
         H,
         "KiB/s",
         "Memory allocated by xapi's OCaml runtime, in KiB per second (RRD xapi_allocation_kib, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xapi_allocation_bytes_per_second", Scale::Kib),
     gauge(
         "xen_host_xapi_free_memory_kib",
         H,
         "KiB",
         "Free memory in xapi's OCaml heap, in KiB (RRD xapi_free_memory_kib, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xapi_free_memory_bytes", Scale::Kib),
     gauge(
         "xen_host_xapi_healthcheck_latency",
         H,
         "seconds",
         "HA xapi health-check latency, in seconds (RRD xapi_healthcheck/latency, HA only, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xapi_healthcheck_latency_seconds", Scale::One),
     gauge(
         "xen_host_xapi_live_memory_kib",
         H,
         "KiB",
         "Live memory in xapi's OCaml heap, in KiB (RRD xapi_live_memory_kib, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xapi_live_memory_bytes", Scale::Kib),
     gauge(
         "xen_host_xapi_memory_usage_kib",
         H,
         "KiB",
         "Memory used by the xapi process, in KiB (RRD xapi_memory_usage_kib, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xapi_memory_usage_bytes", Scale::Kib),
     gauge(
         "xen_host_xapi_open_fds",
         H,
@@ -916,37 +1267,43 @@ static SPECS: &[Spec] = &[
         H,
         "KiB",
         "Extra memory used by xenopsd-xc outside its OCaml heap, in KiB (RRD xenopsd-xc_mem_extra, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_mem_extra_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_ocaml_allocation_rate",
         H,
         "KiB/s",
         "Memory allocated by xenopsd-xc's OCaml runtime, in KiB per second (RRD xenopsd-xc_ocaml_allocation_rate, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_ocaml_allocation_bytes_per_second", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_ocaml_free",
         H,
         "KiB",
         "Free memory in xenopsd-xc's OCaml heap, in KiB (RRD xenopsd-xc_ocaml_free, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_ocaml_free_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_ocaml_maybe_live",
         H,
         "KiB",
         "Possibly live memory in xenopsd-xc's OCaml heap, in KiB (RRD xenopsd-xc_ocaml_maybe_live, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_ocaml_maybe_live_bytes", Scale::Kib),
     untyped(
         "xen_host_xenopsd_xc_ocaml_total",
         H,
         "KiB",
         "Size of xenopsd-xc's OCaml heap, in KiB (RRD xenopsd-xc_ocaml_total, average over the step). Untyped: the inherited name ends in _total but this is a gauge, not a counter.",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_ocaml_heap_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_rss",
         H,
         "KiB",
         "Resident set size of xenopsd-xc (VmRSS), in KiB (RRD xenopsd-xc_rss, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_rss_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_threads",
         H,
@@ -958,37 +1315,43 @@ static SPECS: &[Spec] = &[
         H,
         "KiB",
         "Data segment size of xenopsd-xc (VmData), in KiB (RRD xenopsd-xc_vmdata, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_vmdata_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_vmlck",
         H,
         "KiB",
         "Locked memory of xenopsd-xc (VmLck), in KiB (RRD xenopsd-xc_vmlck, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_vmlck_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_vmpin",
         H,
         "KiB",
         "Pinned memory of xenopsd-xc (VmPin), in KiB (RRD xenopsd-xc_vmpin, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_vmpin_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_vmpte",
         H,
         "KiB",
         "Page-table size of xenopsd-xc (VmPTE), in KiB (RRD xenopsd-xc_vmpte, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_vmpte_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_vmsize",
         H,
         "KiB",
         "Virtual memory size of xenopsd-xc (VmSize), in KiB (RRD xenopsd-xc_vmsize, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_vmsize_bytes", Scale::Kib),
     gauge(
         "xen_host_xenopsd_xc_vmstk",
         H,
         "KiB",
         "Stack size of xenopsd-xc (VmStk), in KiB (RRD xenopsd-xc_vmstk, average over the step).",
-    ),
+    )
+    .renamed("xen_host_xenopsd_xc_vmstk_bytes", Scale::Kib),
     gauge(
         "xen_messages",
         "name, priority, class",
@@ -1114,13 +1477,15 @@ static SPECS: &[Spec] = &[
         SR,
         "bytes",
         "Physical size of the SR, in bytes (SR record physical_size, read when the records were last loaded).",
-    ),
+    )
+    .renamed("xen_sr_physical_size_bytes", Scale::One),
     gauge(
         "xen_sr_physical_utilization",
         SR,
         "bytes",
         "Physical space used on the SR, in bytes (SR record physical_utilisation, read when the records were last loaded).",
-    ),
+    )
+    .renamed("xen_sr_physical_utilization_bytes", Scale::One),
     gauge(
         "xen_sr_tag",
         "sr, sr_uuid, tag",
@@ -1138,19 +1503,22 @@ static SPECS: &[Spec] = &[
         SR,
         "bytes",
         "Sum of the virtual sizes of the SR's VDIs, in bytes (SR record virtual_allocation, read when the records were last loaded).",
-    ),
+    )
+    .renamed("xen_sr_virtual_allocation_bytes", Scale::One),
     gauge(
         "xen_vm_cpu",
         VM_CPU,
         "fraction 0–1",
         "Busy fraction of the vCPU, its run time over wall time, 0–1 (RRD cpu<N>, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_cpu_busy_ratio", Scale::One),
     gauge(
         "xen_vm_cpu_usage",
         VM,
         "fraction 0–1",
         "CPU time of the domain over wall time times its online vCPUs, 0–1 (RRD cpu_usage, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_cpu_usage_ratio", Scale::One),
     gauge(
         "xen_vm_disk_physical_utilization_bytes",
         "vm, vm_uuid, vbd, userdevice, vdi, vdi_uuid, sr, sr_uuid",
@@ -1174,7 +1542,8 @@ static SPECS: &[Spec] = &[
         VM,
         "bytes",
         "Memory currently allocated to the VM, in bytes (RRD memory, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_memory_bytes", Scale::One),
     gauge(
         "xen_vm_memory_dynamic_max_bytes",
         "vm, vm_uuid",
@@ -1192,13 +1561,15 @@ static SPECS: &[Spec] = &[
         VM,
         "KiB",
         "Free memory as seen inside the VM (guest agent; MemAvailable for dom0), in KiB (RRD memory_internal_free, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_memory_internal_free_bytes", Scale::Kib),
     gauge(
         "xen_vm_memory_numa_node_<N>",
         VM,
         "bytes",
         "Memory of the VM on the NUMA node named by the metric, in bytes (RRD memory_numa_node_<N>, average over the step).",
-    ),
+    )
+    .suffixed("_bytes", Scale::One),
     gauge(
         "xen_vm_memory_static_max_bytes",
         "vm, vm_uuid",
@@ -1216,13 +1587,15 @@ static SPECS: &[Spec] = &[
         VM,
         "bytes",
         "Balloon target of the VM, in bytes; absent while unknown (RRD memory_target, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_memory_target_bytes", Scale::One),
     gauge(
         "xen_vm_numa_node_nonaffine_vcpus",
         VM,
         "fraction",
         "Share of vCPU time spent running outside the VM's NUMA node affinity (RRD numa_node_nonaffine_vcpus, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_numa_node_nonaffine_vcpus_ratio", Scale::One),
     gauge(
         "xen_vm_numa_nodes",
         VM,
@@ -1252,49 +1625,57 @@ static SPECS: &[Spec] = &[
         VM,
         "fraction 0–1",
         "Fraction of time at least one vCPU of the VM was runnable but not running (RRD runnable_any, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runnable_any_ratio", Scale::One),
     gauge(
         "xen_vm_runnable_vcpus",
         VM,
         "fraction",
         "Average share of the VM's vCPUs that were runnable but not running (RRD runnable_vcpus, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runnable_vcpus_ratio", Scale::One),
     gauge(
         "xen_vm_runstate_blocked",
         VM,
         "fraction 0–1",
         "Fraction of time all vCPUs of the VM were blocked (RRD runstate_blocked, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runstate_blocked_ratio", Scale::One),
     gauge(
         "xen_vm_runstate_concurrency_hazard",
         VM,
         "fraction 0–1",
         "Fraction of time some vCPUs of the VM were running while others waited to run (RRD runstate_concurrency_hazard, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runstate_concurrency_hazard_ratio", Scale::One),
     gauge(
         "xen_vm_runstate_full_contention",
         VM,
         "fraction 0–1",
         "Fraction of time all vCPUs of the VM were runnable but waiting for a physical CPU (RRD runstate_full_contention, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runstate_full_contention_ratio", Scale::One),
     gauge(
         "xen_vm_runstate_fullrun",
         VM,
         "fraction 0–1",
         "Fraction of time all vCPUs of the VM were running (RRD runstate_fullrun, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runstate_fullrun_ratio", Scale::One),
     gauge(
         "xen_vm_runstate_partial_contention",
         VM,
         "fraction 0–1",
         "Fraction of time some vCPUs of the VM waited to run while none was running (RRD runstate_partial_contention, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runstate_partial_contention_ratio", Scale::One),
     gauge(
         "xen_vm_runstate_partial_run",
         VM,
         "fraction 0–1",
         "Fraction of time some vCPUs of the VM were running while the others were blocked (RRD runstate_partial_run, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_runstate_partial_run_ratio", Scale::One),
     gauge(
         "xen_vm_snapshots",
         "vm, vm_uuid",
@@ -1330,19 +1711,22 @@ static SPECS: &[Spec] = &[
         VM_VBD,
         "MiB/s",
         "Data read from the virtual disk, in MiB/s (RRD vbd_<dev>_io_throughput_read, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_io_throughput_read_bytes_per_second", Scale::MibPerSecond),
     untyped(
         "xen_vm_vbd_io_throughput_total",
         VM_VBD,
         "MiB/s",
         "Data read from and written to the virtual disk, in MiB/s (RRD vbd_<dev>_io_throughput_total, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
-    ),
+    )
+    .renamed("xen_vm_vbd_io_throughput_bytes_per_second", Scale::MibPerSecond),
     gauge(
         "xen_vm_vbd_io_throughput_write",
         VM_VBD,
         "MiB/s",
         "Data written to the virtual disk, in MiB/s (RRD vbd_<dev>_io_throughput_write, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_io_throughput_write_bytes_per_second", Scale::MibPerSecond),
     gauge(
         "xen_vm_vbd_iops_read",
         VM_VBD,
@@ -1354,7 +1738,8 @@ static SPECS: &[Spec] = &[
         VM_VBD,
         "requests/s",
         "Read and write requests on the virtual disk, in requests per second (RRD vbd_<dev>_iops_total, average over the step). Untyped: the inherited name ends in _total but this is a per-second average, not a counter.",
-    ),
+    )
+    .renamed("xen_vm_vbd_iops", Scale::One),
     gauge(
         "xen_vm_vbd_iops_write",
         VM_VBD,
@@ -1366,37 +1751,43 @@ static SPECS: &[Spec] = &[
         VM_VBD,
         "s/s",
         "Time spent waiting for I/O on the virtual disk, in seconds per second (RRD vbd_<dev>_iowait, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_iowait_seconds_per_second", Scale::One),
     gauge(
         "xen_vm_vbd_latency",
         VM_VBD,
         "μs",
         "I/O latency of the virtual disk, in μs (RRD vbd_<dev>_latency, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_latency_seconds", Scale::Microseconds),
     gauge(
         "xen_vm_vbd_read",
         VM_VBD,
         "B/s",
         "Bytes read from the virtual disk, in B/s (RRD vbd_<dev>_read, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_read_bytes_per_second", Scale::One),
     gauge(
         "xen_vm_vbd_read_latency",
         VM_VBD,
         "μs",
         "Read latency of the virtual disk, in μs (RRD vbd_<dev>_read_latency, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_read_latency_seconds", Scale::Microseconds),
     gauge(
         "xen_vm_vbd_write",
         VM_VBD,
         "B/s",
         "Bytes written to the virtual disk, in B/s (RRD vbd_<dev>_write, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_write_bytes_per_second", Scale::One),
     gauge(
         "xen_vm_vbd_write_latency",
         VM_VBD,
         "μs",
         "Write latency of the virtual disk, in μs (RRD vbd_<dev>_write_latency, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vbd_write_latency_seconds", Scale::Microseconds),
     gauge(
         "xen_vm_vcpus",
         "vm, vm_uuid",
@@ -1408,25 +1799,29 @@ static SPECS: &[Spec] = &[
         VM_VIF,
         "B/s",
         "Bytes received by the VM on the virtual interface (guest's view), in B/s (RRD vif_<N>_rx, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vif_rx_bytes_per_second", Scale::One),
     gauge(
         "xen_vm_vif_rx_errors",
         VM_VIF,
         "errors/s",
         "Receive errors on the virtual interface, in errors per second (RRD vif_<N>_rx_errors, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vif_rx_errors_per_second", Scale::One),
     gauge(
         "xen_vm_vif_tx",
         VM_VIF,
         "B/s",
         "Bytes sent by the VM on the virtual interface (guest's view), in B/s (RRD vif_<N>_tx, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vif_tx_bytes_per_second", Scale::One),
     gauge(
         "xen_vm_vif_tx_errors",
         VM_VIF,
         "errors/s",
         "Transmit errors on the virtual interface, in errors per second (RRD vif_<N>_tx_errors, average over the step).",
-    ),
+    )
+    .renamed("xen_vm_vif_tx_errors_per_second", Scale::One),
 ];
 
 #[cfg(test)]
@@ -1876,17 +2271,14 @@ mod tests {
     #[test]
     fn every_known_family_passes_promtool_lint() {
         for spec in SPECS {
-            let concrete = spec
-                .name
-                .replace("<k>", "3")
-                .replace("<N>", "1")
-                .replace("<g>", "api");
-            assert_eq!(
-                promlint(&concrete, spec.kind),
-                Vec::<&str>::new(),
-                "{concrete}"
-            );
+            let name = concrete(spec.name);
+            assert_eq!(promlint(&name, spec.kind), Vec::<&str>::new(), "{name}");
             assert!(!spec.help.is_empty());
+            if let Some(name) = spec.prometheus_name() {
+                let name = concrete(&name);
+                let kind = spec.kind_as(Naming::Prometheus, &name);
+                assert_eq!(promlint(&name, kind), Vec::<&str>::new(), "{name}");
+            }
         }
         assert!(!promlint("xen_latency_ms", Kind::Gauge).is_empty());
         assert!(!promlint("xen_memory_kilobytes", Kind::Gauge).is_empty());
@@ -1901,11 +2293,398 @@ mod tests {
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| `")).collect();
         assert_eq!(rows.len(), SPECS.len());
         assert!(md.contains(
-            "| `xen_host_iops_total` | untyped | `host`, `host_uuid`, `sr`, `sr_uuid` | requests/s |"
+            "| `xen_host_iops_total` | `xen_host_iops` (gauge) | untyped | `host`, `host_uuid`, `sr`, `sr_uuid` | requests/s |"
         ));
-        assert!(md.contains("| `xen_host_scrape_errors_total` | counter |"));
+        assert!(md.contains(
+            "| `xen_host_memory_free_kib` | `xen_host_memory_free_bytes` (× 1024) | gauge |"
+        ));
+        assert!(md.contains("| `xen_host_memory_total_kib` | left out: the same value as xen_host_memory_total_bytes"));
+        assert!(md.contains(
+            "| `xen_host_scrape_errors_total` | `xen_host_scrape_errors_total` | counter |"
+        ));
         for row in rows {
-            assert_eq!(row.matches(" | ").count(), 4, "{row}");
+            assert_eq!(row.matches(" | ").count(), 5, "{row}");
         }
+    }
+
+    /// `name` with a number or group in place of each `<…>` of a pattern row.
+    fn concrete(name: &str) -> String {
+        name.replace("<k>", "3")
+            .replace("<N>", "1")
+            .replace("<g>", "api")
+    }
+
+    /// The base-unit suffix and conversion the Prometheus name must have for a declared unit;
+    /// `None` where the unit is a count or another rate whose name says it otherwise.
+    fn expected_unit(unit: &str) -> Option<(&'static str, Scale)> {
+        Some(match unit {
+            "KiB" => ("_bytes", Scale::Kib),
+            "KiB/s" => ("_bytes_per_second", Scale::Kib),
+            "MiB/s" => ("_bytes_per_second", Scale::MibPerSecond),
+            "μs" => ("_seconds", Scale::Microseconds),
+            "MHz" => ("_hertz", Scale::Megahertz),
+            "B/s" => ("_bytes_per_second", Scale::One),
+            "bytes" => ("_bytes", Scale::One),
+            "seconds" => ("_seconds", Scale::One),
+            "s/s" => ("_seconds_per_second", Scale::One),
+            "W" => ("_watts", Scale::One),
+            "fraction" | "fraction 0–1" => ("_ratio", Scale::One),
+            "errors/s" | "hits/s" | "misses/s" | "calls/s" | "tokens/s" => {
+                ("_per_second", Scale::One)
+            }
+            _ => return None,
+        })
+    }
+
+    #[test]
+    fn every_rrd_family_has_a_prometheus_name_in_base_units() {
+        let mut rrd = 0;
+        for spec in SPECS.iter().filter(|s| s.is_rrd()) {
+            rrd += 1;
+            let Some(name) = spec.prometheus_name() else {
+                assert_eq!(
+                    spec.name, "xen_host_memory_total_kib",
+                    "only one is left out"
+                );
+                continue;
+            };
+            let name = concrete(&name);
+            let kind = spec.kind_as(Naming::Prometheus, &name);
+            assert_eq!(kind, Kind::Gauge, "{name}: every RRD value is a gauge");
+            assert_eq!(promlint(&name, kind), Vec::<&str>::new(), "{name}");
+            // Only counters end in _total; not even a part of an RRD family's name says it.
+            assert!(
+                !name.contains("_total") && !name.ends_with("_count"),
+                "{name}"
+            );
+            for unit in ["kib", "mib", "ms", "us", "percent", "mhz", "kb", "mb"] {
+                assert!(!name.split('_').any(|t| t == unit), "{name} has {unit}");
+            }
+            match expected_unit(spec.unit) {
+                Some((suffix, scale)) => {
+                    assert!(
+                        name.ends_with(suffix),
+                        "{name}: {} wants {suffix}",
+                        spec.unit
+                    );
+                    assert_eq!(spec.scale(), scale, "{name}");
+                }
+                None => {
+                    assert_eq!(spec.scale(), Scale::One, "{name}");
+                    for suffix in ["_bytes", "_seconds", "_ratio", "_hertz"] {
+                        assert!(!name.ends_with(suffix), "{name} ({})", spec.unit);
+                    }
+                }
+            }
+        }
+        assert!(rrd > 90, "{rrd} RRD rows");
+    }
+
+    #[test]
+    fn prometheus_names_are_unique_and_take_no_record_family_name() {
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for spec in SPECS {
+            let Some(name) = spec.prometheus_name() else {
+                continue;
+            };
+            if let Some(other) = seen.insert(name.to_string(), spec.name) {
+                // XAPI renamed the data source in 23.9: both names are one family.
+                assert_eq!(
+                    (other, spec.name),
+                    (
+                        "xen_host_pool_session_creation_rate",
+                        "xen_host_pool_total_session_count"
+                    ),
+                    "{name} twice"
+                );
+            }
+        }
+        // A compatible RRD name that is a record family's Prometheus name would not collide
+        // (the namings never mix), but a Prometheus RRD name must not be a record family's.
+        let records: BTreeSet<String> = SPECS
+            .iter()
+            .filter(|s| !s.is_rrd())
+            .filter_map(|s| s.prometheus_name().map(|n| n.into_owned()))
+            .collect();
+        for spec in SPECS.iter().filter(|s| s.is_rrd()) {
+            if let Some(name) = spec.prometheus_name() {
+                assert!(!records.contains(name.as_ref()), "{name}");
+            }
+        }
+        // The one that would have: memory_total_kib in bytes is the record's memory_total.
+        let total = find("xen_host_memory_total_kib").unwrap();
+        assert!(records.contains("xen_host_memory_total_bytes"));
+        assert!(
+            matches!(total.prometheus, Prometheus::Omitted(why) if why.contains("xen_host_memory_total_bytes"))
+        );
+    }
+
+    #[test]
+    fn converted_help_names_the_base_unit_and_the_conversion() {
+        for spec in SPECS {
+            let help = spec.help_as(Naming::Prometheus);
+            let scale = spec.scale();
+            if let Some((from, to)) = scale.phrases() {
+                assert_eq!(spec.help.matches(from).count(), 1, "{}: {from}", spec.name);
+                assert!(help.contains(to), "{help}");
+                assert!(help.ends_with(scale.note()), "{help}");
+                for unit in ["KiB", "MiB", "μs", "MHz"] {
+                    assert_eq!(
+                        help.matches(unit).count(),
+                        usize::from(scale.note().contains(unit)),
+                        "{help}"
+                    );
+                }
+            }
+            if spec.is_rrd() {
+                assert!(help.contains("(RRD "), "{help}");
+            }
+            if let Some(name) = spec.prometheus_name() {
+                let untyped = spec.kind_as(Naming::Prometheus, &name) == Kind::Untyped;
+                assert_eq!(help.contains("Untyped"), untyped, "{help}");
+                assert!(help.ends_with('.'), "{help}");
+            }
+            assert_eq!(spec.help_as(Naming::Compatible), spec.help);
+        }
+        let (help, kind) = describe_as(Naming::Prometheus, "xen_host_memory_free_bytes", None);
+        assert_eq!(
+            help,
+            "Free host memory as seen by Xen, in bytes (RRD memory_free_kib, average over the step). Converted from the KiB XAPI reports (× 1024)."
+        );
+        assert_eq!(kind, Kind::Gauge);
+        let (help, kind) = describe_as(Naming::Prometheus, "xen_vm_vbd_iops", None);
+        assert!(!help.contains("Untyped"), "{help}");
+        assert_eq!(kind, Kind::Gauge);
+    }
+
+    #[test]
+    fn describe_as_finds_every_family_by_either_name() {
+        for spec in SPECS {
+            for naming in [Naming::Compatible, Naming::Prometheus] {
+                let name = match naming {
+                    Naming::Compatible => Cow::Borrowed(spec.name),
+                    Naming::Prometheus => match spec.prometheus_name() {
+                        Some(name) => name,
+                        None => continue,
+                    },
+                };
+                let name = concrete(&name);
+                let (help, kind) = describe_as(naming, &name, None);
+                if spec.name == "xen_host_pool_total_session_count" && naming == Naming::Prometheus
+                {
+                    // One family with the current data source's row.
+                    assert!(help.contains("RRD pool_session_creation_rate"), "{help}");
+                    continue;
+                }
+                assert_eq!(help, spec.help_as(naming), "{name}");
+                assert_eq!(kind, spec.kind_as(naming, &name), "{name}");
+            }
+        }
+        assert!(
+            describe_as(Naming::Prometheus, "xen_host_memory_free_kib", None)
+                .0
+                .starts_with("Not in the catalog"),
+            "compatible names are not Prometheus names"
+        );
+    }
+
+    #[test]
+    fn rename_maps_data_sources_under_each_naming() {
+        let renamed = |naming, owner, ds| {
+            rename(naming, map_data_source(owner, ds).family).map(|r| (r.family, r.scale))
+        };
+        for (owner, ds, family, scale) in [
+            (
+                Owner::Host,
+                "memory_free_kib",
+                "xen_host_memory_free_bytes",
+                Scale::Kib,
+            ),
+            (
+                Owner::Host,
+                "read_latency_6e6d703c",
+                "xen_host_read_latency_seconds",
+                Scale::Microseconds,
+            ),
+            (
+                Owner::Host,
+                "io_throughput_total_6e6d703c",
+                "xen_host_io_throughput_bytes_per_second",
+                Scale::MibPerSecond,
+            ),
+            (
+                Owner::Host,
+                "iops_total_6e6d703c",
+                "xen_host_iops",
+                Scale::One,
+            ),
+            (
+                Owner::Host,
+                "CPU7-avg-freq",
+                "xen_host_cpu_avg_freq_hertz",
+                Scale::Megahertz,
+            ),
+            (Owner::Host, "cpu12", "xen_host_cpu_busy_ratio", Scale::One),
+            (
+                Owner::Host,
+                "pool_session_count",
+                "xen_host_pool_sessions",
+                Scale::One,
+            ),
+            (
+                Owner::Host,
+                "pif_eth0_rx",
+                "xen_host_pif_rx_bytes_per_second",
+                Scale::One,
+            ),
+            (Owner::Host, "loadavg", "xen_host_loadavg", Scale::One),
+            (
+                Owner::Host,
+                "memory_reclaimed",
+                "xen_host_memory_reclaimed_bytes",
+                Scale::One,
+            ),
+            (
+                Owner::Vm,
+                "vbd_xvda_io_throughput_read",
+                "xen_vm_vbd_io_throughput_read_bytes_per_second",
+                Scale::MibPerSecond,
+            ),
+            (Owner::Vm, "cpu_usage", "xen_vm_cpu_usage_ratio", Scale::One),
+            (Owner::Vm, "memory", "xen_vm_memory_bytes", Scale::One),
+            (
+                Owner::Vm,
+                "memory_internal_free",
+                "xen_vm_memory_internal_free_bytes",
+                Scale::Kib,
+            ),
+        ] {
+            let (name, got) = renamed(Naming::Prometheus, owner, ds).unwrap();
+            assert_eq!((name.as_ref(), got), (family, scale), "{ds}");
+            assert!(matches!(name, Cow::Borrowed(_)), "{ds}: known names borrow");
+            let compatible = renamed(Naming::Compatible, owner, ds).unwrap();
+            assert_eq!(compatible.0, map_data_source(owner, ds).family);
+            assert_eq!(compatible.1, Scale::One);
+        }
+        for (owner, ds, family, scale) in [
+            (
+                Owner::Host,
+                "cpu3-C2",
+                "xen_host_cpu_c2_residency_ratio",
+                Scale::One,
+            ),
+            (
+                Owner::Host,
+                "cpu0-P20",
+                "xen_host_cpu_p20_residency_ratio",
+                Scale::One,
+            ),
+            (
+                Owner::Vm,
+                "memory_numa_node_2",
+                "xen_vm_memory_numa_node_2_bytes",
+                Scale::One,
+            ),
+            (
+                Owner::Host,
+                "group_api:ro_calls",
+                "xen_host_group_api_ro_calls_per_second",
+                Scale::One,
+            ),
+        ] {
+            let (name, got) = renamed(Naming::Prometheus, owner, ds).unwrap();
+            assert_eq!((name.as_ref(), got), (family, scale), "{ds}");
+            let (help, _) = describe_as(Naming::Prometheus, &name, None);
+            assert!(!help.starts_with("Not in the catalog"), "{name}: {help}");
+        }
+        assert_eq!(
+            renamed(Naming::Prometheus, Owner::Host, "memory_total_kib"),
+            None
+        );
+        assert!(renamed(Naming::Compatible, Owner::Host, "memory_total_kib").is_some());
+        // Unknown sources keep their sanitised name and value under either naming.
+        for ds in ["Brand-New_gauge", "new_plugin_total", "weird/µ"] {
+            assert_eq!(
+                renamed(Naming::Prometheus, Owner::Host, ds),
+                renamed(Naming::Compatible, Owner::Host, ds)
+            );
+        }
+        assert_eq!(
+            rename(Naming::Prometheus, Cow::Borrowed("xen_sr_physical_size"))
+                .unwrap()
+                .family,
+            "xen_sr_physical_size_bytes"
+        );
+        assert_eq!(
+            rename(Naming::Prometheus, Cow::Borrowed("xen_host_up"))
+                .unwrap()
+                .family,
+            "xen_host_up"
+        );
+    }
+
+    #[test]
+    fn every_fixture_data_source_is_known_under_prometheus_naming() {
+        let pool: Vec<String> = legend(HOST1).into_iter().chain(legend(HOST2)).collect();
+        let mut left_out = 0;
+        for entry in &pool {
+            let mut fields = entry.splitn(4, ':');
+            let (owner, ds) = (fields.nth(1).unwrap(), fields.nth(1).unwrap());
+            let owner = if owner == "host" {
+                Owner::Host
+            } else {
+                Owner::Vm
+            };
+            let Some(renamed) = rename(Naming::Prometheus, map_data_source(owner, ds).family)
+            else {
+                left_out += 1;
+                continue;
+            };
+            let (help, kind) = describe_as(Naming::Prometheus, &renamed.family, None);
+            assert!(!help.starts_with("Not in the catalog"), "{entry}");
+            assert_eq!(
+                promlint(&renamed.family, kind),
+                Vec::<&str>::new(),
+                "{entry}"
+            );
+        }
+        assert_eq!(left_out, 2, "memory_total_kib of each host");
+    }
+
+    #[test]
+    fn unknown_sources_say_the_unit_xapi_declares_under_prometheus_naming() {
+        let (help, kind) = describe_as(Naming::Prometheus, "xen_host_new_thing", Some("KiB/s"));
+        assert!(
+            help.contains("unconverted, in \"KiB/s\", the unit XAPI declares"),
+            "{help}"
+        );
+        assert_eq!(kind, Kind::Gauge);
+        let (help, _) = describe_as(Naming::Prometheus, "xen_vm_new_thing", None);
+        assert!(
+            help.contains("VM.get_data_sources") && help.contains("unconverted"),
+            "{help}"
+        );
+        let (help, kind) = describe_as(Naming::Prometheus, "xen_host_new_total", Some("count"));
+        assert_eq!(kind, Kind::Untyped, "{help}");
+        // The compatible text is what it always was, declared unit or not.
+        assert_eq!(
+            describe_as(Naming::Compatible, "xen_host_new_thing", Some("KiB")),
+            describe("xen_host_new_thing")
+        );
+        assert!(
+            describe("xen_host_new_thing")
+                .0
+                .contains("(see host.get_data_sources)")
+        );
+    }
+
+    #[test]
+    fn scales_convert_to_base_units() {
+        assert_eq!(Scale::One.apply(0.25), 0.25);
+        assert_eq!(Scale::Kib.apply(1.5), 1536.0);
+        assert_eq!(Scale::MibPerSecond.apply(2.0), 2_097_152.0);
+        assert_eq!(Scale::Microseconds.apply(250.0), 250.0 / 1e6);
+        assert_eq!(Scale::Megahertz.apply(2400.0), 2.4e9);
+        assert!(Scale::Kib.apply(f64::NAN).is_nan());
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
+use super::catalog::Scale;
 use super::encode::{write_label, write_value};
 use super::{Kind, Label, Tail};
 
@@ -30,6 +31,8 @@ pub(super) struct MapFamily {
     pub(super) name: Cow<'static, str>,
     pub(super) help: Cow<'static, str>,
     pub(super) kind: Kind,
+    /// How its values convert to the unit its name says.
+    pub(super) scale: Scale,
 }
 
 /// The series of every column of one host's rows, built by [`SeriesMapBuilder`].
@@ -43,6 +46,9 @@ pub struct SeriesMap {
     head_text: Vec<Range<u32>>,
     tail_text: Vec<Range<u32>>,
     columns: Vec<Series>,
+    /// Some family converts its values: only then does a frame look at each column's scale,
+    /// so that the compatible naming formats values exactly as before, at no cost.
+    scaled: bool,
 }
 
 impl fmt::Debug for SeriesMap {
@@ -110,6 +116,7 @@ impl SeriesMapBuilder {
                     };
                     columns
                 ],
+                scaled: false,
             },
             families: FxHashMap::default(),
             tails: FxHashMap::default(),
@@ -123,13 +130,30 @@ impl SeriesMapBuilder {
         name: Cow<'static, str>,
         meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
     ) -> u32 {
+        self.scaled_family(name, Scale::One, meta)
+    }
+
+    /// [`SeriesMapBuilder::family`] for a family whose values are converted by `scale` (the
+    /// scale of its first call counts).
+    pub fn scaled_family(
+        &mut self,
+        name: Cow<'static, str>,
+        scale: Scale,
+        meta: impl FnOnce(&str) -> (Cow<'static, str>, Kind),
+    ) -> u32 {
         if let Some(&index) = self.families.get(name.as_ref()) {
             return index;
         }
         let (help, kind) = meta(&name);
         let index = to_u32(self.map.families.len());
         self.families.insert(name.clone(), index);
-        self.map.families.push(MapFamily { name, help, kind });
+        self.map.scaled |= scale != Scale::One;
+        self.map.families.push(MapFamily {
+            name,
+            help,
+            kind,
+            scale,
+        });
         index
     }
 
@@ -215,6 +239,11 @@ impl Frame {
                 && series.family != NONE
                 && !value.is_nan()
             {
+                let value = if map.scaled {
+                    map.families[series.family as usize].scale.apply(value)
+                } else {
+                    value
+                };
                 write_value(&mut text, value);
             }
             ends.push(to_u32(text.len()));
@@ -255,5 +284,32 @@ mod tests {
         let frame = Frame::new(Arc::new(map.finish()), &[1.0, 2.5, f64::NAN, 4.0, 5.0]);
         let texts: Vec<&[u8]> = (0..5).map(|c| frame.value(c)).collect();
         assert_eq!(texts, [&b"1"[..], b"2.5", b"", b"4", b""]);
+    }
+
+    #[test]
+    fn a_scaled_family_converts_its_values_and_only_its_own() {
+        let head: Arc<[Label]> = Arc::from(vec![Label::new("host", "h")]);
+        let meta = |_: &str| (Cow::Borrowed("help"), Kind::Gauge);
+        let mut map = SeriesMapBuilder::new(3);
+        let free = map.scaled_family("xen_host_memory_free_bytes".into(), Scale::Kib, meta);
+        let latency =
+            map.scaled_family("xen_host_latency_seconds".into(), Scale::Microseconds, meta);
+        let load = map.family("xen_host_loadavg".into(), meta);
+        let (head, none) = (map.head(head), map.tail(Tail::default()));
+        map.set(0, free, head, none);
+        map.set(1, latency, head, none);
+        map.set(2, load, head, none);
+        let frame = Frame::new(Arc::new(map.finish()), &[1536.5, 250.0, 0.75]);
+        let texts: Vec<&[u8]> = (0..3).map(|c| frame.value(c)).collect();
+        assert_eq!(texts, [&b"1573376"[..], b"0.00025", b"0.75"]);
+        // A map without a converted family is not marked, and writes values as they come.
+        let mut plain = SeriesMapBuilder::new(1);
+        let load = plain.scaled_family("xen_host_loadavg".into(), Scale::One, meta);
+        let head = plain.head(Arc::from(vec![Label::new("host", "h")]));
+        let none = plain.tail(Tail::default());
+        plain.set(0, load, head, none);
+        let plain = plain.finish();
+        assert!(!plain.scaled);
+        assert_eq!(Frame::new(Arc::new(plain), &[1536.5]).value(0), b"1536.5");
     }
 }

@@ -74,6 +74,10 @@ fn bad_settings_exit_64_naming_the_setting() {
         (&[("XEN_HASH_UUIDS", "maybe")], "XEN_HASH_UUIDS"),
         (&[("XEN_COLLECT_VM_RRD", "maybe")], "XEN_COLLECT_VM_RRD"),
         (
+            &[("XEN_METRICS_NAMING", "openmetrics")],
+            "XEN_METRICS_NAMING",
+        ),
+        (
             &[
                 ("XEN_HASH_UUIDS", "true"),
                 ("XEN_HASH_UUIDS_KEY_FILE", "/nonexistent/key"),
@@ -219,6 +223,7 @@ fn help_documents_every_environment_variable() {
         "XEN_HASH_UUIDS",
         "XEN_HASH_UUIDS_KEY_FILE",
         "XEN_COLLECT_VM_RRD",
+        "XEN_METRICS_NAMING",
         "XEN_MODE",
         "HALT_ON_NO_UUID",
         "XEN_TIMEOUT",

@@ -1,10 +1,12 @@
 //! Golden expositions: a frozen simulated pool scraped in both formats and compared byte for
-//! byte with `tests/golden/*` (rewrite with `UPDATE_GOLDEN=1`). CI lints the same files with
-//! `promtool check metrics`.
+//! byte with `tests/golden/*` (rewrite with `UPDATE_GOLDEN=1`), and in the text format under
+//! the Prometheus naming. CI lints the same files with `promtool check metrics`.
 
 use std::path::Path;
 
 use xapi_sim::{Clock, SimConfig};
+
+use xen_exporter::config::Naming;
 
 use crate::harness::TestEnv;
 
@@ -67,9 +69,9 @@ fn check(name: &str, actual: &str) {
     }
 }
 
-#[tokio::test]
-async fn frozen_pool_matches_the_golden_expositions() {
-    let env = TestEnv::start(SimConfig {
+/// The frozen pool every golden file is a scrape of.
+fn frozen_pool() -> SimConfig {
+    SimConfig {
         hosts: 2,
         clock: Clock::Frozen(1_767_225_607),
         vm_names: vec![
@@ -78,8 +80,12 @@ async fn frozen_pool_matches_the_golden_expositions() {
             "ünïcødé".into(),
         ],
         ..SimConfig::default()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn frozen_pool_matches_the_golden_expositions() {
+    let env = TestEnv::start(frozen_pool()).await;
     let text = env.get("/metrics").await.text().await.unwrap();
     check("pool.prom", &normalise(&text));
     let om = env
@@ -92,5 +98,13 @@ async fn frozen_pool_matches_the_golden_expositions() {
         .await
         .unwrap();
     check("pool.openmetrics.txt", &normalise(&om));
+    env.stop().await.shutdown().await;
+}
+
+#[tokio::test]
+async fn frozen_pool_matches_the_golden_exposition_under_prometheus_naming() {
+    let env = TestEnv::start_with(frozen_pool(), |pool| pool.naming = Naming::Prometheus).await;
+    let text = env.get("/metrics").await.text().await.unwrap();
+    check("pool.prometheus.prom", &normalise(&text));
     env.stop().await.shutdown().await;
 }

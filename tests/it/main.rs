@@ -14,6 +14,7 @@ mod harness;
 mod http;
 mod labels;
 mod multi;
+mod naming;
 mod operators;
 mod prometheus;
 mod scrape;

@@ -82,6 +82,7 @@ fn dummy() -> PoolConfig {
         halt_on_no_uuid: false,
         timeout: Duration::from_secs(5),
         collectors: xen_exporter::config::Collectors::default(),
+        naming: xen_exporter::config::Naming::default(),
         hash_uuids_key: None,
     }
 }

@@ -909,6 +909,14 @@ impl Sim {
         self.shared().mutate(|m, _| m.set_host_name(host, name));
     }
 
+    /// Adds a data source to host `host`'s RRD, as a newly installed plugin would, declaring
+    /// `units` (what `host.get_data_sources` reports); its values are between 0 and 100.
+    /// False for a bad index or a name the host already has.
+    pub fn add_host_data_source(&self, host: usize, name: &str, units: &str) -> bool {
+        self.shared()
+            .mutate(|m, _| m.add_host_data_source(host, name, units))
+    }
+
     /// Sets `host.multipathing` and its mirror `other_config["multipathing"]`; no effect on
     /// a bad index.
     pub fn set_host_multipathing(&self, host: usize, on: bool) {

@@ -74,6 +74,9 @@ pub(super) struct Host {
     pub(super) rpm_patch_installation_ms: Option<i64>,
     /// `license_params["expiry"]`, epoch seconds; `None` = `never`.
     pub(super) license_expiry: Option<i64>,
+    /// Data sources of a plugin installed on the host beyond the standard ones, with the
+    /// unit each declares: (name, units).
+    pub(super) plugin_sources: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -440,6 +443,7 @@ impl Model {
                     updates_requiring_reboot: Vec::new(),
                     rpm_patch_installation_ms: None,
                     license_expiry: None,
+                    plugin_sources: Vec::new(),
                 }
             })
             .collect();

@@ -204,6 +204,21 @@ impl Model {
         true
     }
 
+    /// Adds a data source, as a newly installed plugin would, to host `h`'s RRD; false for a
+    /// bad index or a name the host already has.
+    pub(super) fn add_host_data_source(&mut self, h: usize, name: &str, units: &str) -> bool {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return false;
+        };
+        if host.plugin_sources.iter().any(|(n, _)| n == name) {
+            return false;
+        }
+        host.plugin_sources
+            .push((name.to_string(), units.to_string()));
+        self.changed(true);
+        true
+    }
+
     pub(super) fn set_host_multipathing(&mut self, h: usize, on: bool) -> bool {
         let Some(host) = self.hosts.get_mut(h) else {
             return false;

@@ -122,6 +122,31 @@ fn dispatch(shared: &Shared, client_cert: bool, method: &str, params: &[V]) -> R
                 .ok_or_else(|| err("INTERNAL_ERROR", &["no server certificate"]))?;
             Ok(V::Str(pem))
         }
+        "host.get_data_sources" => {
+            expect_count(method, params, 2)?;
+            check_session(shared, params)?;
+            let target = params[1].as_str().unwrap_or("");
+            let mut st = shared.lock();
+            let Some(h) = st.model.host_of_ref(target) else {
+                return Err(err("HANDLE_INVALID", &["host", target]));
+            };
+            let layout = st.layout(h);
+            let host = &st.model.hosts[h];
+            // Name and units as xcp-rrdd reports them; limits and value are not simulated.
+            let sources = layout.host.names().map(|name| {
+                V::Map(vec![
+                    ("name_label".into(), V::str(name)),
+                    ("name_description".into(), V::str("")),
+                    ("enabled".into(), V::Bool(true)),
+                    ("standard".into(), V::Bool(true)),
+                    ("units".into(), V::str(super::rrd::host_units(host, name))),
+                    ("min".into(), V::Float(0.0)),
+                    ("max".into(), V::Float(0.0)),
+                    ("value".into(), V::Float(0.0)),
+                ])
+            });
+            Ok(V::Array(sources.collect()))
+        }
         "session.get_is_local_superuser"
         | "session.get_auth_user_name"
         | "session.get_auth_user_sid"

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use super::model::{Model, Vm};
+use super::model::{Host, Model, Vm};
 use super::numfmt::{NumStyle, push_rrd_value, quantize};
 use super::rng::{hash_str, mix, unit};
 use super::{Generation, VmUuidFilter};
@@ -145,6 +145,11 @@ impl OwnerRrd {
 
     pub(super) fn len(&self) -> usize {
         self.ds.len()
+    }
+
+    /// The data source names, in legend order.
+    pub(super) fn names(&self) -> impl Iterator<Item = &str> {
+        self.ds.iter().map(|d| d.name.as_str())
     }
 
     pub(super) fn legend_entry(&self, cf: Cf, i: usize) -> String {
@@ -393,6 +398,16 @@ pub(super) fn build_layout(model: &Model, h: usize) -> HostLayout {
         };
         ds.push((format!("xenopsd-xc_{field}"), source));
     }
+    for (name, _) in &host.plugin_sources {
+        ds.push((
+            name.clone(),
+            Gen::Lin {
+                lo: 0.0,
+                hi: 100.0,
+                dp: 2,
+            },
+        ));
+    }
     let host_rrd = Arc::new(OwnerRrd::new(true, &host.id.uuid, seed, ds));
 
     let mut vms: Vec<Arc<OwnerRrd>> = resident
@@ -404,6 +419,57 @@ pub(super) fn build_layout(model: &Model, h: usize) -> HostLayout {
         epoch: model.rrd_epoch,
         host: host_rrd,
         vms,
+    }
+}
+
+/// The unit XAPI declares for host data source `name` (`data_source.units` of
+/// `host.get_data_sources`), as the plugins that report it write it.
+pub(super) fn host_units<'a>(host: &'a Host, name: &str) -> &'a str {
+    if let Some((_, units)) = host.plugin_sources.iter().find(|(n, _)| n == name) {
+        return units;
+    }
+    let sr_source = |base: &str| {
+        name.strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .is_some_and(|sr8| sr8.len() == 8)
+    };
+    if name.starts_with("CPU") {
+        "MHz"
+    } else if name.starts_with("cpu") || matches!(name, "loadavg" | "hostload") {
+        "(fraction)"
+    } else if name.starts_with("pif_") || sr_source("read") || sr_source("write") {
+        "B/s"
+    } else if name.contains("latency") {
+        "μs"
+    } else if name.starts_with("io_throughput_") {
+        "MiB/s"
+    } else if name.starts_with("iops_") {
+        "requests/s"
+    } else if sr_source("iowait") {
+        "s/s"
+    } else if sr_source("inflight") || sr_source("avgqu_sz") {
+        "requests"
+    } else if name.ends_with("_cache_size") || name.starts_with("memory_reclaimed") {
+        "B"
+    } else if name.ends_with("_cache_hits") {
+        "hits/s"
+    } else if name.ends_with("_cache_misses") {
+        "misses/s"
+    } else if matches!(
+        name,
+        "xapi_allocation_kib" | "xenopsd-xc_ocaml_allocation_rate"
+    ) {
+        "KiB/s"
+    } else if name.ends_with("_kib")
+        || name.starts_with("xenopsd-xc_")
+            && !name.ends_with("threads")
+            && !name.ends_with("fdsize")
+    {
+        "KiB"
+    } else if name == "pool_session_creation_rate" {
+        "sessions/s"
+    } else {
+        "count"
     }
 }
 

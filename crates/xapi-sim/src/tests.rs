@@ -1228,3 +1228,71 @@ fn sim_is_shareable_across_threads() {
     assert_send_sync::<Counters>();
     assert_send_sync::<PoolView>();
 }
+
+#[tokio::test]
+async fn host_data_sources_declare_units_and_follow_new_plugins() {
+    let sim = Sim::start(frozen(Generation::Current))
+        .await
+        .expect("sim starts");
+    let c = client(&sim);
+    let s = login(&c, &sim).await;
+    let base = sim.master_url();
+    let hosts = call(&c, &base, "host.get_all", json!([s])).await;
+    let host = hosts["result"][0].as_str().expect("a host ref").to_string();
+    let units = async || {
+        let r = call(&c, &base, "host.get_data_sources", json!([s, host])).await;
+        r["result"]
+            .as_array()
+            .expect("an array of data_source records")
+            .iter()
+            .map(|d| {
+                (
+                    d["name_label"].as_str().unwrap().to_string(),
+                    d["units"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<std::collections::BTreeMap<String, String>>()
+    };
+    let before = units().await;
+    for (name, unit) in [
+        ("memory_free_kib", "KiB"),
+        ("memory_reclaimed", "B"),
+        ("cpu_avg", "(fraction)"),
+        ("CPU0-avg-freq", "MHz"),
+        ("pif_eth0_rx", "B/s"),
+        ("xapi_open_fds", "count"),
+    ] {
+        assert_eq!(before.get(name).map(String::as_str), Some(unit), "{name}");
+    }
+    assert!(
+        before
+            .iter()
+            .any(|(n, u)| n.starts_with("read_latency_") && u == "μs")
+    );
+    assert!(
+        before
+            .iter()
+            .any(|(n, u)| n.starts_with("io_throughput_") && u == "MiB/s")
+    );
+    assert!(sim.add_host_data_source(0, "gpu0_power", "W"));
+    assert!(
+        !sim.add_host_data_source(0, "gpu0_power", "W"),
+        "already there"
+    );
+    let after = units().await;
+    assert_eq!(after.get("gpu0_power").map(String::as_str), Some("W"));
+    assert_eq!(after.len(), before.len() + 1);
+    // The RRD has it too.
+    let (status, _, body) = get(&c, rrd_url(&sim, 0, &s, "start=-10&host=true&json=true")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(":gpu0_power\""), "{body}");
+    let r = call(
+        &c,
+        &base,
+        "host.get_data_sources",
+        json!([s, "OpaqueRef:nope"]),
+    )
+    .await;
+    assert_eq!(r["error"]["message"], "HANDLE_INVALID", "{r}");
+    sim.shutdown().await;
+}
