@@ -174,6 +174,14 @@ pub struct HostOutcome {
 /// An inventory snapshot and its record-derived families in each format (text, OpenMetrics).
 type StateCache = (Arc<Inventory>, [Option<Arc<Rendered>>; 2]);
 
+/// Where [`StateCache`] keeps the families rendered in `format`.
+fn slot_of(format: Format) -> usize {
+    match format {
+        Format::Text => 0,
+        Format::OpenMetrics => 1,
+    }
+}
+
 /// Host name, host UUID and reason of a failed host collection.
 type HostErrorKey = (Arc<str>, Arc<str>, HostReason);
 
@@ -537,12 +545,28 @@ impl Pool {
         deadline: Instant,
     ) -> Option<Arc<Rendered>> {
         self.start();
-        self.inventory.get(deadline).await?;
+        let inventory = self.inventory.get(deadline).await?;
+        if let Some(done) = self.rendered_for(&inventory, format) {
+            return Some(done);
+        }
         let pool = self.clone();
         // Rendering a large pool takes tens of milliseconds: not on an async worker.
         tokio::task::spawn_blocking(move || pool.record_families(format))
             .await
             .ok()
+            .flatten()
+    }
+
+    /// The families of `inventory` in `format` if they are rendered already: what a steady
+    /// pool's scrapes find, with no hand-over to a blocking thread.
+    fn rendered_for(&self, inventory: &Arc<Inventory>, format: Format) -> Option<Arc<Rendered>> {
+        let cache = self
+            .state_families
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let (seen, rendered) = cache.as_ref()?;
+        Arc::ptr_eq(seen, inventory)
+            .then(|| rendered[slot_of(format)].clone())
             .flatten()
     }
 
@@ -556,10 +580,7 @@ impl Pool {
     /// `None` before the first snapshot; rendered at the first call for a snapshot.
     fn record_families(&self, format: Format) -> Option<Arc<Rendered>> {
         let inventory = self.inventory.snapshot()?;
-        let slot = match format {
-            Format::Text => 0,
-            Format::OpenMetrics => 1,
-        };
+        let slot = slot_of(format);
         let mut cache = self
             .state_families
             .lock()
