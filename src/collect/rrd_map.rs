@@ -699,11 +699,11 @@ mod tests {
                 let uuid = format!("{prefix}-1111-4000-8000-00000000000{copy}");
                 srs.insert(
                     uuid.clone(),
-                    records::Sr {
+                    Box::new(records::Sr {
                         uuid,
                         name_label: format!("SR \"{i}\"\\{copy}"),
                         ..Default::default()
-                    },
+                    }),
                 );
             }
         }
@@ -719,11 +719,11 @@ mod tests {
             for uuid in uuids(body, "host") {
                 hosts.insert(
                     uuid.clone(),
-                    records::Host {
+                    Box::new(records::Host {
                         name_label: format!("xcp-ng-{}", &uuid[..4]),
                         uuid,
                         ..Default::default()
-                    },
+                    }),
                 );
             }
             for (i, uuid) in uuids(body, "vm").into_iter().enumerate() {
@@ -737,11 +737,11 @@ mod tests {
                 };
                 vms.insert(
                     uuid.clone(),
-                    records::Vm {
+                    Box::new(records::Vm {
                         uuid,
                         name_label: name,
                         ..Default::default()
-                    },
+                    }),
                 );
             }
         }
@@ -956,8 +956,9 @@ mod tests {
         let first = map_of(&cache, &bodies[0], &inventory);
         assert!(Arc::ptr_eq(&first, &map_of(&cache, &bodies[0], &inventory)));
         // A new snapshot with the same names, as every SR read makes, is no reason to rebuild.
-        let same_names =
-            Arc::new(inventory.with_srs(Arc::new(SrIndex::new(sr_records(&bodies).values()))));
+        let same_names = Arc::new(inventory.with_srs(Arc::new(SrIndex::new(
+            sr_records(&bodies).values().map(|s| &**s),
+        ))));
         assert!(Arc::ptr_eq(
             &first,
             &map_of(&cache, &bodies[0], &same_names)
@@ -1080,7 +1081,8 @@ mod tests {
 
         let mut srs = sr_records(&bodies);
         srs.values_mut().next().unwrap().name_label = "renamed SR".into();
-        let sr_renamed = Arc::new(renamed.with_srs(Arc::new(SrIndex::new(srs.values()))));
+        let sr_renamed =
+            Arc::new(renamed.with_srs(Arc::new(SrIndex::new(srs.values().map(|s| &**s)))));
         let third = map_of(&cache, &bodies[0], &sr_renamed);
         assert!(!Arc::ptr_eq(&second, &third));
 

@@ -269,7 +269,7 @@ impl Live {
         };
         // One class at a time: a large pool's VM records are megabytes of JSON, and reading
         // them all at once would set the process's peak memory for its whole life.
-        let hosts = client.all_records("host").await?;
+        let hosts = client.all_records::<records::Host>("host").await?;
         let host_metrics = client.all_records("host_metrics").await?;
         let vms = client.all_records("VM").await?;
         let vm_metrics = client.all_records("VM_metrics").await?;
@@ -301,7 +301,7 @@ impl Live {
         } else {
             Default::default()
         };
-        client.learn_members(hosts.values().map(|h: &records::Host| h.address.clone()));
+        client.learn_members(hosts.values().map(|h| h.address.clone()));
         let served = self.learn_certificates(&hosts, false).await;
         let served_expiry = if self.collectors.certificates {
             self.served_expiry(&hosts, &certificates, served).await
@@ -519,6 +519,7 @@ impl Live {
         }
         let wanted: Vec<(&String, &records::Host)> = hosts
             .iter()
+            .map(|(reference, host)| (reference, &**host))
             .filter(|(_, h)| !h.address.is_empty())
             .filter(|(_, h)| !only_unknown || trust.pinned(&h.address).is_none())
             .collect();

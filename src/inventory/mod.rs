@@ -577,11 +577,11 @@ impl Inventory {
             .map(|(i, h)| (h.uuid.clone(), i))
             .collect();
         // Templates and snapshots have no RRD and no state worth exporting.
-        let is_vm = |v: &&records::Vm| !v.is_a_template && !v.is_a_snapshot && !v.uuid.is_empty();
-        let srs = Arc::new(SrIndex::new(store.srs.values()));
+        let is_vm = |v: &records::Vm| !v.is_a_template && !v.is_a_snapshot && !v.uuid.is_empty();
+        let srs = Arc::new(SrIndex::new(store.srs.values().map(|s| &**s)));
 
         let mut running: HashMap<&str, usize> = HashMap::new();
-        for vm in store.vms.values().filter(is_vm) {
+        for vm in store.vms.values().filter(|v| is_vm(v)) {
             if !vm.is_control_domain && vm.power_state.eq_ignore_ascii_case("running") {
                 *running.entry(vm.resident_on.as_str()).or_default() += 1;
             }
@@ -673,6 +673,7 @@ impl Inventory {
                 let guest = store
                     .vm_guest_metrics
                     .get(&v.guest_metrics)
+                    .map(|g| &**g)
                     .filter(|_| live);
                 let guest_text =
                     |text: fn(&records::VmGuestMetrics) -> &str| guest.map_or("", text);
@@ -976,10 +977,19 @@ mod tests {
     #[test]
     fn sr_prefix_resolves_only_when_unique() {
         let mut records = records::Records::new();
-        records.insert("a".into(), sr("aaaaaaaa-1111-4000-8000-000000000001"));
-        records.insert("b".into(), sr("bbbbbbbb-1111-4000-8000-000000000001"));
-        records.insert("c".into(), sr("bbbbbbbb-2222-4000-8000-000000000002"));
-        let index = SrIndex::new(records.values());
+        records.insert(
+            "a".into(),
+            Box::new(sr("aaaaaaaa-1111-4000-8000-000000000001")),
+        );
+        records.insert(
+            "b".into(),
+            Box::new(sr("bbbbbbbb-1111-4000-8000-000000000001")),
+        );
+        records.insert(
+            "c".into(),
+            Box::new(sr("bbbbbbbb-2222-4000-8000-000000000002")),
+        );
+        let index = SrIndex::new(records.values().map(|s| &**s));
         assert_eq!(
             &*index.by_prefix("aaaaaaaa").unwrap().uuid,
             "aaaaaaaa-1111-4000-8000-000000000001"
@@ -998,19 +1008,19 @@ mod tests {
         let mut vms = records::Records::new();
         vms.insert(
             "1".into(),
-            records::Vm {
+            Box::new(records::Vm {
                 uuid: "t".into(),
                 is_a_template: true,
                 ..Default::default()
-            },
+            }),
         );
         vms.insert(
             "2".into(),
-            records::Vm {
+            Box::new(records::Vm {
                 uuid: "v".into(),
                 name_label: "web".into(),
                 ..Default::default()
-            },
+            }),
         );
         let inv = Inventory::new(
             Default::default(),

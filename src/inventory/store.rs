@@ -170,10 +170,13 @@ where
         .as_ref()
         .ok_or_else(|| malformed(format!("{} event without snapshot", event.operation)))?;
     let record: R = serde_json::from_str(raw.get()).map_err(|e| malformed(e.to_string()))?;
-    if table.get(&event.reference) == Some(&record) {
+    if table
+        .get(&event.reference)
+        .is_some_and(|old| **old == record)
+    {
         return Ok(false);
     }
-    table.insert(event.reference.clone(), record);
+    table.insert(event.reference.clone(), Box::new(record));
     Ok(true)
 }
 

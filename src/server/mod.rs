@@ -461,7 +461,7 @@ impl Writer {
     }
 
     /// Text rendered once for many responses: as it is kept, compressed, for a gzip
-    /// response (no copy); inflated a piece at a time for a plain one.
+    /// response (no copy); expanded a piece at a time for a plain one.
     fn record_chunks(&self, rendered: &Arc<Rendered>) -> Box<dyn Iterator<Item = Bytes> + Send> {
         if self.gzip {
             Box::new(std::iter::once(Bytes::from_owner(DeflatedText(
