@@ -2,6 +2,7 @@
 //! `HOST_IS_SLAVE` redirects, re-login on `SESSION_INVALID` or HTTP 401, and `/rrd_updates`
 //! per host with that session. Knows nothing about Prometheus.
 
+mod fetch;
 pub mod records;
 pub mod rpc;
 pub mod rrd;
@@ -148,20 +149,23 @@ impl Error {
         if err.is_timeout() {
             return Error::Timeout(timeout);
         }
-        if let Some(tls) = find_rustls(&err) {
-            return Error::Tls(match tls {
-                // Our verifiers' refusals carry the whole story (host, fingerprints).
-                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why)) => {
-                    why.to_string()
-                }
-                other => other.to_string(),
-            });
-        }
-        let text = chain_text(&err);
-        if err.is_connect() {
-            Error::Connect(text)
+        let other = if err.is_connect() {
+            Error::Connect
         } else {
-            Error::Transport(text)
+            Error::Transport
+        };
+        Error::tls_or(&err, other)
+    }
+
+    /// A TLS refusal as [`Error::Tls`], anything else as `other` with its chain of causes.
+    fn tls_or(err: &(dyn std::error::Error + 'static), other: fn(String) -> Error) -> Error {
+        match find_rustls(err) {
+            // Our verifiers' refusals carry the whole story (host, fingerprints).
+            Some(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(why))) => {
+                Error::Tls(why.to_string())
+            }
+            Some(tls) => Error::Tls(tls.to_string()),
+            None => other(chain_text(err)),
         }
     }
 }
@@ -214,7 +218,7 @@ struct Session {
 #[derive(Debug)]
 pub struct Client {
     rpc_http: reqwest::Client,
-    rrd_http: reqwest::Client,
+    rrd_http: fetch::Fetcher,
     /// `event.from` long polls park a request for up to a minute: they get their own
     /// connection so that they never queue scrape-time calls behind them.
     event_http: reqwest::Client,
@@ -277,14 +281,7 @@ impl Client {
             .no_proxy()
             .build()
             .map_err(|e| format!("HTTP client setup failed: {e}"))?;
-        let rrd_http = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .connect_timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(0)
-            .no_proxy()
-            .build()
-            .map_err(|e| format!("HTTP client setup failed: {e}"))?;
+        let rrd_http = fetch::Fetcher::new(tls, config.timeout);
         Ok(Client {
             rpc_http,
             rrd_http,
@@ -706,30 +703,24 @@ impl Client {
             // `host=true` keeps the host's RRD, the only one left without VMs (with neither,
             // xcp-rrdd answers 500).
             let vms = if self.vm_rrd { "" } else { NO_VMS };
-            let url = format!(
-                "{}/rrd_updates?start=-10&interval=5&cf=AVERAGE&host=true{vms}&json=true&session_id={}",
-                host.base_url(),
+            let path = format!(
+                "/rrd_updates?start=-10&interval=5&cf=AVERAGE&host=true{vms}&json=true&session_id={}",
                 percent_encode(&session.id)
             );
-            let response = self
+            let reply = self
                 .rrd_http
-                .get(url)
-                .header("accept", "application/json")
-                .header("connection", "close")
-                .timeout(remaining)
-                .send()
-                .await
-                .map_err(|e| Error::from_reqwest(e, remaining))?;
-            let status = response.status().as_u16();
-            if status == 401 && attempt == 0 {
-                tracing::info!(host = %host, "XAPI session refused by /rrd_updates; logging in again");
-                session = self.relogin(&session).await?;
-                continue;
+                .get(host, &path, "application/json", deadline)
+                .await?;
+            match reply {
+                fetch::Reply { status: 401, .. } if attempt == 0 => {
+                    tracing::info!(host = %host, "XAPI session refused by /rrd_updates; logging in again");
+                    session = self.relogin(&session).await?;
+                }
+                fetch::Reply {
+                    body: Some(body), ..
+                } => return Ok(body),
+                fetch::Reply { status, .. } => return Err(Error::Http { status }),
             }
-            if status != 200 {
-                return Err(Error::Http { status });
-            }
-            return read_body(response, remaining).await;
         }
         Err(Error::Http { status: 401 })
     }
@@ -765,22 +756,6 @@ fn master_unreachable(error: &Error) -> bool {
             | Error::Transport(_)
             | Error::Http { status: 502..=504 }
     )
-}
-
-async fn read_body(mut response: reqwest::Response, timeout: Duration) -> Result<Vec<u8>, Error> {
-    let hint = response.content_length().unwrap_or(0);
-    let mut body = Vec::with_capacity(usize::try_from(hint).unwrap_or(0).min(MAX_BODY));
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| Error::from_reqwest(e, timeout))?
-    {
-        if body.len() + chunk.len() > MAX_BODY {
-            return Err(Error::Decode(format!("body larger than {MAX_BODY} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 fn percent_encode(text: &str) -> String {
