@@ -726,6 +726,9 @@ fn main() {
 }
 
 async fn run(args: Args) {
+    // The build that has just written this bench and the exporter leaves megabytes of dirty
+    // pages; written back during the timed rounds, they would be measured as the exporter's.
+    let _ = std::process::Command::new("sync").status();
     let sim = Sim::start(SimConfig {
         hosts: args.hosts,
         vms_per_host: args.vms,
@@ -759,7 +762,12 @@ async fn run(args: Args) {
     let mut body_bytes = 0;
     for _ in 0..2 {
         body_bytes = download().await.1;
-        assert_eq!(downloader.download().await.1, body_bytes);
+        // The same bodies, give or take the length of values that changed in between.
+        let other = downloader.download().await.1;
+        assert!(
+            other.abs_diff(body_bytes) <= body_bytes / 100,
+            "{other} != {body_bytes}"
+        );
     }
 
     // BENCH_EXPORTER runs another build of the exporter against the same simulator and client,

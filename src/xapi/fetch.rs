@@ -61,51 +61,43 @@ impl Fetcher {
         deadline: Instant,
     ) -> Result<Reply, Error> {
         let timeout = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout_at(deadline, self.exchange(host, path, accept, deadline)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(timeout)),
-        }
-    }
-
-    async fn exchange(
-        &self,
-        host: &Endpoint,
-        path: &str,
-        accept: &'static str,
-        deadline: Instant,
-    ) -> Result<Reply, Error> {
         let connect_by = deadline.min(Instant::now() + self.connect_timeout);
-        let tcp = tokio::time::timeout_at(
-            connect_by,
-            TcpStream::connect((host.host.as_str(), host.port)),
-        )
-        .await
-        .map_err(|_| Error::Timeout(self.connect_timeout))?
-        .map_err(|e| Error::Connect(chain_text(&e)))?;
-        let _ = tcp.set_nodelay(true);
-        let tcp = BufReader::with_capacity(SOCKET_READ, tcp);
-        let authority = match host.host.contains(':') {
-            true => format!("[{}]:{}", host.host, host.port),
-            false => format!("{}:{}", host.host, host.port),
-        };
-        let request = hyper::Request::get(path)
-            .header(HOST, authority)
-            .header(ACCEPT, accept)
-            .header(CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| Error::Transport(e.to_string()))?;
-        match host.scheme {
-            Scheme::Http => send(tcp, request).await,
-            Scheme::Https => {
-                let name = rustls::pki_types::ServerName::try_from(host.host.clone())
-                    .map_err(|e| Error::Connect(e.to_string()))?;
-                let tls = tokio::time::timeout_at(connect_by, self.tls.connect(name, tcp))
-                    .await
-                    .map_err(|_| Error::Timeout(self.connect_timeout))?
-                    .map_err(|e| Error::tls_or(&e, Error::Connect))?;
-                send(tls, request).await
+        let exchange = async {
+            let tcp = tokio::time::timeout_at(
+                connect_by,
+                TcpStream::connect((host.host.as_str(), host.port)),
+            )
+            .await
+            .map_err(|_| Error::Timeout(self.connect_timeout))?
+            .map_err(|e| Error::Connect(chain_text(&e)))?;
+            let _ = tcp.set_nodelay(true);
+            let tcp = BufReader::with_capacity(SOCKET_READ, tcp);
+            let authority = match host.host.contains(':') {
+                true => format!("[{}]:{}", host.host, host.port),
+                false => format!("{}:{}", host.host, host.port),
+            };
+            let request = hyper::Request::get(path)
+                .header(HOST, authority)
+                .header(ACCEPT, accept)
+                .header(CONNECTION, "close")
+                .body(Empty::<Bytes>::new())
+                .map_err(|e| Error::Transport(e.to_string()))?;
+            match host.scheme {
+                Scheme::Http => send(tcp, request).await,
+                Scheme::Https => {
+                    let name = rustls::pki_types::ServerName::try_from(host.host.clone())
+                        .map_err(|e| Error::Connect(e.to_string()))?;
+                    let tls = tokio::time::timeout_at(connect_by, self.tls.connect(name, tcp))
+                        .await
+                        .map_err(|_| Error::Timeout(self.connect_timeout))?
+                        .map_err(|e| Error::tls_or(&e, Error::Connect))?;
+                    send(tls, request).await
+                }
             }
-        }
+        };
+        tokio::time::timeout_at(deadline, exchange)
+            .await
+            .unwrap_or(Err(Error::Timeout(timeout)))
     }
 }
 
