@@ -539,10 +539,15 @@ impl Endpoint {
 
     /// The base URL, e.g. `https://[2001:db8::1]:443`.
     pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme.as_str(), self.authority())
+    }
+
+    /// `host:port`, an IPv6 address in brackets: the URL's authority and the `Host` header.
+    pub fn authority(&self) -> String {
         if self.host.contains(':') {
-            format!("{}://[{}]:{}", self.scheme.as_str(), self.host, self.port)
+            format!("[{}]:{}", self.host, self.port)
         } else {
-            format!("{}://{}:{}", self.scheme.as_str(), self.host, self.port)
+            format!("{}:{}", self.host, self.port)
         }
     }
 }

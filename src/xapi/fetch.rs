@@ -2,9 +2,9 @@
 //! verifier, one HTTP/1.1 exchange through hyper, then close, as xcp-rrdd does after each
 //! reply whatever it announced.
 //!
-//! Not through the RPC client: its HTTP stack lets hyper's read buffer grow to 400 KiB per
-//! connection, held by every host fetched at once, and lets rustls read the socket 4 KiB at
-//! a time, hundreds of reads per body. Here both are bounded.
+//! Not through the RPC client: its HTTP stack lets hyper's read buffer grow to hyper's
+//! default maximum on each connection, held by every host fetched at once, and lets rustls
+//! read the socket in its own small reads, a system call each. Here both are bounded.
 
 use std::time::Duration;
 
@@ -24,10 +24,12 @@ const SOCKET_READ: usize = 64 * 1024;
 /// hyper's read buffer, at most.
 const HTTP_READ: usize = 64 * 1024;
 
-/// What a `GET` brought back: the status, and the body when it was 200.
-pub(super) struct Reply {
-    pub status: u16,
-    pub body: Option<Vec<u8>>,
+/// What a `GET` brought back.
+pub(super) enum Reply {
+    /// A 200's body.
+    Body(Vec<u8>),
+    /// Any other status; its body is not read.
+    Status(u16),
 }
 
 /// Makes one-shot `GET`s with one TLS configuration.
@@ -72,12 +74,8 @@ impl Fetcher {
             .map_err(|e| Error::Connect(chain_text(&e)))?;
             let _ = tcp.set_nodelay(true);
             let tcp = BufReader::with_capacity(SOCKET_READ, tcp);
-            let authority = match host.host.contains(':') {
-                true => format!("[{}]:{}", host.host, host.port),
-                false => format!("{}:{}", host.host, host.port),
-            };
             let request = hyper::Request::get(path)
-                .header(HOST, authority)
+                .header(HOST, host.authority())
                 .header(ACCEPT, accept)
                 .header(CONNECTION, "close")
                 .body(Empty::<Bytes>::new())
@@ -118,7 +116,7 @@ where
             .map_err(|e| Error::tls_or(&e, Error::Transport))?;
         let status = response.status().as_u16();
         if status != 200 {
-            return Ok(Reply { status, body: None });
+            return Ok(Reply::Status(status));
         }
         let hint = response
             .headers()
@@ -136,10 +134,7 @@ where
                 body.extend_from_slice(chunk);
             }
         }
-        Ok(Reply {
-            status,
-            body: Some(body),
-        })
+        Ok(Reply::Body(body))
     };
     // The connection moves the bytes of the exchange; it ends with it, or fails first (and
     // the exchange then fails too).

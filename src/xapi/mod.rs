@@ -712,14 +712,12 @@ impl Client {
                 .get(host, &path, "application/json", deadline)
                 .await?;
             match reply {
-                fetch::Reply { status: 401, .. } if attempt == 0 => {
+                fetch::Reply::Body(body) => return Ok(body),
+                fetch::Reply::Status(401) if attempt == 0 => {
                     tracing::info!(host = %host, "XAPI session refused by /rrd_updates; logging in again");
                     session = self.relogin(&session).await?;
                 }
-                fetch::Reply {
-                    body: Some(body), ..
-                } => return Ok(body),
-                fetch::Reply { status, .. } => return Err(Error::Http { status }),
+                fetch::Reply::Status(status) => return Err(Error::Http { status }),
             }
         }
         Err(Error::Http { status: 401 })

@@ -7,9 +7,8 @@ use serde::{Deserialize, Deserializer};
 
 /// A map of object reference (`OpaqueRef:…`) to record, as `*.get_all_records` returns.
 ///
-/// Records are boxed: a hash table has up to twice as many slots as entries, and a slot of
-/// a pointer rather than of a whole record spares a pool of thousands of VMs about a
-/// megabyte.
+/// Records are boxed: a hash table has up to twice as many slots as entries, and an empty
+/// slot the size of a pointer costs little where one the size of a whole record does not.
 pub type Records<R> = HashMap<String, Box<R>>;
 
 /// `host` record fields.
