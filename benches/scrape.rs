@@ -1,7 +1,8 @@
 //! End-to-end scrape benchmark: a simulated pool of 8 hosts × 250 VMs on loopback, the real
-//! `xen-exporter` binary in its own process, and three figures: the scrape's wall time against
-//! the time the same `/rrd_updates` bodies take just to download (by a process of its own that
-//! does nothing else, as the exporter is one), the exporter's CPU time per
+//! `xen-exporter` binary in its own process, and three figures: the scrape's wall time, as a
+//! client in a process of its own reads it (as Prometheus is one), against the time the same
+//! `/rrd_updates` bodies take just to download (by a process of its own that does nothing
+//! else, as the exporter is one), the exporter's CPU time per
 //! scrape, and its peak RSS; beside them, the time a second exporter takes to serve the same
 //! exposition from a cached collection, the floor of what follows the last body. Run with
 //! `cargo bench --bench scrape` (optionally `-- --hosts N --vms N --scrapes N`, and `--no-gzip`
@@ -169,50 +170,138 @@ async fn download_only(argv: &[String]) {
     client.logout().await;
 }
 
-/// The parent's end of a `--download-only` process.
-struct Downloader {
+/// The parent's end of the bench binary run again as a helper (`--download-only` or
+/// `--scrape-only`): one line of question, one line of answer.
+struct Helper {
     child: tokio::process::Child,
     input: tokio::process::ChildStdin,
     output: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
 }
 
-impl Downloader {
-    fn spawn(sim: &Sim, dir: &std::path::Path, hosts: usize) -> Downloader {
+impl Helper {
+    fn spawn<I, A>(args: I) -> Helper
+    where
+        I: IntoIterator<Item = A>,
+        A: AsRef<std::ffi::OsStr>,
+    {
         let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
             .env_clear()
-            .arg("--download-only")
-            .arg(dir)
-            .arg(sim.master_url())
-            .arg(sim.username())
-            .args((0..hosts).map(|h| sim.host_url(h)))
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .expect("the bench binary again, as a downloader");
+            .expect("the bench binary again, as a helper");
         let input = child.stdin.take().unwrap();
         let output = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        Downloader {
+        Helper {
             child,
             input,
             output,
         }
     }
 
-    /// One download of every host's body: how long it took, and how many bytes.
-    async fn download(&mut self) -> (Duration, usize) {
-        self.input.write_all(b"go\n").await.unwrap();
+    /// The helper's answer to `line`, as numbers.
+    async fn ask(&mut self, line: &str) -> Vec<u64> {
+        self.input.write_all(line.as_bytes()).await.unwrap();
+        self.input.write_all(b"\n").await.unwrap();
         self.input.flush().await.unwrap();
-        let line = self
+        let answer = self
             .output
             .next_line()
             .await
             .unwrap()
-            .expect("downloader answers");
-        let (nanos, bytes) = line.split_once(' ').unwrap();
+            .expect("the helper answers");
+        answer.split(' ').map(|f| f.parse().unwrap()).collect()
+    }
+
+    /// Ends the helper: it stops at the end of its input.
+    async fn finish(self) {
+        let Helper {
+            mut child, input, ..
+        } = self;
+        drop(input);
+        let _ = child.wait().await;
+    }
+}
+
+/// A `--download-only` process.
+struct Downloader(Helper);
+
+impl Downloader {
+    fn spawn(sim: &Sim, dir: &std::path::Path, hosts: usize) -> Downloader {
+        let mut args = vec![
+            "--download-only".to_owned(),
+            dir.display().to_string(),
+            sim.master_url(),
+            sim.username().to_owned(),
+        ];
+        args.extend((0..hosts).map(|h| sim.host_url(h)));
+        Downloader(Helper::spawn(args))
+    }
+
+    /// One download of every host's body: how long it took, and how many bytes.
+    async fn download(&mut self) -> (Duration, usize) {
+        let answer = self.0.ask("go").await;
         (
-            Duration::from_nanos(nanos.parse().unwrap()),
-            bytes.parse().unwrap(),
+            Duration::from_nanos(answer[0]),
+            usize::try_from(answer[1]).unwrap(),
+        )
+    }
+}
+
+/// One scrape of `<url>/metrics`, the body read chunk by chunk and dropped, as load
+/// generators do (the figure is the exporter's, not the time this client would take to gather
+/// 13 MiB into one buffer): its wall time, the time to the response headers, and the bytes.
+async fn scrape_once(http: &reqwest::Client, url: &str, gzip: bool) -> (Duration, Duration, usize) {
+    let started = Instant::now();
+    let mut request = http.get(format!("{url}/metrics"));
+    if gzip {
+        request = request.header("accept-encoding", "gzip");
+    }
+    let mut response = request.send().await.unwrap();
+    let headers = started.elapsed();
+    assert_eq!(response.status(), 200);
+    let mut len = 0;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        len += chunk.len();
+    }
+    (started.elapsed(), headers, len)
+}
+
+/// The bench binary run again with `--scrape-only`: the client that scrapes the exporters, in a
+/// process of its own as Prometheus is, and as the downloader is, so that reading a response
+/// does not take the threads the simulator serves with. For each line `<url> <0|1>` (gzip) on
+/// stdin it scrapes once and answers `<nanoseconds> <nanoseconds to the headers> <bytes>`.
+async fn scrape_only() {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = tokio::io::stdout();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let (url, gzip) = line.split_once(' ').unwrap();
+        let (took, headers, len) = scrape_once(&http, url, gzip == "1").await;
+        let answer = format!("{} {} {len}\n", took.as_nanos(), headers.as_nanos());
+        stdout.write_all(answer.as_bytes()).await.unwrap();
+        stdout.flush().await.unwrap();
+    }
+}
+
+/// The `--scrape-only` process.
+struct Scraper(Helper);
+
+impl Scraper {
+    fn spawn() -> Scraper {
+        Scraper(Helper::spawn(["--scrape-only"]))
+    }
+
+    /// One scrape of `url`: its wall time as the scraper measured it, the time to the response
+    /// headers, and the bytes of the body.
+    async fn scrape(&mut self, url: &str, gzip: bool) -> (Duration, Duration, usize) {
+        let answer = self.0.ask(&format!("{url} {}", u8::from(gzip))).await;
+        (
+            Duration::from_nanos(answer[0]),
+            Duration::from_nanos(answer[1]),
+            usize::try_from(answer[2]).unwrap(),
         )
     }
 }
@@ -712,6 +801,15 @@ fn main() {
         runtime.block_on(download_only(&argv[2..]));
         return;
     }
+    if argv.get(1).is_some_and(|a| a == "--scrape-only") {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(scrape_only());
+        return;
+    }
     let args = args();
     // `cargo test --benches` runs bench binaries with --bench absent; keep that quick.
     if !std::env::args().any(|a| a == "--bench") {
@@ -835,33 +933,13 @@ async fn run(args: Args) {
     }
     let rss_ready = status_kib(pid, "VmRSS:");
     let peak_ready = status_kib(pid, "VmHWM:");
-    let scrape = |url: &str, gzip: bool| {
-        let http = http.clone();
-        let url = url.to_owned();
-        async move {
-            let started = Instant::now();
-            let mut request = http.get(format!("{url}/metrics"));
-            if gzip {
-                request = request.header("accept-encoding", "gzip");
-            }
-            let mut response = request.send().await.unwrap();
-            let headers = started.elapsed();
-            assert_eq!(response.status(), 200);
-            // Counted and dropped, as load generators do: the figure is the exporter's, not
-            // the time this client would take to gather 10 MiB into one buffer.
-            let mut len = 0;
-            while let Some(chunk) = response.chunk().await.unwrap() {
-                len += chunk.len();
-            }
-            (len, headers)
-        }
-    };
+    let mut scraper = Scraper::spawn();
     let mut exposition_bytes = 0;
     for _ in 0..2 {
-        exposition_bytes = scrape(&url, false).await.0;
-        scrape(&cached_url, false).await;
+        exposition_bytes = scraper.scrape(&url, false).await.2;
+        scraper.scrape(&cached_url, false).await;
         if let Some(other_url) = &other_url {
-            scrape(other_url, false).await;
+            scraper.scrape(other_url, false).await;
         }
     }
     let rss_after_warmup = status_kib(pid, "VmRSS:");
@@ -893,7 +971,7 @@ async fn run(args: Args) {
                     continue;
                 }
                 // Also the warm-up of gzip, which the warm-up scrapes leave out.
-                let expected = scrape(&url, gzip).await.0;
+                let expected = scraper.scrape(&url, gzip).await.2;
                 run.measure(gzip, expected).await;
             }
         }
@@ -927,24 +1005,20 @@ async fn run(args: Args) {
             round_downloads.push(took);
             // The exporter idles during the download; what it used then is not the scrape's.
             cpu_idle += cpu_seconds(pid) - cpu_paused;
-            let started = Instant::now();
             let a_before = cpu_seconds(pid);
-            let (len, headers) = scrape(&url, gzip).await;
+            let (wall, headers, len) = scraper.scrape(&url, gzip).await;
             a_cpu += cpu_seconds(pid) - a_before;
             bytes = len;
-            walls.push(started.elapsed());
+            walls.push(wall);
             firsts.push(headers);
             let cpu_paused = cpu_seconds(pid);
-            let started = Instant::now();
-            scrape(&cached_url, gzip).await;
-            serves.push(started.elapsed());
+            serves.push(scraper.scrape(&cached_url, gzip).await.0);
             if let (Some(other_url), Some(b_pid)) = (&other_url, b_pid) {
                 let download = downloader.download().await.0;
-                let started = Instant::now();
                 let b_before = cpu_seconds(b_pid);
-                scrape(other_url, gzip).await;
+                let wall = scraper.scrape(other_url, gzip).await.0;
                 b_cpu += cpu_seconds(b_pid) - b_before;
-                others.push((download, started.elapsed()));
+                others.push((download, wall));
             }
             cpu_idle += cpu_seconds(pid) - cpu_paused;
         }
@@ -1002,8 +1076,8 @@ async fn run(args: Args) {
         let _ = child.kill();
         let _ = child.wait();
     }
-    drop(downloader.input);
-    let _ = downloader.child.wait().await;
+    downloader.0.finish().await;
+    scraper.0.finish().await;
     client.logout().await;
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
