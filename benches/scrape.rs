@@ -792,35 +792,23 @@ impl Write for Text {
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).is_some_and(|a| a == "--download-only") {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(download_only(&argv[2..]));
-        return;
-    }
-    if argv.get(1).is_some_and(|a| a == "--scrape-only") {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(scrape_only());
-        return;
-    }
-    let args = args();
+    let role = argv.get(1).map(String::as_str);
+    let helper = matches!(role, Some("--download-only" | "--scrape-only"));
     // `cargo test --benches` runs bench binaries with --bench absent; keep that quick.
-    if !std::env::args().any(|a| a == "--bench") {
+    if !helper && !argv.iter().any(|a| a == "--bench") {
         println!("scrape bench: run with `cargo bench --bench scrape`");
         return;
     }
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(run(args));
+    match role {
+        Some("--download-only") => runtime.block_on(download_only(&argv[2..])),
+        Some("--scrape-only") => runtime.block_on(scrape_only()),
+        _ => runtime.block_on(run(args())),
+    }
 }
 
 async fn run(args: Args) {
@@ -915,7 +903,6 @@ async fn run(args: Args) {
     let (mut cached_child, cached_url) = spawn(&exporter, "3600");
     let mut other = other.map(|b| spawn(&b, "0"));
     let pid = child.id();
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let other_url = other.as_ref().map(|(_, url)| url.clone());
     for url in [Some(&url), Some(&cached_url), other_url.as_ref()]
